@@ -1,0 +1,81 @@
+//! The command line, as clap parses it. Data only: [`crate::settings`] turns it into checked
+//! settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::ColorChoice;
+
+/// Keep server secrets and their SOPS+age encrypted copies in git in step.
+#[derive(Debug, Parser)]
+#[command(name = "envsync", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The manifest (default: secrets.toml in this folder or the nearest one above).
+    #[arg(long, global = true, env = "ENVSYNC_MANIFEST", value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// An age identity file or unencrypted SSH private key (repeatable); merged with
+    /// server.identity, SOPS_AGE_KEY_FILE and SOPS_AGE_KEY.
+    #[arg(long, short = 'i', global = true, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only warnings and errors.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// When to colour output (honours NO_COLOR).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// Which entries a command works on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Entries by repo path, server path or glob (default: all).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Only entries with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decrypt repo .enc files onto the server (repo → server).
+    Decrypt {
+        #[command(flatten)]
+        selection: Selection,
+        /// Print what would be written, write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Encrypt server files into the repo (server → repo).
+    Encrypt {
+        #[command(flatten)]
+        selection: Selection,
+        /// Print what would be written, write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Encrypt a server file even when it is empty.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Show drift between repo and server, values masked; exit 1 on drift.
+    Diff {
+        #[command(flatten)]
+        selection: Selection,
+    },
+}

@@ -1,0 +1,171 @@
+//! `envsync diff`: what differs between each `.enc` and its server file, values masked.
+//!
+//! dotenv entries list keys added, removed and changed with value lengths; other files get
+//! a unified diff with every line masked. Exit 1 when anything differs.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{arrow, collect, Context};
+use crate::cli::Selection;
+use crate::diff::{self, KeyChange};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::format::Format;
+use crate::output::{sanitize, Style};
+use crate::sops::dotenv;
+use crate::sync::{Codec, Sides};
+
+/// How one entry compares.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum State {
+    InSync,
+    Drift,
+    ServerMissing,
+    RepoMissing,
+    BothMissing,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryDiff {
+    repo: String,
+    server: String,
+    state: State,
+    /// dotenv: key-level changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<KeyChange>,
+    /// Other files: the masked unified diff.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    lines: Vec<String>,
+}
+
+pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+    let entries = ctx.select(selection)?;
+    let identities = ctx.identities(&entries)?;
+    let sides = ctx.read_all(&entries)?;
+    let diffs = collect(
+        sides
+            .par_iter()
+            .map(|s| compare(s, identities.as_ref()))
+            .collect(),
+    )?;
+    let drift = diffs.iter().any(|d| !matches!(d.state, State::InSync));
+    report(ctx, &sides, &diffs);
+    Ok(if drift { ExitStatus::Drift } else { ExitStatus::Success })
+}
+
+fn compare(sides: &Sides<'_>, identities: Option<&crate::crypto::Identities>) -> Result<EntryDiff, Error> {
+    let entry = sides.entry;
+    let mut result = EntryDiff {
+        repo: entry.repo.clone(),
+        server: entry.server.clone(),
+        state: State::InSync,
+        changes: Vec::new(),
+        lines: Vec::new(),
+    };
+    let repo = sides.open_repo(identities)?;
+    let server = sides.server.as_ref();
+    let (repo, server) = match (repo, server) {
+        (None, None) => {
+            result.state = State::BothMissing;
+            return Ok(result);
+        }
+        (None, Some(_)) => {
+            result.state = State::RepoMissing;
+            return Ok(result);
+        }
+        (Some(_), None) => {
+            result.state = State::ServerMissing;
+            return Ok(result);
+        }
+        (Some(r), Some(s)) => (r, s),
+    };
+    if sides.codec == Codec::Encrypted(Format::Dotenv) {
+        let parse = |bytes: &[u8], path: &std::path::Path| {
+            dotenv::parse(bytes).map_err(|e| Error::File {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })
+        };
+        let old = parse(repo.plaintext.expose(), &entry.repo_path)?;
+        let new = parse(&server.bytes, &entry.server_path)?;
+        result.changes = diff::dotenv(&old, &new);
+        if !result.changes.is_empty() {
+            result.state = State::Drift;
+        }
+    } else if let Some(lines) = diff::masked_text(repo.plaintext.expose(), &server.bytes) {
+        result.lines = lines;
+        result.state = State::Drift;
+    }
+    Ok(result)
+}
+
+fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
+    let printer = &ctx.settings.printer;
+    if printer.json {
+        printer.json(&json!({
+            "version": 1,
+            "command": "diff",
+            "drift": diffs.iter().any(|d| !matches!(d.state, State::InSync)),
+            "entries": diffs,
+        }));
+        return;
+    }
+    for (side, d) in sides.iter().zip(diffs) {
+        let head = arrow(side.entry);
+        match d.state {
+            State::InSync => printer.verbose(&format!("in sync   {head}")),
+            State::ServerMissing => printer.data(
+                Style::Removed,
+                &format!("{head}: server file missing (envsync decrypt creates it)"),
+            ),
+            State::RepoMissing => printer.data(
+                Style::Added,
+                &format!("{head}: repo file missing (envsync encrypt creates it)"),
+            ),
+            State::BothMissing => printer.data(
+                Style::Removed,
+                &format!("{head}: both files missing"),
+            ),
+            State::Drift => {
+                printer.data(Style::Header, &format!("{head}:"));
+                for change in &d.changes {
+                    let (style, line) = describe(change);
+                    printer.data(style, &format!("  {line}"));
+                }
+                for line in &d.lines {
+                    let style = match line.chars().next() {
+                        Some('+') => Style::Added,
+                        Some('-') => Style::Removed,
+                        _ => Style::Plain,
+                    };
+                    printer.data(style, &format!("  {line}"));
+                }
+            }
+        }
+    }
+}
+
+fn describe(change: &KeyChange) -> (Style, String) {
+    match change {
+        KeyChange::Added { key, len } => (
+            Style::Added,
+            format!("+ {}: added on the server (len {len})", sanitize(key)),
+        ),
+        KeyChange::Removed { key, len } => (
+            Style::Removed,
+            format!("- {}: missing on the server (len {len} in the repo)", sanitize(key)),
+        ),
+        KeyChange::Changed { key, old_len, new_len } => (
+            Style::Changed,
+            format!("~ {}: changed (len {old_len} → {new_len})", sanitize(key)),
+        ),
+        KeyChange::Comments { repo, server } => (
+            Style::Changed,
+            format!("~ comments differ ({repo} in the repo, {server} on the server)"),
+        ),
+        KeyChange::Order => (Style::Changed, "~ same keys and values, another order".into()),
+    }
+}

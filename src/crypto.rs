@@ -1,0 +1,204 @@
+//! The age layer, and the only module that touches the `age` crate.
+//!
+//! It loads identities (age and unencrypted SSH keys), parses recipients (age X25519 and SSH
+//! public keys, as sops stores them), wraps and unwraps SOPS data keys as armored age files
+//! (one file a recipient, as sops does), and encrypts and decrypts whole files in the plain
+//! `age` format.
+
+use std::io::{BufReader, Read, Write};
+
+use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretBytes;
+
+/// Why an age operation failed. Never holds key material.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("no identity matches any of its recipients")]
+    NoMatch,
+    #[error("its age data is corrupt or was altered ({0})")]
+    Corrupt(String),
+    #[error("the recipient `{0}` is not an age (age1…) or SSH (ssh-ed25519/ssh-rsa) public key")]
+    BadRecipient(String),
+    #[error("{origin}: {reason}")]
+    BadIdentity { origin: String, reason: String },
+    #[error("age encryption failed: {0}")]
+    Encrypt(String),
+}
+
+/// Where an identity came from, for messages ("--identity /root/key.txt", "SOPS_AGE_KEY").
+#[derive(Clone, Debug)]
+pub struct IdentitySource {
+    pub origin: String,
+    pub contents: SecretBytes,
+}
+
+/// The identities loaded for a run: parsed once, tried against every wrapped key.
+pub struct Identities {
+    keys: Vec<Box<dyn age::Identity + Send + Sync>>,
+    origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identities({} keys from {:?})", self.keys.len(), self.origins)
+    }
+}
+
+impl Identities {
+    /// Parses every source; a source that does not parse is an error naming it.
+    pub fn parse(sources: &[IdentitySource]) -> Result<Self, CryptoError> {
+        let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        for source in sources {
+            let bad = |reason: &str| CryptoError::BadIdentity {
+                origin: source.origin.clone(),
+                reason: reason.to_string(),
+            };
+            let data = source.contents.expose();
+            if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+                || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
+            {
+                let identity =
+                    age::ssh::Identity::from_buffer(data, Some(source.origin.clone()))
+                        .map_err(|_| bad("it is not a readable SSH private key"))?;
+                match identity {
+                    age::ssh::Identity::Unencrypted(_) => {}
+                    age::ssh::Identity::Encrypted(_) => {
+                        return Err(bad("passphrase-protected SSH keys are not supported yet"))
+                    }
+                    age::ssh::Identity::Unsupported(_) => {
+                        return Err(bad("this SSH key type is not supported"))
+                    }
+                }
+                keys.push(Box::new(identity.with_callbacks(age::NoCallbacks)));
+                continue;
+            }
+            // Normalise CRLF, which age's parser rejects but sops accepts.
+            let text = Zeroizing::new(
+                data.split(|&b| b == b'\n')
+                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                    .collect::<Vec<_>>()
+                    .join(&b'\n'),
+            );
+            let file = age::IdentityFile::from_buffer(text.as_slice()).map_err(|_| {
+                bad("it is not an age identity file (lines of AGE-SECRET-KEY-1…, # comments)")
+            })?;
+            let parsed = file
+                .into_identities()
+                .map_err(|_| bad("it holds an identity that cannot be used"))?;
+            if parsed.is_empty() {
+                return Err(bad("it holds no AGE-SECRET-KEY-1 line"));
+            }
+            keys.extend(parsed);
+        }
+        Ok(Self {
+            keys,
+            origins: sources.iter().map(|s| s.origin.clone()).collect(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Where the identities came from, for a "no matching identity" message.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
+    /// Decrypts an age file (armored or binary) with any of the identities.
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<SecretBytes, CryptoError> {
+        let reader = ArmoredReader::new(ciphertext);
+        let decryptor =
+            age::Decryptor::new_buffered(BufReader::new(reader)).map_err(map_decrypt_error)?;
+        let mut stream = decryptor
+            .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
+            .map_err(map_decrypt_error)?;
+        let mut plain = SecretBytes::new(Vec::with_capacity(ciphertext.len()));
+        stream
+            .read_to_end(plain.expose_mut())
+            .map_err(|e| CryptoError::Corrupt(e.kind().to_string()))?;
+        Ok(plain)
+    }
+
+    /// Unwraps a SOPS `enc` entry: strictly armored, as sops requires.
+    pub fn unwrap_key(&self, armored: &str) -> Result<SecretBytes, CryptoError> {
+        if !armored.trim_start().starts_with("-----BEGIN AGE ENCRYPTED FILE-----") {
+            return Err(CryptoError::Corrupt("the wrapped key is not armored".into()));
+        }
+        self.decrypt(armored.as_bytes())
+    }
+}
+
+fn map_decrypt_error(e: age::DecryptError) -> CryptoError {
+    match e {
+        age::DecryptError::NoMatchingKeys => CryptoError::NoMatch,
+        age::DecryptError::InvalidMac => CryptoError::Corrupt("header MAC mismatch".into()),
+        age::DecryptError::InvalidHeader => CryptoError::Corrupt("invalid header".into()),
+        age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
+            CryptoError::Corrupt("decryption failed".into())
+        }
+        age::DecryptError::Io(io) => CryptoError::Corrupt(io.kind().to_string()),
+        age::DecryptError::UnknownFormat => CryptoError::Corrupt("unknown age format".into()),
+        _ => CryptoError::Corrupt("unsupported age file".into()),
+    }
+}
+
+/// A parsed recipient with the string it came from (stored verbatim in sops metadata).
+pub struct Recipient {
+    pub text: String,
+    key: Box<dyn age::Recipient + Send + Sync>,
+}
+
+impl Recipient {
+    /// Parses `age1…`, `ssh-ed25519 AAAA… [comment]` or `ssh-rsa AAAA… [comment]`.
+    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let trimmed = text.trim();
+        let bad = || CryptoError::BadRecipient(trimmed.to_string());
+        let key: Box<dyn age::Recipient + Send + Sync> = if trimmed.starts_with("age1") {
+            Box::new(trimmed.parse::<age::x25519::Recipient>().map_err(|_| bad())?)
+        } else if trimmed.starts_with("ssh-") {
+            Box::new(trimmed.parse::<age::ssh::Recipient>().map_err(|_| bad())?)
+        } else {
+            return Err(bad());
+        };
+        Ok(Self {
+            text: trimmed.to_string(),
+            key,
+        })
+    }
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipient({})", self.text)
+    }
+}
+
+/// Encrypts `plaintext` to `recipients` as one armored age file.
+pub fn encrypt_armored(plaintext: &[u8], recipients: &[&Recipient]) -> Result<Vec<u8>, CryptoError> {
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.key.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
+    let io_err = |e: std::io::Error| CryptoError::Encrypt(e.to_string());
+    let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 512);
+    let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(io_err)?;
+    let mut writer = encryptor.wrap_output(armor).map_err(io_err)?;
+    writer.write_all(plaintext).map_err(io_err)?;
+    writer.finish().and_then(ArmoredWriter::finish).map_err(io_err)?;
+    Ok(out)
+}
+
+/// Wraps a SOPS data key (or share) for one recipient: its own armored age file.
+pub fn wrap_key(key: &[u8], recipient: &Recipient) -> Result<String, CryptoError> {
+    let armored = encrypt_armored(key, &[recipient])?;
+    String::from_utf8(armored).map_err(|_| CryptoError::Encrypt("armor is not text".into()))
+}
+
+/// Whether bytes look like an age file (armored or binary).
+pub fn is_age_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+        || bytes.starts_with(b"age-encryption.org/v1\n")
+}

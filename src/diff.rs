@@ -1,0 +1,192 @@
+//! Drift between a repo plaintext and a server plaintext, with every value masked.
+//!
+//! dotenv files are compared as entries (keys, values, comments, order), so a blank line is
+//! not drift; other files get a unified diff in which every line is replaced by its length.
+//! Nothing here does I/O, and nothing returned holds a value.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use similar::TextDiff;
+
+use crate::secret::SecretBytes;
+use crate::sops::dotenv::Item;
+
+/// One difference in a dotenv file; `repo` is the old side, `server` the new.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum KeyChange {
+    /// On the server, not in the repo.
+    Added { key: String, len: usize },
+    /// In the repo, not on the server.
+    Removed { key: String, len: usize },
+    Changed {
+        key: String,
+        old_len: usize,
+        new_len: usize,
+    },
+    /// Comments differ (count on each side).
+    Comments { repo: usize, server: usize },
+    /// Same keys and values in another order.
+    Order,
+}
+
+/// Compares two dotenv files entry by entry.
+pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
+    let pairs = |items: &[Item]| -> Vec<(String, SecretBytes)> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Pair { key, value } => Some((key.clone(), value.clone())),
+                Item::Comment(_) => None,
+            })
+            .collect()
+    };
+    let comments = |items: &[Item]| -> Vec<SecretBytes> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Comment(c) => Some(c.clone()),
+                Item::Pair { .. } => None,
+            })
+            .collect()
+    };
+    let (old, new) = (pairs(repo), pairs(server));
+    // A key given twice counts with its last value, as most dotenv readers take it.
+    let old_map: HashMap<&str, &SecretBytes> = old.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let new_map: HashMap<&str, &SecretBytes> = new.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut changes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (key, _) in &old {
+        if !seen.insert(key.as_str()) {
+            continue;
+        }
+        let old_value = old_map[key.as_str()];
+        match new_map.get(key.as_str()) {
+            None => changes.push(KeyChange::Removed {
+                key: key.clone(),
+                len: old_value.display_len(),
+            }),
+            Some(new_value) if *new_value != old_value => changes.push(KeyChange::Changed {
+                key: key.clone(),
+                old_len: old_value.display_len(),
+                new_len: new_value.display_len(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let mut seen_new = std::collections::HashSet::new();
+    for (key, _) in &new {
+        if seen_new.insert(key.as_str()) && !old_map.contains_key(key.as_str()) {
+            changes.push(KeyChange::Added {
+                key: key.clone(),
+                len: new_map[key.as_str()].display_len(),
+            });
+        }
+    }
+    let (old_comments, new_comments) = (comments(repo), comments(server));
+    if old_comments != new_comments {
+        changes.push(KeyChange::Comments {
+            repo: old_comments.len(),
+            server: new_comments.len(),
+        });
+    }
+    if changes.is_empty() {
+        let order = |p: &[(String, SecretBytes)]| p.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        if order(&old) != order(&new) || repo.len() != server.len() || !same_layout(repo, server) {
+            changes.push(KeyChange::Order);
+        }
+    }
+    changes
+}
+
+/// Whether comments and pairs interleave the same way.
+fn same_layout(a: &[Item], b: &[Item]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| matches!((x, y), (Item::Comment(_), Item::Comment(_)) | (Item::Pair { .. }, Item::Pair { .. })))
+}
+
+/// A unified diff of two texts in which every line shows only its length; `None` when equal.
+/// Binary content (not UTF-8) gives a one-line summary.
+pub fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
+    if repo == server {
+        return None;
+    }
+    let (Ok(old), Ok(new)) = (std::str::from_utf8(repo), std::str::from_utf8(server)) else {
+        return Some(vec![format!(
+            "binary content differs ({} → {} bytes)",
+            repo.len(),
+            server.len()
+        )]);
+    };
+    let diff = TextDiff::from_lines(old, new);
+    let mut out = Vec::new();
+    for group in diff.grouped_ops(1) {
+        let (first, last) = (&group[0], &group[group.len() - 1]);
+        let old_range = first.old_range().start..last.old_range().end;
+        let new_range = first.new_range().start..last.new_range().end;
+        out.push(format!(
+            "@@ -{},{} +{},{} @@",
+            old_range.start + 1,
+            old_range.len(),
+            new_range.start + 1,
+            new_range.len()
+        ));
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Equal => ' ',
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                };
+                let len = change.value().trim_end_matches(['\n', '\r']).chars().count();
+                out.push(format!("{sign}{}", mask(len)));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A masked line: its length, never its content.
+fn mask(len: usize) -> String {
+    format!("•••••••• ({len} chars)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::dotenv::parse;
+
+    #[test]
+    fn keys_added_removed_changed() {
+        let repo = parse(b"A=1\nB=secret-old\nC=3\n").unwrap();
+        let server = parse(b"A=1\nB=secret-newer\nD=4\n\n").unwrap();
+        let changes = dotenv(&repo, &server);
+        assert_eq!(
+            changes,
+            vec![
+                KeyChange::Changed { key: "B".into(), old_len: 10, new_len: 12 },
+                KeyChange::Removed { key: "C".into(), len: 1 },
+                KeyChange::Added { key: "D".into(), len: 1 },
+            ]
+        );
+        let printed = format!("{changes:?}");
+        assert!(!printed.contains("secret"));
+    }
+
+    #[test]
+    fn blank_lines_are_not_drift() {
+        let repo = parse(b"A=1\nB=2\n").unwrap();
+        let server = parse(b"A=1\n\n\nB=2").unwrap();
+        assert!(dotenv(&repo, &server).is_empty());
+    }
+
+    #[test]
+    fn masked_text_hides_lines() {
+        let lines = masked_text(b"user:hash1\nother\n", b"user:hash2\nother\n").unwrap();
+        assert!(lines.iter().all(|l| !l.contains("hash")));
+        assert!(lines.iter().any(|l| l.starts_with('-')));
+        assert!(lines.iter().any(|l| l.starts_with('+')));
+    }
+}

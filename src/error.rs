@@ -1,0 +1,116 @@
+//! The library's top-level error: every way a run can fail, each naming the file (and key
+//! or line) it concerns and saying what to do. No variant holds a secret value.
+
+use std::path::PathBuf;
+
+use crate::exit::ExitStatus;
+use crate::fs::FsError;
+use crate::keys::KeyError;
+use crate::manifest::ManifestError;
+use crate::sops::SopsError;
+
+/// A failed run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no secrets.toml in {} or any folder above it; run envsync inside the repo, or pass --manifest PATH", .start.display())]
+    NoManifest { start: PathBuf },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("`{pattern}` matches no entry of {manifest} (by repo path, server path or glob)")]
+    NoMatch { pattern: String, manifest: String },
+    #[error("`{pattern}` is not a valid glob")]
+    BadGlob { pattern: String },
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: FileError },
+    /// Several entries failed; each is reported on its own line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<Error>),
+}
+
+/// What went wrong with one file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Sops(#[from] SopsError),
+    #[error("is missing; it is the repo copy of {server}, so restore it (git checkout) or run `envsync encrypt {server}`")]
+    RepoMissing { server: String },
+    #[error("is missing, so there is nothing to encrypt; restore it (envsync decrypt) or mark the entry `optional = true`")]
+    ServerMissing,
+    #[error("is empty; refusing to encrypt an empty secret (pass --allow-empty if that is intended)")]
+    ServerEmpty,
+    #[error("is not an encrypted file envsync recognises (no sops metadata and no age header); set `format` in its [[file]] entry")]
+    UnknownFormat,
+    #[error("is a {0} file; this version of envsync reads and writes dotenv, binary and age files only")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    /// The exit status this error maps to.
+    pub fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Error
+    }
+
+    /// What to do next, printed after the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::File {
+                path,
+                source: FileError::Sops(e),
+            } => sops_hint(e, path),
+            Self::Keys(KeyError::NoIdentity { .. }) => Some(
+                "set server.identity in secrets.toml, pass --identity FILE, or set SOPS_AGE_KEY_FILE"
+                    .into(),
+            ),
+            Self::Keys(KeyError::NoRecipients { .. }) => Some(
+                "add `recipients = [\"age1…\"]` to its [[file]] entry, or an `age:` creation rule to .sops.yaml beside secrets.toml"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The one-line report printed on stderr.
+    pub fn report(&self) -> String {
+        match self {
+            Self::Several(errors) => errors
+                .iter()
+                .map(Error::report)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => match other.hint() {
+                Some(hint) => format!("error: {other}; {hint}"),
+                None => format!("error: {other}"),
+            },
+        }
+    }
+
+    /// Wraps per-entry errors: one stays itself, several are reported together.
+    pub fn from_many(mut errors: Vec<Error>) -> Option<Error> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(Self::Several(errors)),
+        }
+    }
+}
+
+fn sops_hint(e: &SopsError, path: &std::path::Path) -> Option<String> {
+    let shown = path.display();
+    match e {
+        SopsError::MacMismatch | SopsError::Value { .. } | SopsError::NotEncrypted { .. } => Some(
+            format!("the file was altered; restore it from git (git checkout -- {shown}) or re-encrypt it from the server copy"),
+        ),
+        SopsError::NoMatchingIdentity { .. } => Some(
+            "pass the matching key with --identity, server.identity or SOPS_AGE_KEY_FILE".into(),
+        ),
+        SopsError::Syntax { .. } => Some("fix that line".into()),
+        SopsError::AlreadyEncrypted => {
+            Some("the server file must hold plaintext; run envsync decrypt to restore it".into())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,50 @@
+//! Exit statuses, as the contract numbers them.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Done; for diff/status/check: nothing to report.
+    Success,
+    /// diff/status/check found drift or problems.
+    Drift,
+    /// Bad manifest, bad input, no matching key, MAC mismatch, I/O failure.
+    Error,
+    /// Refused: doing it would lose an unsynced change; nothing was written.
+    Refused,
+    /// Interrupted by a signal.
+    Interrupted,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Drift => 1,
+            Self::Error => 2,
+            Self::Refused => 3,
+            Self::Interrupted => 130,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_contract() {
+        assert_eq!(ExitStatus::Success.code(), 0);
+        assert_eq!(ExitStatus::Drift.code(), 1);
+        assert_eq!(ExitStatus::Error.code(), 2);
+        assert_eq!(ExitStatus::Refused.code(), 3);
+        assert_eq!(ExitStatus::Interrupted.code(), 130);
+    }
+}

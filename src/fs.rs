@@ -1,0 +1,234 @@
+//! The one atomic writer, and the reads that go with it.
+//!
+//! Every file envsync writes goes through [`AtomicWriter::write`]: a temp file in the target's
+//! own folder, created 0600 with `O_EXCL|O_NOFOLLOW`, given its owner, group and mode on the
+//! open descriptor (so no umask and no moment of wider access), fsynced, renamed over the
+//! target, and the folder fsynced. Folders are walked from a trusted base one component at a
+//! time without following symlinks, so a planted link cannot redirect a write. Missing folders
+//! are created 0700. A symlink at the target is refused. Temps left by a killed run are
+//! removed the next time that folder is written.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
+
+/// Prefix of every temp file; the sweep removes `.envsync.<name>.*.tmp`.
+const TEMP_PREFIX: &str = ".envsync.";
+
+/// A file-system error with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    #[error("{}: is a symlink; envsync does not write through symlinks (replace it with a regular file, or point the manifest at the real path)", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{}: is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]
+    BadFolder { path: PathBuf },
+}
+
+impl FsError {
+    fn io(path: &Path, action: &'static str, source: impl Into<io::Error>) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            action,
+            source: source.into(),
+        }
+    }
+}
+
+/// Final permissions of a written file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Perms {
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// What a read found at a path.
+#[derive(Debug)]
+pub struct Existing {
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The atomic writer of one run. It remembers which folders it has swept of stale temps.
+#[derive(Debug, Default)]
+pub struct AtomicWriter {
+    swept: Mutex<HashSet<PathBuf>>,
+}
+
+impl AtomicWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Atomically replaces `base/relative` with `contents` and `perms`.
+    pub fn write(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+    ) -> Result<(), FsError> {
+        let target = base.join(relative);
+        let (dir, name) = open_parent(base, relative, true)?
+            .ok_or_else(|| FsError::BadFolder { path: target.clone() })?;
+        match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::Symlink => return Err(FsError::Symlink { path: target }),
+                FileType::RegularFile => {}
+                _ => return Err(FsError::NotAFile { path: target }),
+            },
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(FsError::io(&target, "inspect", e)),
+        }
+        self.sweep(&dir, &target);
+
+        let temp = format!("{TEMP_PREFIX}{name}.{:016x}.tmp", rand::random::<u64>());
+        let fd = rfs::openat(
+            &dir,
+            temp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| FsError::io(&target, "create a temp file beside", e))?;
+        let result = fill(File::from(fd), contents, perms)
+            .map_err(|e| FsError::io(&target, "write", e))
+            .and_then(|()| {
+                rfs::renameat(&dir, temp.as_str(), &dir, name.as_str())
+                    .map_err(|e| FsError::io(&target, "rename a temp file over", e))
+            });
+        if let Err(e) = result {
+            // Best effort: the temp is 0600 and the next run sweeps it anyway.
+            let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        rfs::fsync(&dir).map_err(|e| {
+            FsError::io(&target, "make durable (it was replaced, but fsync of its folder failed)", e)
+        })
+    }
+
+    /// Removes `.envsync.<name>.*.tmp` files a killed run left in this folder, once a run.
+    fn sweep(&self, dir: &OwnedFd, target: &Path) {
+        let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The lock is held through the sweep so that a parallel write into the same folder
+        // creates its temp only after the sweep is done.
+        let mut swept = self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !swept.insert(folder.clone()) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&folder) else { return };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else { continue };
+            if file_name.starts_with(TEMP_PREFIX) && file_name.ends_with(".tmp") {
+                let _ = rfs::unlinkat(dir, file_name, AtFlags::empty());
+            }
+        }
+    }
+}
+
+/// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
+fn fill(mut file: File, contents: &[u8], perms: Perms) -> io::Result<()> {
+    file.write_all(contents)?;
+    if perms.uid.is_some() || perms.gid.is_some() {
+        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
+    }
+    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
+    file.sync_all()
+}
+
+/// Reads `base/relative` without following symlinks; `None` when it does not exist.
+pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
+    let target = base.join(relative);
+    let Some((dir, name)) = open_parent(base, relative, false)? else {
+        return Ok(None);
+    };
+    let fd = match rfs::openat(
+        &dir,
+        name.as_str(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => return Err(FsError::Symlink { path: target }),
+        Err(e) => return Err(FsError::io(&target, "open", e)),
+    };
+    let st = rfs::fstat(&fd).map_err(|e| FsError::io(&target, "inspect", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(FsError::NotAFile { path: target });
+    }
+    let mut file = File::from(fd);
+    let mut bytes = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| FsError::io(&target, "read", e))?;
+    Ok(Some(Existing {
+        bytes,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+    }))
+}
+
+/// Opens the folder that holds `base/relative`, one component at a time with `O_NOFOLLOW`.
+/// With `create`, missing folders are made 0700; without, a missing one gives `None`.
+fn open_parent(
+    base: &Path,
+    relative: &str,
+    create: bool,
+) -> Result<Option<(OwnedFd, String)>, FsError> {
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+    let name = parts
+        .pop()
+        .ok_or_else(|| FsError::NotAFile { path: base.to_path_buf() })?
+        .to_string();
+    if create && !base.exists() {
+        std::fs::create_dir_all(base).map_err(|e| FsError::io(base, "create the folder", e))?;
+    }
+    // The base (server root or repo root) is trusted and may itself be a symlink.
+    let mut dir = match rfs::openat(CWD, base, dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
+        Err(e) => return Err(FsError::io(base, "open the folder", e)),
+    };
+    let mut path = base.to_path_buf();
+    for part in parts {
+        path.push(part);
+        let next = match rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) if create => {
+                match rfs::mkdirat(&dir, part, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(FsError::io(&path, "create the folder", e)),
+                }
+                let fd = rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty())
+                    .map_err(|_| FsError::BadFolder { path: path.clone() })?;
+                rfs::fchmod(&fd, Mode::from_raw_mode(0o700))
+                    .map_err(|e| FsError::io(&path, "set the mode of", e))?;
+                fd
+            }
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                return Err(FsError::BadFolder { path })
+            }
+            Err(e) => return Err(FsError::io(&path, "open the folder", e)),
+        };
+        dir = next;
+    }
+    Ok(Some((dir, name)))
+}

@@ -1,0 +1,30 @@
+//! The `envsync` binary: parse, run, print the error once, exit with the contract's code.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    envsync::harden_process();
+    // A panic message could quote data; print where it happened, never the payload.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("envsync: internal error{place}; please report it (no data was written after this point)");
+        }
+    }));
+    let cli = envsync::cli::Cli::parse();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    match envsync::run(&cli, cwd) {
+        Ok(status) => status.into(),
+        Err((error, printer)) => {
+            printer.error(&error.report());
+            error.exit_status().into()
+        }
+    }
+}

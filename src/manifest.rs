@@ -1,0 +1,407 @@
+//! The manifest, `secrets.toml`: which `.enc` in the repo maps to which plaintext file on the
+//! server, with what mode and owner.
+//!
+//! Loading validates everything before any command reads or writes a secret: unknown keys,
+//! paths that escape the repo or `server.root`, two entries sharing a path, modes and owners
+//! that do not resolve. Each error names the manifest, the line and the key.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::format::Format;
+
+/// The manifest's file name, found by walking up from the working directory.
+pub const FILE_NAME: &str = "secrets.toml";
+
+/// A manifest error: file, line, key and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ManifestError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Spanned<i64>,
+    server: RawServer,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default, rename = "file")]
+    files: Vec<RawFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    root: Spanned<String>,
+    identity: Option<Spanned<String>>,
+    state: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    mode: Option<Spanned<RawMode>>,
+    owner: Option<Spanned<RawId>>,
+    group: Option<Spanned<RawId>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawMode {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawId {
+    Name(String),
+    Id(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    repo: Spanned<String>,
+    server: Spanned<String>,
+    format: Option<Spanned<Format>>,
+    mode: Option<Spanned<RawMode>>,
+    owner: Option<Spanned<RawId>>,
+    group: Option<Spanned<RawId>>,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default)]
+    plain: bool,
+    #[serde(default)]
+    tags: Vec<String>,
+    recipients: Option<Vec<String>>,
+    #[serde(rename = "as")]
+    as_: Option<Spanned<toml::Value>>,
+    releases: Option<Spanned<toml::Value>>,
+    write: Option<Spanned<toml::Value>>,
+    follow_symlinks: Option<Spanned<toml::Value>>,
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The repo root: the manifest's folder.
+    pub repo_root: PathBuf,
+    pub server_root: PathBuf,
+    pub identity: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+/// One `[[file]]`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The repo path as written, relative to the repo root (`envs/app/.env.enc`).
+    pub repo: String,
+    /// The server path relative to `server.root` (`app/.env`).
+    pub server: String,
+    pub repo_path: PathBuf,
+    pub server_path: PathBuf,
+    pub format: Option<Format>,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub optional: bool,
+    pub plain: bool,
+    pub tags: Vec<String>,
+    pub recipients: Option<Vec<String>>,
+    /// The manifest line of `repo = …`, for messages.
+    pub line: usize,
+}
+
+/// Default mode of a server file.
+const DEFAULT_MODE: u32 = 0o600;
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read it ({e}); pass --manifest PATH or set ENVSYNC_MANIFEST"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates manifest `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String| ManifestError {
+            path: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end_matches('\n').replace('\n', "; ");
+            err(e.span(), message)
+        })?;
+        if *raw.version.get_ref() != 1 {
+            return Err(err(
+                Some(raw.version.span()),
+                "`version` must be 1 (the only manifest version this envsync knows)".into(),
+            ));
+        }
+        let absolute = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf());
+        let repo_root = absolute
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let server_root = repo_root.join(raw.server.root.get_ref());
+        if raw.server.root.get_ref().is_empty() {
+            return Err(err(Some(raw.server.root.span()), "`server.root` is empty".into()));
+        }
+        let identity = raw
+            .server
+            .identity
+            .as_ref()
+            .map(|i| repo_root.join(i.get_ref()));
+        let state_dir = raw.server.state.as_ref().map_or_else(
+            || server_root.join(".envsync"),
+            |s| repo_root.join(s.get_ref()),
+        );
+
+        let default_mode = match &raw.defaults.mode {
+            Some(m) => parse_mode(m.get_ref()).ok_or_else(|| {
+                err(Some(m.span()), "`defaults.mode` is not an octal mode like \"0600\"".into())
+            })?,
+            None => DEFAULT_MODE,
+        };
+        let default_uid = resolve_id(raw.defaults.owner.as_ref(), IdKind::User)
+            .map_err(|(span, m)| err(Some(span), m))?;
+        let default_gid = resolve_id(raw.defaults.group.as_ref(), IdKind::Group)
+            .map_err(|(span, m)| err(Some(span), m))?;
+
+        let mut entries = Vec::with_capacity(raw.files.len());
+        let mut seen_repo: HashMap<String, usize> = HashMap::new();
+        let mut seen_server: HashMap<String, usize> = HashMap::new();
+        for file in raw.files {
+            let line = line_of(text, file.repo.span().start);
+            for (key, value) in [
+                ("as", &file.as_),
+                ("releases", &file.releases),
+                ("write", &file.write),
+                ("follow_symlinks", &file.follow_symlinks),
+            ] {
+                if let Some(v) = value {
+                    return Err(err(
+                        Some(v.span()),
+                        format!("`{key}` is not supported by this version of envsync; remove it"),
+                    ));
+                }
+            }
+            let repo = clean_relative(file.repo.get_ref()).ok_or_else(|| {
+                err(
+                    Some(file.repo.span()),
+                    format!(
+                        "`repo = \"{}\"` must be a relative path inside the repo, without `..`",
+                        file.repo.get_ref().escape_debug()
+                    ),
+                )
+            })?;
+            let server_text = file.server.get_ref();
+            let server_relative = Path::new(server_text)
+                .strip_prefix(&server_root)
+                .ok()
+                .and_then(|p| p.to_str())
+                .unwrap_or(server_text);
+            let server = clean_relative(server_relative).ok_or_else(|| {
+                err(
+                    Some(file.server.span()),
+                    format!(
+                        "`server = \"{}\"` must stay inside server.root ({}): a relative path without `..`",
+                        server_text.escape_debug(),
+                        server_root.display()
+                    ),
+                )
+            })?;
+            if let Some(first) = seen_repo.insert(repo.clone(), line) {
+                return Err(err(
+                    Some(file.repo.span()),
+                    format!("`repo = \"{repo}\"` is also the repo path of the entry on line {first}"),
+                ));
+            }
+            if let Some(first) = seen_server.insert(server.clone(), line) {
+                return Err(err(
+                    Some(file.server.span()),
+                    format!(
+                        "`server = \"{server}\"` is also the server path of the entry on line {first}"
+                    ),
+                ));
+            }
+            let mode = match &file.mode {
+                Some(m) => parse_mode(m.get_ref()).ok_or_else(|| {
+                    err(Some(m.span()), "`mode` is not an octal mode like \"0640\"".into())
+                })?,
+                None => default_mode,
+            };
+            let uid = resolve_id(file.owner.as_ref(), IdKind::User)
+                .map_err(|(span, m)| err(Some(span), m))?
+                .or(default_uid);
+            let gid = resolve_id(file.group.as_ref(), IdKind::Group)
+                .map_err(|(span, m)| err(Some(span), m))?
+                .or(default_gid);
+            entries.push(Entry {
+                repo_path: repo_root.join(&repo),
+                server_path: server_root.join(&server),
+                repo,
+                server,
+                format: file.format.map(Spanned::into_inner),
+                mode,
+                uid,
+                gid,
+                optional: file.optional,
+                plain: file.plain,
+                tags: file.tags,
+                recipients: file.recipients,
+                line,
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            repo_root,
+            server_root,
+            identity,
+            state_dir,
+            entries,
+        })
+    }
+}
+
+/// Walks up from `start` to the first folder holding `secrets.toml`.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|candidate| candidate.is_file())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A relative path with no `..`, no root, no empty or control characters, normalised to
+/// `/`-separated components; `None` when it could escape its base.
+fn clean_relative(path: &str) -> Option<String> {
+    if path.is_empty() || path.chars().any(char::is_control) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn parse_mode(raw: &RawMode) -> Option<u32> {
+    let mode = match raw {
+        RawMode::Text(s) => u32::from_str_radix(s.strip_prefix("0o").unwrap_or(s), 8).ok()?,
+        RawMode::Number(n) => u32::try_from(*n).ok()?,
+    };
+    (mode <= 0o7777).then_some(mode)
+}
+
+#[derive(Clone, Copy)]
+enum IdKind {
+    User,
+    Group,
+}
+
+/// Resolves an owner or group given by name or number.
+fn resolve_id(
+    raw: Option<&Spanned<RawId>>,
+    kind: IdKind,
+) -> Result<Option<u32>, (std::ops::Range<usize>, String)> {
+    let Some(raw) = raw else { return Ok(None) };
+    let (noun, field) = match kind {
+        IdKind::User => ("user", "owner"),
+        IdKind::Group => ("group", "group"),
+    };
+    let id = match raw.get_ref() {
+        RawId::Id(n) => u32::try_from(*n).ok(),
+        RawId::Name(name) => match name.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => match kind {
+                IdKind::User => uzers::get_user_by_name(name).map(|u| u.uid()),
+                IdKind::Group => uzers::get_group_by_name(name).map(|g| g.gid()),
+            },
+        },
+    };
+    id.map(Some).ok_or_else(|| {
+        let shown = match raw.get_ref() {
+            RawId::Name(n) => n.clone(),
+            RawId::Id(n) => n.to_string(),
+        };
+        (
+            raw.span(),
+            format!("`{field} = \"{shown}\"`: no such {noun} on this machine"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("/nonexistent/secrets.toml"), text)
+    }
+
+    #[test]
+    fn paths_must_stay_inside() {
+        for bad in ["../x", "a/../../b", "/etc/shadow", ""] {
+            let text = format!(
+                "version = 1\n[server]\nroot = \"/srv\"\n[[file]]\nrepo = \"a.enc\"\nserver = \"{bad}\"\n"
+            );
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, Some(6), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("version = 1\n[server]\nroot = \"/srv\"\nidentty = \"k\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("identty"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let e = parse(
+            "version = 1\n[server]\nroot = \"/srv\"\n[[file]]\nrepo = \"a.enc\"\nserver = \"a\"\n[[file]]\nrepo = \"b.enc\"\nserver = \"./a\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(9));
+    }
+
+    #[test]
+    fn absolute_server_path_under_root() {
+        let m = parse(
+            "version = 1\n[server]\nroot = \"/srv\"\n[[file]]\nrepo = \"a.enc\"\nserver = \"/srv/app/.env\"\nmode = \"0640\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.entries[0].server, "app/.env");
+        assert_eq!(m.entries[0].mode, 0o640);
+    }
+}

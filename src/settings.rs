@@ -1,0 +1,59 @@
+//! Turns the parsed command line and the environment into checked settings: the manifest
+//! found and validated, identity sources resolved, the printer chosen. Nothing here decrypts
+//! or writes.
+
+use std::path::PathBuf;
+
+use crate::cli::GlobalArgs;
+use crate::error::Error;
+use crate::keys::{default_identity_file, IdentityConfig};
+use crate::manifest::{self, Manifest};
+use crate::output::{Printer, Verbosity};
+use crate::secret::SecretBytes;
+
+/// Everything a command needs besides its own arguments.
+#[derive(Debug)]
+pub struct Settings {
+    pub manifest: Manifest,
+    pub identities: IdentityConfig,
+    pub printer: Printer,
+}
+
+impl Settings {
+    /// Resolves global options; `cwd` is where manifest discovery starts.
+    pub fn from_args(args: &GlobalArgs, cwd: PathBuf) -> Result<Self, Error> {
+        let verbosity = if args.quiet {
+            Verbosity::Quiet
+        } else if args.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        let printer = Printer::new(verbosity, args.json, args.color);
+        let manifest_path = match &args.manifest {
+            Some(path) => path.clone(),
+            None => manifest::discover(&cwd).ok_or(Error::NoManifest { start: cwd.clone() })?,
+        };
+        let manifest = Manifest::load(&manifest_path)?;
+        let env_path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let identities = IdentityConfig {
+            explicit: args.identity.iter().map(|p| cwd.join(p)).collect(),
+            manifest: manifest.identity.clone(),
+            env_key_file: env_path("SOPS_AGE_KEY_FILE"),
+            env_key: std::env::var("SOPS_AGE_KEY")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| SecretBytes::new(v.into_bytes())),
+            default_file: default_identity_file(),
+        };
+        Ok(Self {
+            manifest,
+            identities,
+            printer,
+        })
+    }
+}

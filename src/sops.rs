@@ -1,0 +1,179 @@
+//! SOPS files encrypted with age: one file a store, the value cipher, the MAC and the
+//! metadata block.
+//!
+//! A store turns `.enc` bytes into the plaintext bytes that `sops -d` prints, and plaintext
+//! back into a file that sops reads. Everything is checked in memory (every value's tag, then
+//! the MAC) before a plaintext is handed out.
+
+pub mod binary;
+pub mod cipher;
+pub mod dotenv;
+pub mod mac;
+pub mod metadata;
+pub mod shamir;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, Identities, Recipient};
+use crate::secret::{DataKey, SecretBytes};
+pub use cipher::CipherError;
+pub use metadata::{AgeKey, CryptRule, Metadata};
+
+/// Why a SOPS file could not be read or written. Names keys and lines, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum SopsError {
+    #[error("line {line}: {reason}")]
+    Syntax { line: usize, reason: String },
+    #[error("it is not a SOPS file: {0}")]
+    NotSops(String),
+    #[error("its sops metadata is invalid: {0}")]
+    Metadata(String),
+    #[error("the value of `{key}` {source}")]
+    Value { key: String, source: CipherError },
+    #[error("`{key}` should be encrypted but is stored in clear text")]
+    NotEncrypted { key: String },
+    #[error("MAC mismatch: the file was altered after it was encrypted (values edited, reordered or removed)")]
+    MacMismatch,
+    #[error("no identity matches any of its recipients ({})", .recipients.join(", "))]
+    NoMatchingIdentity { recipients: Vec<String> },
+    #[error("its data key {0}")]
+    DataKey(String),
+    #[error("it already holds sops_ keys: it is encrypted already")]
+    AlreadyEncrypted,
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+}
+
+/// A decrypted SOPS file.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// The file's plaintext, as `sops -d` prints it.
+    pub plaintext: SecretBytes,
+    pub metadata: Metadata,
+    pub data_key: DataKey,
+}
+
+/// Who can decrypt a file written now: one group normally, several with Shamir sharing.
+#[derive(Debug)]
+pub struct KeyPlan {
+    pub groups: Vec<Vec<Recipient>>,
+    pub threshold: Option<usize>,
+}
+
+impl KeyPlan {
+    /// A single group of recipients.
+    pub fn single(recipients: Vec<Recipient>) -> Self {
+        Self {
+            groups: vec![recipients],
+            threshold: None,
+        }
+    }
+}
+
+/// How to write a new SOPS file.
+#[derive(Debug)]
+pub struct EncryptOptions {
+    pub keys: KeyPlan,
+    pub rule: CryptRule,
+    pub mac_only_encrypted: bool,
+}
+
+/// Recovers the data key from the metadata with any of `identities`.
+pub fn unlock_data_key(meta: &Metadata, identities: &Identities) -> Result<DataKey, SopsError> {
+    let mut corrupt = None;
+    let mut unwrap_group = |group: &[AgeKey]| -> Option<SecretBytes> {
+        for key in group {
+            match identities.unwrap_key(&key.enc) {
+                Ok(plain) => return Some(plain),
+                Err(CryptoError::NoMatch) => {}
+                Err(e) => corrupt = Some(e),
+            }
+        }
+        None
+    };
+    let no_match = || SopsError::NoMatchingIdentity {
+        recipients: meta.recipients(),
+    };
+    if meta.key_groups.len() <= 1 {
+        let group = meta.key_groups.first().map_or(&[][..], Vec::as_slice);
+        let plain = unwrap_group(group);
+        return match plain {
+            Some(p) => DataKey::from_slice(p.expose())
+                .ok_or_else(|| SopsError::DataKey("is not 32 bytes".into())),
+            None => Err(corrupt.map_or_else(no_match, SopsError::Crypto)),
+        };
+    }
+    let threshold = meta.shamir_threshold.unwrap_or(meta.key_groups.len());
+    let mut shares = Vec::new();
+    for group in &meta.key_groups {
+        if let Some(share) = unwrap_group(group) {
+            shares.push(Zeroizing::new(share.expose().to_vec()));
+            if shares.len() == threshold {
+                break;
+            }
+        }
+    }
+    if shares.len() < threshold {
+        return Err(match corrupt {
+            Some(e) => SopsError::Crypto(e),
+            None => SopsError::DataKey(format!(
+                "needs {threshold} of {} key groups but identities match only {} ({})",
+                meta.key_groups.len(),
+                shares.len(),
+                meta.recipients().join(", ")
+            )),
+        });
+    }
+    shamir::combine(&shares).ok_or_else(|| SopsError::DataKey("shares are malformed".into()))
+}
+
+/// Wraps `key` for every recipient of the plan (splitting it first with several groups).
+pub fn seal_data_key(key: &DataKey, plan: &KeyPlan) -> Result<Vec<Vec<AgeKey>>, SopsError> {
+    let wrap_all = |secret: &[u8], group: &[Recipient]| -> Result<Vec<AgeKey>, SopsError> {
+        group
+            .iter()
+            .map(|r| {
+                Ok(AgeKey {
+                    recipient: r.text.clone(),
+                    enc: crate::crypto::wrap_key(secret, r)?,
+                })
+            })
+            .collect()
+    };
+    if plan.groups.len() <= 1 {
+        let group = plan.groups.first().map_or(&[][..], Vec::as_slice);
+        return Ok(vec![wrap_all(key.expose(), group)?]);
+    }
+    let n = u8::try_from(plan.groups.len())
+        .map_err(|_| SopsError::DataKey("cannot be split into more than 255 groups".into()))?;
+    let threshold = u8::try_from(plan.threshold.unwrap_or(plan.groups.len()))
+        .ok()
+        .filter(|t| (2..=n).contains(t))
+        .ok_or_else(|| {
+            SopsError::DataKey(format!("needs a shamir_threshold between 2 and {n}"))
+        })?;
+    let shares = shamir::split(key, n, threshold);
+    plan.groups
+        .iter()
+        .zip(&shares)
+        .map(|(group, share)| wrap_all(share, group))
+        .collect()
+}
+
+/// New metadata for a file written now (the MAC is filled in by the store).
+pub fn new_metadata(
+    key: &DataKey,
+    options: &EncryptOptions,
+    rule: Option<CryptRule>,
+) -> Result<Metadata, SopsError> {
+    Ok(Metadata {
+        key_groups: seal_data_key(key, &options.keys)?,
+        shamir_threshold: (options.keys.groups.len() > 1)
+            .then(|| options.keys.threshold.unwrap_or(options.keys.groups.len())),
+        lastmodified: mac::now_lastmodified(),
+        mac: String::new(),
+        rule,
+        mac_only_encrypted: options.mac_only_encrypted,
+        version: metadata::SOPS_VERSION.to_string(),
+    })
+}

@@ -1,0 +1,148 @@
+//! The SOPS binary store: the whole file as one value, `{"data": "ENC[…]", "sops": {…}}`.
+//!
+//! The output is byte-for-byte what sops 3.11 writes: Go's `encoding/json` with a tab a level
+//! and HTML-escaped strings, so a file envsync writes and one sops writes differ only in their
+//! random bytes.
+
+use serde_json::Value;
+
+use super::cipher::{EncValue, ValueType};
+use super::mac::{self, MacHasher};
+use super::metadata::Metadata;
+use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError};
+use crate::crypto::Identities;
+use crate::secret::{DataKey, SecretBytes};
+
+const AAD: &[u8] = b"data:";
+
+/// Whether bytes look like a SOPS binary (or JSON) file: a JSON object with a `sops` key.
+pub fn looks_encrypted(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
+    trimmed.starts_with(b"{") && memfind(bytes, b"\"sops\"") && memfind(bytes, b"\"data\"")
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Decrypts a SOPS binary file and checks its MAC.
+pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
+    // serde_json's syntax errors name a line and column, never a value.
+    let doc: Value = serde_json::from_slice(file).map_err(|e| SopsError::Syntax {
+        line: e.line(),
+        reason: format!("invalid JSON at column {}", e.column()),
+    })?;
+    let sops = doc
+        .get("sops")
+        .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))?;
+    let metadata = Metadata::from_tree(sops)?;
+    let data = doc
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
+    let data_key = unlock_data_key(&metadata, identities)?;
+    let plaintext = if data.is_empty() {
+        SecretBytes::default()
+    } else {
+        let value_error = |source| SopsError::Value {
+            key: "data".into(),
+            source,
+        };
+        if !EncValue::is_enc(data) {
+            return Err(SopsError::NotEncrypted { key: "data".into() });
+        }
+        let enc = EncValue::parse(data).map_err(value_error)?;
+        enc.decrypt(&data_key, AAD).map_err(value_error)?
+    };
+    let mut hasher = MacHasher::new(metadata.mac_only_encrypted);
+    hasher.add(plaintext.expose(), !plaintext.is_empty());
+    mac::verify(&metadata.mac, &metadata.lastmodified, &data_key, &hasher.finish())?;
+    Ok(Decrypted {
+        plaintext,
+        metadata,
+        data_key,
+    })
+}
+
+/// Encrypts raw bytes into a SOPS binary file.
+pub fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsError> {
+    let data_key = DataKey::generate();
+    // The binary store writes no encryption rule and ignores mac_only_encrypted.
+    let mut metadata = new_metadata(&data_key, options, None)?;
+    metadata.mac_only_encrypted = false;
+    let mut hasher = MacHasher::new(false);
+    hasher.add(plain, true);
+    metadata.mac = mac::seal(&hasher.finish(), &metadata.lastmodified, &data_key)?;
+    let data = if plain.is_empty() {
+        String::new()
+    } else {
+        EncValue::encrypt(&data_key, plain, AAD, ValueType::Str).format()
+    };
+    let mut out = String::with_capacity(data.len() + 4096);
+    out.push_str("{\n\t\"data\": ");
+    go_json_string(&data, &mut out);
+    out.push_str(",\n\t\"sops\": ");
+    go_json_value(&metadata.to_tree(), 1, &mut out);
+    out.push_str("\n}\n");
+    Ok(out.into_bytes())
+}
+
+/// Writes `value` as Go's `json.MarshalIndent(v, "", "\t")` would, at nesting `depth`.
+pub fn go_json_value(value: &Value, depth: usize, out: &mut String) {
+    let indent = |out: &mut String, d: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n('\t', d));
+    };
+    match value {
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                go_json_string(k, out);
+                out.push_str(": ");
+                go_json_value(v, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                go_json_value(v, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Value::String(s) => go_json_string(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A JSON string with Go's escaping: `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes.
+pub fn go_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}

@@ -1,0 +1,196 @@
+//! The SOPS value cipher: `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`.
+//!
+//! AES-256-GCM under the file's data key, with the key path as additional data. sops writes
+//! 32-byte IVs (GCM hashes any IV length into its counter block) and accepts any length on
+//! read, so decryption dispatches on the IV length it finds.
+
+use aes_gcm::aead::generic_array::typenum::{U12, U16, U24, U32, U48, U64, U8};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aes::Aes256;
+use aes_gcm::{AesGcm, Nonce, Tag};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::RngCore;
+
+use crate::secret::{DataKey, SecretBytes};
+
+/// The IV length sops writes.
+pub const IV_LEN: usize = 32;
+
+/// The `type:` of an encrypted value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    Str,
+    Int,
+    Float,
+    Bool,
+    Time,
+    Comment,
+}
+
+impl ValueType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "str" => Self::Str,
+            "int" => Self::Int,
+            "float" => Self::Float,
+            "bool" => Self::Bool,
+            "time" => Self::Time,
+            "comment" => Self::Comment,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Str => "str",
+            Self::Int => "int",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Time => "time",
+            Self::Comment => "comment",
+        }
+    }
+}
+
+/// Why a value did not decrypt. Carries no plaintext and no ciphertext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CipherError {
+    #[error("is not a valid ENC[AES256_GCM,…] value")]
+    Syntax,
+    #[error("has an unsupported type")]
+    UnknownType,
+    #[error("has an unsupported IV length of {0} bytes")]
+    IvLength(usize),
+    #[error("failed authentication (wrong data key, or the value, IV, tag or key name was altered)")]
+    Authentication,
+}
+
+/// A parsed `ENC[...]` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncValue {
+    pub data: Vec<u8>,
+    pub iv: Vec<u8>,
+    pub tag: [u8; 16],
+    pub ty: ValueType,
+}
+
+impl EncValue {
+    /// Parses the sops syntax; `None`-like errors never include the text.
+    pub fn parse(text: &str) -> Result<Self, CipherError> {
+        let body = text
+            .strip_prefix("ENC[AES256_GCM,data:")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .ok_or(CipherError::Syntax)?;
+        let (data, rest) = body.split_once(",iv:").ok_or(CipherError::Syntax)?;
+        let (iv, rest) = rest.split_once(",tag:").ok_or(CipherError::Syntax)?;
+        let (tag, ty) = rest.split_once(",type:").ok_or(CipherError::Syntax)?;
+        if data.is_empty() || iv.is_empty() || tag.is_empty() {
+            return Err(CipherError::Syntax);
+        }
+        let decode = |s: &str| B64.decode(s).map_err(|_| CipherError::Syntax);
+        let tag: [u8; 16] = decode(tag)?
+            .try_into()
+            .map_err(|_| CipherError::Syntax)?;
+        Ok(Self {
+            data: decode(data)?,
+            iv: decode(iv)?,
+            tag,
+            ty: ValueType::parse(ty).ok_or(CipherError::UnknownType)?,
+        })
+    }
+
+    /// Whether `text` looks like an encrypted value (used to tell ciphertext from clear text).
+    pub fn is_enc(text: &str) -> bool {
+        text.starts_with("ENC[AES256_GCM,")
+    }
+
+    /// The sops text form.
+    pub fn format(&self) -> String {
+        format!(
+            "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
+            B64.encode(&self.data),
+            B64.encode(&self.iv),
+            B64.encode(self.tag),
+            self.ty.as_str()
+        )
+    }
+
+    /// Decrypts under `key` with `aad` (the key path, e.g. `DB_PASSWORD:`).
+    pub fn decrypt(&self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
+        let mut buf = SecretBytes::new(self.data.clone());
+        macro_rules! open {
+            ($n:ty) => {{
+                let cipher = AesGcm::<Aes256, $n>::new(key.expose().into());
+                cipher
+                    .decrypt_in_place_detached(
+                        Nonce::<$n>::from_slice(&self.iv),
+                        aad,
+                        buf.expose_mut(),
+                        Tag::from_slice(&self.tag),
+                    )
+                    .map_err(|_| CipherError::Authentication)
+            }};
+        }
+        match self.iv.len() {
+            8 => open!(U8),
+            12 => open!(U12),
+            16 => open!(U16),
+            24 => open!(U24),
+            32 => open!(U32),
+            48 => open!(U48),
+            64 => open!(U64),
+            n => Err(CipherError::IvLength(n)),
+        }?;
+        Ok(buf)
+    }
+
+    /// Encrypts `plaintext` with a fresh 32-byte IV.
+    pub fn encrypt(key: &DataKey, plaintext: &[u8], aad: &[u8], ty: ValueType) -> Self {
+        let mut iv = [0u8; IV_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut iv);
+        Self::encrypt_with_iv(key, plaintext, aad, ty, iv)
+    }
+
+    /// Encrypts with a given IV: sops reuses the IV of an unchanged value so that the
+    /// ciphertext stays byte-identical (never call this with an IV used for other data).
+    pub fn encrypt_with_iv(
+        key: &DataKey,
+        plaintext: &[u8],
+        aad: &[u8],
+        ty: ValueType,
+        iv: [u8; IV_LEN],
+    ) -> Self {
+        let cipher = AesGcm::<Aes256, U32>::new(key.expose().into());
+        let mut data = plaintext.to_vec();
+        // Encryption in place cannot fail for inputs below GCM's 64 GiB limit.
+        let tag = cipher
+            .encrypt_in_place_detached(Nonce::<U32>::from_slice(&iv), aad, &mut data)
+            .unwrap_or_else(|_| unreachable!("AES-GCM input too large"));
+        Self {
+            data,
+            iv: iv.to_vec(),
+            tag: tag.into(),
+            ty,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let key = DataKey::generate();
+        let enc = EncValue::encrypt(&key, b"hunter2", b"DB:", ValueType::Str);
+        let text = enc.format();
+        let parsed = EncValue::parse(&text).unwrap();
+        assert_eq!(parsed.decrypt(&key, b"DB:").unwrap().expose(), b"hunter2");
+        assert_eq!(
+            parsed.decrypt(&key, b"OTHER:"),
+            Err(CipherError::Authentication)
+        );
+        assert_eq!(EncValue::parse("ENC[AES256_GCM,data:,iv:a,tag:b,type:str]"), Err(CipherError::Syntax));
+    }
+}

@@ -1,0 +1,138 @@
+//! The two sides of an entry: reading the repo `.enc` and the server plaintext, opening
+//! (decrypting and authenticating) the repo side, and deciding whether they agree.
+//!
+//! Commands load every selected entry through here (in parallel) before they plan or write
+//! anything, so a bad file anywhere stops a run before its first write.
+
+use std::path::Path;
+
+use crate::crypto::Identities;
+use crate::error::{Error, FileError};
+use crate::format::{self, Format, Opened};
+use crate::fs::{self, Existing, Perms};
+use crate::manifest::{Entry, Manifest};
+use crate::secret::SecretBytes;
+use crate::sops::dotenv;
+
+/// How an entry's repo file relates to its plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// Kept in clear (`plain = true`): the repo file is a copy.
+    Plain,
+    /// Encrypted in this format.
+    Encrypted(Format),
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Encrypted(f) => f.name(),
+        }
+    }
+}
+
+/// An entry with both of its files read (not yet decrypted).
+#[derive(Debug)]
+pub struct Sides<'m> {
+    pub entry: &'m Entry,
+    pub repo: Option<Existing>,
+    pub server: Option<Existing>,
+    pub codec: Codec,
+}
+
+/// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
+pub const REPO_MODE: u32 = 0o644;
+
+impl<'m> Sides<'m> {
+    /// Reads both files; the codec comes from the entry, else the `.enc`'s content, else
+    /// the server name.
+    pub fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
+        let repo = fs::read(&manifest.repo_root, &entry.repo)?;
+        let server = fs::read(&manifest.server_root, &entry.server)?;
+        let codec = if entry.plain {
+            Codec::Plain
+        } else if let Some(format) = entry.format {
+            Codec::Encrypted(format)
+        } else if let Some(existing) = &repo {
+            Codec::Encrypted(Format::detect(&existing.bytes).ok_or_else(|| Error::File {
+                path: entry.repo_path.clone(),
+                source: FileError::UnknownFormat,
+            })?)
+        } else {
+            let name = Path::new(&entry.server)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            Codec::Encrypted(Format::for_server_name(name))
+        };
+        if let Codec::Encrypted(format) = codec {
+            if !format.supported() {
+                return Err(Error::File {
+                    path: entry.repo_path.clone(),
+                    source: FileError::Unsupported(format.name()),
+                });
+            }
+        }
+        Ok(Self {
+            entry,
+            repo,
+            server,
+            codec,
+        })
+    }
+
+    /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist.
+    pub fn open_repo(&self, identities: Option<&Identities>) -> Result<Option<Opened>, Error> {
+        let Some(repo) = &self.repo else { return Ok(None) };
+        let opened = match self.codec {
+            Codec::Plain => Opened {
+                plaintext: SecretBytes::from(repo.bytes.as_slice()),
+                sops: None,
+            },
+            Codec::Encrypted(format) => {
+                let Some(identities) = identities else { return Ok(None) };
+                format::decrypt(format, &repo.bytes, identities).map_err(|e| Error::File {
+                    path: self.entry.repo_path.clone(),
+                    source: e.into(),
+                })?
+            }
+        };
+        Ok(Some(opened))
+    }
+
+    /// The server plaintext as the repo would hold it: for dotenv, re-emitted the way sops
+    /// prints it (blank lines dropped), so equal entries compare equal.
+    pub fn server_canonical(&self) -> Result<Option<SecretBytes>, Error> {
+        let Some(server) = &self.server else { return Ok(None) };
+        Ok(Some(match self.codec {
+            Codec::Encrypted(Format::Dotenv) => {
+                let items = dotenv::parse(&server.bytes).map_err(|e| Error::File {
+                    path: self.entry.server_path.clone(),
+                    source: e.into(),
+                })?;
+                dotenv::emit(&items)
+            }
+            _ => SecretBytes::from(server.bytes.as_slice()),
+        }))
+    }
+
+    /// The permissions the server file should have.
+    pub fn server_perms(&self) -> Perms {
+        Perms {
+            mode: self.entry.mode,
+            uid: self.entry.uid,
+            gid: self.entry.gid,
+        }
+    }
+
+    /// Whether the server file's mode, owner or group differ from the entry's.
+    pub fn server_perms_drift(&self) -> bool {
+        let want = self.server_perms();
+        self.server.as_ref().is_some_and(|s| {
+            s.mode != want.mode
+                || want.uid.is_some_and(|u| u != s.uid)
+                || want.gid.is_some_and(|g| g != s.gid)
+        })
+    }
+}
