@@ -53,6 +53,8 @@ pub struct Perms {
     pub mode: u32,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Mode of folders created on the way (0700 on the server).
+    pub folder_mode: u32,
 }
 
 /// What a read found at a path.
@@ -84,7 +86,7 @@ impl AtomicWriter {
         perms: Perms,
     ) -> Result<(), FsError> {
         let target = base.join(relative);
-        let (dir, name) = open_parent(base, relative, true)?
+        let (dir, name) = open_parent(base, relative, Some(perms.folder_mode))?
             .ok_or_else(|| FsError::BadFolder { path: target.clone() })?;
         match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
@@ -95,7 +97,7 @@ impl AtomicWriter {
             Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(FsError::io(&target, "inspect", e)),
         }
-        self.sweep(&dir, &target);
+        self.sweep_folder(&dir, &target);
 
         let temp = format!("{TEMP_PREFIX}{name}.{:016x}.tmp", rand::random::<u64>());
         let fd = rfs::openat(
@@ -121,8 +123,16 @@ impl AtomicWriter {
         })
     }
 
-    /// Removes `.envsync.<name>.*.tmp` files a killed run left in this folder, once a run.
-    fn sweep(&self, dir: &OwnedFd, target: &Path) {
+    /// Removes temps a killed run left beside `base/relative`, even when this run has nothing
+    /// to write there.
+    pub fn sweep(&self, base: &Path, relative: &str) {
+        if let Ok(Some((dir, _))) = open_parent(base, relative, None) {
+            self.sweep_folder(&dir, &base.join(relative));
+        }
+    }
+
+    /// Removes `.envsync.*.tmp` files a killed run left in this folder, once a run.
+    fn sweep_folder(&self, dir: &OwnedFd, target: &Path) {
         let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
         // The lock is held through the sweep so that a parallel write into the same folder
         // creates its temp only after the sweep is done.
@@ -151,10 +161,24 @@ fn fill(mut file: File, contents: &[u8], perms: Perms) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Holds an exclusive lock on a file (the manifest) while a run writes, so two runs on one
+/// repo take turns instead of sweeping each other's temps. Released on drop.
+#[derive(Debug)]
+pub struct RunLock(#[allow(dead_code)] File);
+
+impl RunLock {
+    pub fn acquire(path: &Path) -> Result<Self, FsError> {
+        let file = File::open(path).map_err(|e| FsError::io(path, "open", e))?;
+        rfs::flock(&file, rfs::FlockOperation::LockExclusive)
+            .map_err(|e| FsError::io(path, "lock", e))?;
+        Ok(Self(file))
+    }
+}
+
 /// Reads `base/relative` without following symlinks; `None` when it does not exist.
 pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
     let target = base.join(relative);
-    let Some((dir, name)) = open_parent(base, relative, false)? else {
+    let Some((dir, name)) = open_parent(base, relative, None)? else {
         return Ok(None);
     };
     let fd = match rfs::openat(
@@ -185,11 +209,12 @@ pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
 }
 
 /// Opens the folder that holds `base/relative`, one component at a time with `O_NOFOLLOW`.
-/// With `create`, missing folders are made 0700; without, a missing one gives `None`.
+/// With `create` (a folder mode), missing folders are made with that mode; without, a
+/// missing one gives `None`.
 fn open_parent(
     base: &Path,
     relative: &str,
-    create: bool,
+    create: Option<u32>,
 ) -> Result<Option<(OwnedFd, String)>, FsError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
@@ -197,13 +222,13 @@ fn open_parent(
         .pop()
         .ok_or_else(|| FsError::NotAFile { path: base.to_path_buf() })?
         .to_string();
-    if create && !base.exists() {
+    if create.is_some() && !base.exists() {
         std::fs::create_dir_all(base).map_err(|e| FsError::io(base, "create the folder", e))?;
     }
     // The base (server root or repo root) is trusted and may itself be a symlink.
     let mut dir = match rfs::openat(CWD, base, dir_flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
+        Err(rustix::io::Errno::NOENT) if create.is_none() => return Ok(None),
         Err(e) => return Err(FsError::io(base, "open the folder", e)),
     };
     let mut path = base.to_path_buf();
@@ -211,14 +236,15 @@ fn open_parent(
         path.push(part);
         let next = match rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) if create => {
+            Err(rustix::io::Errno::NOENT) if create.is_some() => {
+                let folder_mode = Mode::from_raw_mode(create.unwrap_or(0o700));
                 match rfs::mkdirat(&dir, part, Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(FsError::io(&path, "create the folder", e)),
                 }
                 let fd = rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty())
                     .map_err(|_| FsError::BadFolder { path: path.clone() })?;
-                rfs::fchmod(&fd, Mode::from_raw_mode(0o700))
+                rfs::fchmod(&fd, folder_mode)
                     .map_err(|e| FsError::io(&path, "set the mode of", e))?;
                 fd
             }

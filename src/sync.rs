@@ -43,6 +43,10 @@ pub struct Sides<'m> {
 
 /// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
 pub const REPO_MODE: u32 = 0o644;
+/// Mode of a repo folder envsync creates.
+pub const REPO_FOLDER_MODE: u32 = 0o755;
+/// Mode of a server folder envsync creates: private, like the secrets in it.
+pub const SERVER_FOLDER_MODE: u32 = 0o700;
 
 impl<'m> Sides<'m> {
     /// Reads both files; the codec comes from the entry, else the `.enc`'s content, else
@@ -123,6 +127,7 @@ impl<'m> Sides<'m> {
             mode: self.entry.mode,
             uid: self.entry.uid,
             gid: self.entry.gid,
+            folder_mode: SERVER_FOLDER_MODE,
         }
     }
 

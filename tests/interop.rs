@@ -2,6 +2,8 @@
 //! (or an independent writer that sops accepts) or real `age`, and every file envsync writes
 //! is read back by real `sops` and `age`. Plaintexts are compared byte for byte.
 
+#![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
+
 mod common;
 
 use std::fs;
@@ -256,8 +258,8 @@ fn decrypt_matches_sops_for_every_vector() {
     for (name, kind, compare_expected) in VECTORS {
         let want = common::sops_decrypt(&vectors().join(name), kind, &all_keys());
         if *compare_expected {
-            let expected = fs::read(vectors().join("expected").join(format!("{name}.decrypted")))
-                .unwrap();
+            let expected =
+                fs::read(vectors().join("expected").join(format!("{name}.decrypted"))).unwrap();
             assert_eq!(want, expected, "{name}: sops disagrees with expected/");
         }
         for how in ["detected", "explicit"] {
@@ -308,11 +310,7 @@ fn shamir_vector_needs_two_of_three_keys() {
     fs::remove_file(fx.server_path("shamir.env")).unwrap();
     for a in 1..=3 {
         let ka = key_file(a);
-        let run = fx.envsync([
-            "decrypt".as_ref(),
-            "--identity".as_ref(),
-            ka.as_os_str(),
-        ]);
+        let run = fx.envsync(["decrypt".as_ref(), "--identity".as_ref(), ka.as_os_str()]);
         assert_ne!(run.code, 0, "key {a} alone opened a 2-of-3 file");
         assert!(
             !fx.server_path("shamir.env").exists(),
@@ -400,6 +398,9 @@ fn decrypt_matches_sops_for_fresh_sops_files() {
 // 3. envsync encrypt, read by real sops and age
 // ---------------------------------------------------------------------------------------------
 
+/// `(repo path, server path, explicit format, sops type, server plaintext)`.
+type EncryptCase<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, &'a [u8]);
+
 /// Proves: dotenv and binary `.enc` files written by `envsync encrypt` decrypt with real
 /// `sops` to exactly the canonical plaintext with either recipient's key alone, carry a
 /// 32-byte data key that real `age` unwraps for each recipient, and (binary) are JSON laid
@@ -414,9 +415,14 @@ fn encrypt_output_is_read_by_sops_and_age() {
         tricky_dotenv(&token)
     );
     let binary = tricky_binary(&common::canary("enc-binary"));
-    // (repo path, server path, explicit format, sops type, server plaintext)
-    let cases: [(&str, &str, Option<&str>, &str, &[u8]); 3] = [
-        ("app/.env.enc", "app/.env", None, "dotenv", dotenv.as_bytes()),
+    let cases: [EncryptCase; 3] = [
+        (
+            "app/.env.enc",
+            "app/.env",
+            None,
+            "dotenv",
+            dotenv.as_bytes(),
+        ),
         (
             "conf/app.conf.enc",
             "conf/app.conf",
@@ -424,7 +430,13 @@ fn encrypt_output_is_read_by_sops_and_age() {
             "dotenv",
             dotenv.as_bytes(),
         ),
-        ("blob/data.bin.enc", "blob/data.bin", None, "binary", &binary),
+        (
+            "blob/data.bin.enc",
+            "blob/data.bin",
+            None,
+            "binary",
+            &binary,
+        ),
     ];
     let mut entries = Vec::new();
     for (repo, server, format, _, plain) in cases {
@@ -449,10 +461,7 @@ fn encrypt_output_is_read_by_sops_and_age() {
 
         if kind == "dotenv" {
             let text = String::from_utf8(written).unwrap();
-            assert!(
-                !text.contains(&token),
-                "{repo}: a secret value is in clear"
-            );
+            assert!(!text.contains(&token), "{repo}: a secret value is in clear");
             assert!(
                 text.contains("\nNOTE_unencrypted=kept in clear\n"),
                 "{repo}: _unencrypted value not kept in clear"
@@ -469,7 +478,10 @@ fn encrypt_output_is_read_by_sops_and_age() {
                 .collect();
             assert_eq!(keys, ["data", "sops"], "{repo}: top-level keys");
             assert!(
-                doc["data"].as_str().unwrap().starts_with("ENC[AES256_GCM,data:"),
+                doc["data"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("ENC[AES256_GCM,data:"),
                 "{repo}: data is not an ENC value"
             );
             assert!(
@@ -524,7 +536,9 @@ fn age_format_interoperates_with_age() {
     let text = String::from_utf8(written.clone()).expect("armored age is text");
     assert!(
         text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n")
-            && text.trim_end().ends_with("-----END AGE ENCRYPTED FILE-----"),
+            && text
+                .trim_end()
+                .ends_with("-----END AGE ENCRYPTED FILE-----"),
         "not an armored age file:\n{text}"
     );
     for n in [1, 2] {

@@ -11,6 +11,7 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
+use crate::fs::RunLock;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::Sides;
@@ -58,6 +59,10 @@ pub fn run(ctx: &Context, selection: &Selection, dry_run: bool) -> Result<ExitSt
         return Ok(ExitStatus::Success);
     }
     let manifest = &ctx.settings.manifest;
+    let _lock = RunLock::acquire(&manifest.path)?;
+    for s in &steps {
+        ctx.writer.sweep(&manifest.server_root, &s.sides.entry.server);
+    }
     let results: Vec<Result<(), Error>> = steps
         .par_iter()
         .filter(|s| s.action != Action::Unchanged)

@@ -16,11 +16,11 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format::{self, Opened};
-use crate::fs::Perms;
+use crate::fs::{Perms, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{EncryptOptions, SopsError};
-use crate::sync::{Codec, Sides, REPO_MODE};
+use crate::sync::{Codec, Sides, REPO_FOLDER_MODE, REPO_MODE};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,13 +76,22 @@ pub fn run(
             .collect(),
     )?;
     if !dry_run {
+        let _lock = RunLock::acquire(&ctx.settings.manifest.path)?;
         let repo_root = &ctx.settings.manifest.repo_root;
+        for s in &steps {
+            ctx.writer.sweep(repo_root, &s.sides.entry.repo);
+        }
         let results: Vec<Result<(), Error>> = steps
             .par_iter()
             .filter(|s| matches!(s.action, Action::Create | Action::Update))
             .map(|s| {
                 let mode = s.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode);
-                let perms = Perms { mode, uid: None, gid: None };
+                let perms = Perms {
+                    mode,
+                    uid: None,
+                    gid: None,
+                    folder_mode: REPO_FOLDER_MODE,
+                };
                 ctx.writer
                     .write(repo_root, &s.sides.entry.repo, &s.contents, perms)
                     .map_err(Error::from)

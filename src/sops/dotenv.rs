@@ -169,7 +169,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
                             source,
                         }
                     })?;
-                    mac::canonical(enc.ty, &plain).map_err(|()| SopsError::Value {
+                    mac::canonical(enc.ty, &plain).ok_or_else(|| SopsError::Value {
                         key: key.clone(),
                         source: super::CipherError::UnknownType,
                     })?

@@ -65,7 +65,7 @@ pub fn lastmodified_aad(lastmodified: &str) -> Result<String, SopsError> {
 pub fn now_lastmodified() -> String {
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::UNIX_EPOCH);
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     now.format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
@@ -101,28 +101,28 @@ pub fn seal(digest: &str, lastmodified: &str, key: &DataKey) -> Result<String, S
 
 /// The canonical MAC bytes of a decrypted value of type `ty` (sops' `ToBytes` after parsing
 /// by type): `true` hashes as `True`, `007` as `7`.
-pub fn canonical(ty: ValueType, plain: &SecretBytes) -> Result<SecretBytes, ()> {
-    let text = || std::str::from_utf8(plain.expose()).map_err(|_| ());
-    Ok(match ty {
+pub fn canonical(ty: ValueType, plain: &SecretBytes) -> Option<SecretBytes> {
+    let text = || std::str::from_utf8(plain.expose()).ok();
+    Some(match ty {
         ValueType::Str | ValueType::Comment => plain.clone(),
         ValueType::Int => {
-            let n: i64 = text()?.trim().parse().map_err(|_| ())?;
+            let n: i64 = text()?.trim().parse().ok()?;
             SecretBytes::new(n.to_string().into_bytes())
         }
         ValueType::Bool => {
             let b = match text()? {
                 "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
                 "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
-                _ => return Err(()),
+                _ => return None,
             };
             SecretBytes::new(if b { b"True".to_vec() } else { b"False".to_vec() })
         }
         ValueType::Float => {
-            let f: f64 = text()?.trim().parse().map_err(|_| ())?;
+            let f: f64 = text()?.trim().parse().ok()?;
             SecretBytes::new(go_format_float(f).into_bytes())
         }
         ValueType::Time => {
-            let t = OffsetDateTime::parse(text()?, &Rfc3339).map_err(|_| ())?;
+            let t = OffsetDateTime::parse(text()?, &Rfc3339).ok()?;
             SecretBytes::new(go_rfc3339_nano(t).into_bytes())
         }
     })

@@ -66,7 +66,7 @@ pub fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Option<DataKey> {
         return None;
     }
     let xs: Vec<u8> = shares.iter().map(|s| s[32]).collect();
-    if xs.iter().any(|&x| x == 0)
+    if xs.contains(&0)
         || xs.iter().enumerate().any(|(i, x)| xs[..i].contains(x))
     {
         return None;

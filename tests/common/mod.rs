@@ -33,7 +33,9 @@ pub fn tool(name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(&var) {
         return PathBuf::from(path);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
     if venv.is_file() {
         return venv;
     }
@@ -93,8 +95,14 @@ pub fn assert_no_leak(text: &str, context: &str) {
             );
         }
     }
-    assert!(!text.contains("CANARY-"), "canary leaked in {context}:\n{text}");
-    assert!(!text.contains("AGE-SECRET-KEY-1"), "secret key leaked in {context}");
+    assert!(
+        !text.contains("CANARY-"),
+        "canary leaked in {context}:\n{text}"
+    );
+    assert!(
+        !text.contains("AGE-SECRET-KEY-1"),
+        "secret key leaked in {context}"
+    );
 }
 
 /// The result of one envsync run.
@@ -151,7 +159,10 @@ impl Fixture {
     /// An empty git repo with a `.sops.yaml` for AGE1 and AGE2, an empty server root, and a
     /// manifest whose `server.identity` is the AGE1 key.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("envsync-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("envsync-test")
+            .tempdir()
+            .unwrap();
         let repo = dir.path().join("repo");
         let server = dir.path().join("server");
         let home = dir.path().join("home");
@@ -214,7 +225,10 @@ impl Fixture {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
         let mut cmd = Command::new(envsync_bin());
         cmd.args(&args)
             .current_dir(&self.repo)
