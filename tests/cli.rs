@@ -1,4 +1,5 @@
 //! Command-line basics: manifest discovery, selection, exit codes.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
