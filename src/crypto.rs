@@ -42,7 +42,12 @@ pub struct Identities {
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identities({} keys from {:?})", self.keys.len(), self.origins)
+        write!(
+            f,
+            "Identities({} keys from {:?})",
+            self.keys.len(),
+            self.origins
+        )
     }
 }
 
@@ -59,9 +64,8 @@ impl Identities {
             if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
                 || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
             {
-                let identity =
-                    age::ssh::Identity::from_buffer(data, Some(source.origin.clone()))
-                        .map_err(|_| bad("it is not a readable SSH private key"))?;
+                let identity = age::ssh::Identity::from_buffer(data, Some(source.origin.clone()))
+                    .map_err(|_| bad("it is not a readable SSH private key"))?;
                 match identity {
                     age::ssh::Identity::Unencrypted(_) => {}
                     age::ssh::Identity::Encrypted(_) => {
@@ -82,13 +86,13 @@ impl Identities {
                     .join(&b'\n'),
             );
             let file = age::IdentityFile::from_buffer(text.as_slice()).map_err(|_| {
-                bad("it is not an age identity file (lines of AGE-SECRET-KEY-1…, # comments)")
+                bad("it is not an age identity file (one age secret key a line, # comments; the line numbers are not shown to keep keys out of logs)")
             })?;
             let parsed = file
                 .into_identities()
                 .map_err(|_| bad("it holds an identity that cannot be used"))?;
             if parsed.is_empty() {
-                return Err(bad("it holds no AGE-SECRET-KEY-1 line"));
+                return Err(bad("it holds no age secret key"));
             }
             keys.extend(parsed);
         }
@@ -124,8 +128,13 @@ impl Identities {
 
     /// Unwraps a SOPS `enc` entry: strictly armored, as sops requires.
     pub fn unwrap_key(&self, armored: &str) -> Result<SecretBytes, CryptoError> {
-        if !armored.trim_start().starts_with("-----BEGIN AGE ENCRYPTED FILE-----") {
-            return Err(CryptoError::Corrupt("the wrapped key is not armored".into()));
+        if !armored
+            .trim_start()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+        {
+            return Err(CryptoError::Corrupt(
+                "the wrapped key is not armored".into(),
+            ));
         }
         self.decrypt(armored.as_bytes())
     }
@@ -157,7 +166,11 @@ impl Recipient {
         let trimmed = text.trim();
         let bad = || CryptoError::BadRecipient(trimmed.to_string());
         let key: Box<dyn age::Recipient + Send + Sync> = if trimmed.starts_with("age1") {
-            Box::new(trimmed.parse::<age::x25519::Recipient>().map_err(|_| bad())?)
+            Box::new(
+                trimmed
+                    .parse::<age::x25519::Recipient>()
+                    .map_err(|_| bad())?,
+            )
         } else if trimmed.starts_with("ssh-") {
             Box::new(trimmed.parse::<age::ssh::Recipient>().map_err(|_| bad())?)
         } else {
@@ -177,9 +190,14 @@ impl std::fmt::Debug for Recipient {
 }
 
 /// Encrypts `plaintext` to `recipients` as one armored age file.
-pub fn encrypt_armored(plaintext: &[u8], recipients: &[&Recipient]) -> Result<Vec<u8>, CryptoError> {
+pub fn encrypt_armored(
+    plaintext: &[u8],
+    recipients: &[&Recipient],
+) -> Result<Vec<u8>, CryptoError> {
     let encryptor = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r.key.as_ref() as &dyn age::Recipient),
+        recipients
+            .iter()
+            .map(|r| r.key.as_ref() as &dyn age::Recipient),
     )
     .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
     let io_err = |e: std::io::Error| CryptoError::Encrypt(e.to_string());
@@ -187,7 +205,10 @@ pub fn encrypt_armored(plaintext: &[u8], recipients: &[&Recipient]) -> Result<Ve
     let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(io_err)?;
     let mut writer = encryptor.wrap_output(armor).map_err(io_err)?;
     writer.write_all(plaintext).map_err(io_err)?;
-    writer.finish().and_then(ArmoredWriter::finish).map_err(io_err)?;
+    writer
+        .finish()
+        .and_then(ArmoredWriter::finish)
+        .map_err(io_err)?;
     Ok(out)
 }
 

@@ -92,7 +92,8 @@ pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
         });
     }
     if changes.is_empty() {
-        let order = |p: &[(String, SecretBytes)]| p.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        let order =
+            |p: &[(String, SecretBytes)]| p.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
         if order(&old) != order(&new) || repo.len() != server.len() || !same_layout(repo, server) {
             changes.push(KeyChange::Order);
         }
@@ -102,9 +103,12 @@ pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
 
 /// Whether comments and pairs interleave the same way.
 fn same_layout(a: &[Item], b: &[Item]) -> bool {
-    a.iter()
-        .zip(b)
-        .all(|(x, y)| matches!((x, y), (Item::Comment(_), Item::Comment(_)) | (Item::Pair { .. }, Item::Pair { .. })))
+    a.iter().zip(b).all(|(x, y)| {
+        matches!(
+            (x, y),
+            (Item::Comment(_), Item::Comment(_)) | (Item::Pair { .. }, Item::Pair { .. })
+        )
+    })
 }
 
 /// A unified diff of two texts in which every line shows only its length; `None` when equal.
@@ -140,7 +144,11 @@ pub fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
                     similar::ChangeTag::Delete => '-',
                     similar::ChangeTag::Insert => '+',
                 };
-                let len = change.value().trim_end_matches(['\n', '\r']).chars().count();
+                let len = change
+                    .value()
+                    .trim_end_matches(['\n', '\r'])
+                    .chars()
+                    .count();
                 out.push(format!("{sign}{}", mask(len)));
             }
         }
@@ -166,9 +174,19 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                KeyChange::Changed { key: "B".into(), old_len: 10, new_len: 12 },
-                KeyChange::Removed { key: "C".into(), len: 1 },
-                KeyChange::Added { key: "D".into(), len: 1 },
+                KeyChange::Changed {
+                    key: "B".into(),
+                    old_len: 10,
+                    new_len: 12
+                },
+                KeyChange::Removed {
+                    key: "C".into(),
+                    len: 1
+                },
+                KeyChange::Added {
+                    key: "D".into(),
+                    len: 1
+                },
             ]
         );
         let printed = format!("{changes:?}");

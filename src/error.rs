@@ -40,11 +40,15 @@ pub enum FileError {
     RepoMissing { server: String },
     #[error("is missing, so there is nothing to encrypt; restore it (envsync decrypt) or mark the entry `optional = true`")]
     ServerMissing,
-    #[error("is empty; refusing to encrypt an empty secret (pass --allow-empty if that is intended)")]
+    #[error(
+        "is empty; refusing to encrypt an empty secret (pass --allow-empty if that is intended)"
+    )]
     ServerEmpty,
-    #[error("is not an encrypted file envsync recognises (no sops metadata and no age header); set `format` in its [[file]] entry")]
+    #[error("is not encrypted (no sops metadata and no age header); plaintext must never be committed: restore it from git, or delete it and run `envsync encrypt` to re-create it from the server copy")]
     UnknownFormat,
-    #[error("is a {0} file; this version of envsync reads and writes dotenv, binary and age files only")]
+    #[error(
+        "is a {0} file; this version of envsync reads and writes dotenv, binary and age files only"
+    )]
     Unsupported(&'static str),
 }
 
@@ -61,6 +65,10 @@ impl Error {
                 path,
                 source: FileError::Sops(e),
             } => sops_hint(e, path),
+            Self::Manifest(e) if e.line.is_some() => Some("fix that line of the manifest".into()),
+            Self::Keys(KeyError::Crypto(_) | KeyError::ReadIdentity { .. }) => Some(
+                "check the identity file (an age-keygen key file or an unencrypted SSH private key)".into(),
+            ),
             Self::Keys(KeyError::NoIdentity { .. }) => Some(
                 "set server.identity in secrets.toml, pass --identity FILE, or set SOPS_AGE_KEY_FILE"
                     .into(),
@@ -108,9 +116,11 @@ fn sops_hint(e: &SopsError, path: &std::path::Path) -> Option<String> {
             "pass the matching key with --identity, server.identity or SOPS_AGE_KEY_FILE".into(),
         ),
         SopsError::Syntax { .. } => Some("fix that line".into()),
+        SopsError::Metadata(_) | SopsError::NotSops(_) | SopsError::DataKey(_) | SopsError::Crypto(_) => Some(
+            format!("restore it from git (git checkout -- {shown}), or re-encrypt it from the server copy"),
+        ),
         SopsError::AlreadyEncrypted => {
             Some("the server file must hold plaintext; run envsync decrypt to restore it".into())
         }
-        _ => None,
     }
 }

@@ -43,7 +43,8 @@ impl Format {
         if sops::binary::looks_encrypted(bytes) {
             let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
             let map = doc.as_object()?;
-            let binary = map.len() == 2 && map.get("data").is_some_and(serde_json::Value::is_string);
+            let binary =
+                map.len() == 2 && map.get("data").is_some_and(serde_json::Value::is_string);
             return Some(if binary { Self::Binary } else { Self::Json });
         }
         if sops::dotenv::looks_encrypted(bytes) {
@@ -113,7 +114,8 @@ pub fn encrypt(
         }
         Format::Binary => sops::binary::encrypt(plain, options),
         Format::Age => {
-            let recipients: Vec<&crypto::Recipient> = options.keys.groups.iter().flatten().collect();
+            let recipients: Vec<&crypto::Recipient> =
+                options.keys.groups.iter().flatten().collect();
             Ok(crypto::encrypt_armored(plain, &recipients)?)
         }
         Format::Yaml | Format::Json => Err(unsupported(format)),

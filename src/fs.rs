@@ -86,8 +86,12 @@ impl AtomicWriter {
         perms: Perms,
     ) -> Result<(), FsError> {
         let target = base.join(relative);
-        let (dir, name) = open_parent(base, relative, Some(perms.folder_mode))?
-            .ok_or_else(|| FsError::BadFolder { path: target.clone() })?;
+        let (dir, name) =
+            open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
+                FsError::BadFolder {
+                    path: target.clone(),
+                }
+            })?;
         match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::Symlink => return Err(FsError::Symlink { path: target }),
@@ -119,7 +123,11 @@ impl AtomicWriter {
             return Err(e);
         }
         rfs::fsync(&dir).map_err(|e| {
-            FsError::io(&target, "make durable (it was replaced, but fsync of its folder failed)", e)
+            FsError::io(
+                &target,
+                "make durable (it was replaced, but fsync of its folder failed)",
+                e,
+            )
         })
     }
 
@@ -136,14 +144,21 @@ impl AtomicWriter {
         let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
         // The lock is held through the sweep so that a parallel write into the same folder
         // creates its temp only after the sweep is done.
-        let mut swept = self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut swept = self
+            .swept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !swept.insert(folder.clone()) {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(&folder) else { return };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return;
+        };
         for entry in entries.flatten() {
             let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else { continue };
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
             if file_name.starts_with(TEMP_PREFIX) && file_name.ends_with(".tmp") {
                 let _ = rfs::unlinkat(dir, file_name, AtFlags::empty());
             }
@@ -220,7 +235,9 @@ fn open_parent(
     let mut parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
     let name = parts
         .pop()
-        .ok_or_else(|| FsError::NotAFile { path: base.to_path_buf() })?
+        .ok_or_else(|| FsError::NotAFile {
+            path: base.to_path_buf(),
+        })?
         .to_string();
     if create.is_some() && !base.exists() {
         std::fs::create_dir_all(base).map_err(|e| FsError::io(base, "create the folder", e))?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::crypto::{CryptoError, IdentitySource, Identities, Recipient};
+use crate::crypto::{CryptoError, Identities, IdentitySource, Recipient};
 use crate::manifest::Entry;
 use crate::secret::SecretBytes;
 use crate::sops::{CryptRule, EncryptOptions, KeyPlan};
@@ -211,7 +211,9 @@ impl Recipients {
                 None => true,
                 Some(pattern) if pattern.is_empty() => true,
                 Some(pattern) => regex::Regex::new(pattern)
-                    .map_err(|_| config_error(format!("path_regex `{pattern}` is not a valid regex")))?
+                    .map_err(|_| {
+                        config_error(format!("path_regex `{pattern}` is not a valid regex"))
+                    })?
                     .is_match(&entry.repo),
             };
             if matches {
@@ -235,12 +237,17 @@ impl Recipients {
                 Some(groups) if !groups.is_empty() => KeyPlan {
                     groups: groups
                         .iter()
-                        .map(|g| parse_all(g.age.as_ref().map(StringOrList::items).unwrap_or_default()))
+                        .map(|g| {
+                            parse_all(g.age.as_ref().map(StringOrList::items).unwrap_or_default())
+                        })
                         .collect::<Result<_, _>>()?,
                     threshold: rule.shamir_threshold,
                 },
                 _ => KeyPlan::single(parse_all(
-                    rule.age.as_ref().map(StringOrList::items).unwrap_or_default(),
+                    rule.age
+                        .as_ref()
+                        .map(StringOrList::items)
+                        .unwrap_or_default(),
                 )?),
             };
             let rules = [

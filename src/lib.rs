@@ -32,11 +32,8 @@ use settings::Settings;
 /// Runs a parsed command line and returns the exit status; errors are returned, not
 /// printed, so the caller prints them once.
 pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, (Error, output::Printer)> {
-    let fallback = output::Printer::new(
-        output::Verbosity::Normal,
-        cli.global.json,
-        cli.global.color,
-    );
+    let fallback =
+        output::Printer::new(output::Verbosity::Normal, cli.global.json, cli.global.color);
     let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(|e| (e, fallback))?;
     let printer = settings.printer.clone();
     let ctx = Context::new(settings, cwd);
@@ -48,6 +45,12 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, (Error, output::P
 pub fn harden_process() {
     use rustix::process::{setrlimit, umask, Resource, Rlimit};
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    let _ = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) });
+    let _ = setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
     umask(rustix::fs::Mode::from_raw_mode(0o077));
 }

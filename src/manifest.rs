@@ -154,15 +154,16 @@ impl Manifest {
                 "`version` must be 1 (the only manifest version this envsync knows)".into(),
             ));
         }
-        let absolute = path
-            .canonicalize()
-            .unwrap_or_else(|_| path.to_path_buf());
+        let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let repo_root = absolute
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let server_root = repo_root.join(raw.server.root.get_ref());
         if raw.server.root.get_ref().is_empty() {
-            return Err(err(Some(raw.server.root.span()), "`server.root` is empty".into()));
+            return Err(err(
+                Some(raw.server.root.span()),
+                "`server.root` is empty".into(),
+            ));
         }
         let identity = raw
             .server
@@ -176,7 +177,10 @@ impl Manifest {
 
         let default_mode = match &raw.defaults.mode {
             Some(m) => parse_mode(m.get_ref()).ok_or_else(|| {
-                err(Some(m.span()), "`defaults.mode` is not an octal mode like \"0600\"".into())
+                err(
+                    Some(m.span()),
+                    "`defaults.mode` is not an octal mode like \"0600\"".into(),
+                )
             })?,
             None => DEFAULT_MODE,
         };
@@ -231,7 +235,9 @@ impl Manifest {
             if let Some(first) = seen_repo.insert(repo.clone(), line) {
                 return Err(err(
                     Some(file.repo.span()),
-                    format!("`repo = \"{repo}\"` is also the repo path of the entry on line {first}"),
+                    format!(
+                        "`repo = \"{repo}\"` is also the repo path of the entry on line {first}"
+                    ),
                 ));
             }
             if let Some(first) = seen_server.insert(server.clone(), line) {
@@ -244,7 +250,10 @@ impl Manifest {
             }
             let mode = match &file.mode {
                 Some(m) => parse_mode(m.get_ref()).ok_or_else(|| {
-                    err(Some(m.span()), "`mode` is not an octal mode like \"0640\"".into())
+                    err(
+                        Some(m.span()),
+                        "`mode` is not an octal mode like \"0640\"".into(),
+                    )
                 })?,
                 None => default_mode,
             };

@@ -95,7 +95,10 @@ impl Printer {
     pub fn error(&self, report: &str) {
         for line in report.lines() {
             let line = match line.strip_prefix("error:") {
-                Some(rest) => format!("{}{rest}", paint(self.color_stderr, Style::Removed, "error:")),
+                Some(rest) => format!(
+                    "{}{rest}",
+                    paint(self.color_stderr, Style::Removed, "error:")
+                ),
                 None => line.to_string(),
             };
             eprintln!("envsync: {line}");

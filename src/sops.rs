@@ -149,9 +149,7 @@ pub fn seal_data_key(key: &DataKey, plan: &KeyPlan) -> Result<Vec<Vec<AgeKey>>, 
     let threshold = u8::try_from(plan.threshold.unwrap_or(plan.groups.len()))
         .ok()
         .filter(|t| (2..=n).contains(t))
-        .ok_or_else(|| {
-            SopsError::DataKey(format!("needs a shamir_threshold between 2 and {n}"))
-        })?;
+        .ok_or_else(|| SopsError::DataKey(format!("needs a shamir_threshold between 2 and {n}")))?;
     let shares = shamir::split(key, n, threshold);
     plan.groups
         .iter()

@@ -88,14 +88,18 @@ impl<'m> Sides<'m> {
 
     /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist.
     pub fn open_repo(&self, identities: Option<&Identities>) -> Result<Option<Opened>, Error> {
-        let Some(repo) = &self.repo else { return Ok(None) };
+        let Some(repo) = &self.repo else {
+            return Ok(None);
+        };
         let opened = match self.codec {
             Codec::Plain => Opened {
                 plaintext: SecretBytes::from(repo.bytes.as_slice()),
                 sops: None,
             },
             Codec::Encrypted(format) => {
-                let Some(identities) = identities else { return Ok(None) };
+                let Some(identities) = identities else {
+                    return Ok(None);
+                };
                 format::decrypt(format, &repo.bytes, identities).map_err(|e| Error::File {
                     path: self.entry.repo_path.clone(),
                     source: e.into(),
@@ -108,7 +112,9 @@ impl<'m> Sides<'m> {
     /// The server plaintext as the repo would hold it: for dotenv, re-emitted the way sops
     /// prints it (blank lines dropped), so equal entries compare equal.
     pub fn server_canonical(&self) -> Result<Option<SecretBytes>, Error> {
-        let Some(server) = &self.server else { return Ok(None) };
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
         Ok(Some(match self.codec {
             Codec::Encrypted(Format::Dotenv) => {
                 let items = dotenv::parse(&server.bytes).map_err(|e| Error::File {

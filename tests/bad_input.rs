@@ -224,6 +224,22 @@ fn flip(text: &str, marker: &str, field: &str) -> String {
     out
 }
 
+/// Flips a base64 character inside the ephemeral share of the age stanza in the armored
+/// data key on the line starting with `marker` (the armor's line breaks are written `\n`).
+fn flip_armor(text: &str, marker: &str) -> String {
+    let header = "-----BEGIN AGE ENCRYPTED FILE-----\\n";
+    let line = line_range(text, marker);
+    let at = line.start + text[line.clone()].find(header).expect("an armored key") + header.len();
+    // Base64 of `age-encryption.org/v1\n-> X25519 ` is 44 chars; the share follows.
+    let at = at + 50;
+    let old = text.as_bytes()[at];
+    assert!(old.is_ascii_alphanumeric() || old == b'+' || old == b'/');
+    let new = if old == b'A' { "B" } else { "A" };
+    let mut out = text.to_string();
+    out.replace_range(at..at + 1, new);
+    out
+}
+
 /// Swaps the two lines that start with `a` and `b`.
 fn swap_lines(text: &str, a: &str, b: &str) -> String {
     let mut lines: Vec<&str> = text.split('\n').collect();
@@ -321,6 +337,11 @@ fn tampers() -> Vec<Tamper> {
             edit: |t| flip(t, "sops_mac=", ",tag:"),
         },
         Tamper {
+            name: "dotenv: the data key wrapped for our identity corrupted",
+            file: DOTENV_ENC,
+            edit: |t| flip_armor(t, "sops_age__list_0__map_enc="),
+        },
+        Tamper {
             name: "dotenv: two key lines swapped (MAC mismatch)",
             file: DOTENV_ENC,
             edit: |t| swap_lines(t, "TOKEN=", "DB_PASSWORD="),
@@ -346,6 +367,20 @@ fn tampers() -> Vec<Tamper> {
             edit: |_| "A=1\nTOKEN=plain-bad-input-token\n".to_string(),
         },
         Tamper {
+            name: "dotenv: the .enc is empty",
+            file: DOTENV_ENC,
+            edit: |_| String::new(),
+        },
+        Tamper {
+            name: "dotenv: the .enc lost its sops_mac line",
+            file: DOTENV_ENC,
+            edit: |t| {
+                t.split_inclusive('\n')
+                    .filter(|l| !l.starts_with("sops_mac="))
+                    .collect()
+            },
+        },
+        Tamper {
             name: "binary: data flipped",
             file: BINARY_ENC,
             edit: |t| flip(t, "\"data\":", "data:"),
@@ -366,9 +401,19 @@ fn tampers() -> Vec<Tamper> {
             edit: |t| flip(t, "\"mac\":", "data:"),
         },
         Tamper {
+            name: "binary: the data key wrapped for our identity corrupted",
+            file: BINARY_ENC,
+            edit: |t| flip_armor(t, "\"enc\":"),
+        },
+        Tamper {
             name: "binary: lastmodified changed",
             file: BINARY_ENC,
             edit: |t| set_json(t, "lastmodified", "2020-01-02T03:04:05Z"),
+        },
+        Tamper {
+            name: "binary: the .enc is cut in half",
+            file: BINARY_ENC,
+            edit: |t| t[..t.len() / 2].to_string(),
         },
         Tamper {
             name: "binary: the .enc is plaintext",
@@ -399,7 +444,6 @@ fn tampered_enc_fails_cleanly() {
                     let what = format!("{}: envsync {command}", case.name);
                     let run = fx.envsync([command]);
                     assert_names_file(&fx, &run, true, case.file, &what);
-                    eprintln!("DEBUG {what}: {}", run.stderr.trim());
                     assert_unchanged(&fx, &before, &what);
                 }
             }));
@@ -412,6 +456,41 @@ fn tampered_enc_fails_cleanly() {
     );
     // With everything restored, the fixture is healthy again.
     fx.envsync(["diff"]).expect(0);
+}
+
+/// With `format` set in the manifest, a plaintext `.enc` is still refused, not copied.
+#[test]
+fn plaintext_enc_with_explicit_format_fails_cleanly() {
+    common::secret("plain-explicit-format-token");
+    common::secret("plain-explicit-format-hash");
+    let fx = setup();
+    fx.manifest(&[
+        format!(
+            "{}format = \"dotenv\"\n",
+            Fixture::entry(DOTENV_ENC, DOTENV_SERVER)
+        ),
+        format!(
+            "{}format = \"binary\"\n",
+            Fixture::entry(BINARY_ENC, BINARY_SERVER)
+        ),
+    ]);
+    fx.envsync(["diff"]).expect(0);
+    for (file, plain) in [
+        (DOTENV_ENC, "A=1\nTOKEN=plain-explicit-format-token\n"),
+        (BINARY_ENC, "admin:plain-explicit-format-hash\n"),
+    ] {
+        let path = fx.repo_path(file);
+        let original = fs::read(&path).expect("read");
+        fs::write(&path, plain).expect("write");
+        let before = snap(&fx);
+        for command in ["decrypt", "diff"] {
+            let what = format!("envsync {command} with a plaintext {file} (format set)");
+            let run = fx.envsync([command]);
+            assert_names_file(&fx, &run, true, file, &what);
+            assert_unchanged(&fx, &before, &what);
+        }
+        fs::write(&path, original).expect("restore");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -488,7 +567,12 @@ fn bad_manifests() -> Vec<BadManifest> {
         },
         BadManifest {
             name: "unterminated string",
-            edit: |t| add_entry(t, "repo = \"x/.env.enc\"\nserver = \"x/.env\nmode = \"0600\""),
+            edit: |t| {
+                add_entry(
+                    t,
+                    "repo = \"x/.env.enc\"\nserver = \"x/.env\nmode = \"0600\"",
+                )
+            },
             line_with: &["server = \"x/.env"],
             mentions: None,
         },
@@ -500,7 +584,12 @@ fn bad_manifests() -> Vec<BadManifest> {
         },
         BadManifest {
             name: "unknown key in a [[file]]",
-            edit: |t| add_entry(t, "repo = \"x/.env.enc\"\nserver = \"x/.env\"\nmdoe = \"0600\""),
+            edit: |t| {
+                add_entry(
+                    t,
+                    "repo = \"x/.env.enc\"\nserver = \"x/.env\"\nmdoe = \"0600\"",
+                )
+            },
             line_with: &["mdoe = "],
             mentions: Some("mdoe"),
         },
@@ -509,6 +598,34 @@ fn bad_manifests() -> Vec<BadManifest> {
             edit: |t| add_entry(t, "repo = \"x/.env.enc\"\nmode = \"0600\""),
             line_with: &["[[file]]", "repo = \"x/.env.enc\""],
             mentions: Some("server"),
+        },
+        BadManifest {
+            name: "version 2",
+            edit: |t| t.replacen("version = 1", "version = 2", 1),
+            line_with: &["version = 2"],
+            mentions: Some("version"),
+        },
+        BadManifest {
+            name: "a mode that is not octal",
+            edit: |t| {
+                add_entry(
+                    t,
+                    "repo = \"x/.env.enc\"\nserver = \"x/.env\"\nmode = \"0968\"",
+                )
+            },
+            line_with: &["mode = \"0968\""],
+            mentions: Some("mode"),
+        },
+        BadManifest {
+            name: "an owner that does not exist",
+            edit: |t| {
+                add_entry(
+                    t,
+                    "repo = \"x/.env.enc\"\nserver = \"x/.env\"\nowner = \"no-such-user-envsync\"",
+                )
+            },
+            line_with: &["owner = "],
+            mentions: Some("no-such-user-envsync"),
         },
         BadManifest {
             name: "server path with `..`",
@@ -599,7 +716,6 @@ fn bad_manifest_names_file_and_line() {
                     lines.iter().any(|&line| names_line(&err, line)),
                     "{what}: the error does not name line {lines:?}:\n{err}\nmanifest:\n{text}"
                 );
-                eprintln!("DEBUG {what}: {err}");
                 if let Some(word) = case.mentions {
                     assert!(err.contains(word), "{what}: no `{word}` in:\n{err}");
                 }
@@ -628,7 +744,11 @@ fn decrypt_is_all_or_nothing() {
     let third = common::secret("third-all-or-nothing-3");
     fx.sops_encrypt("a/.env.enc", format!("ONE={first}\n").as_bytes(), "dotenv");
     fx.sops_encrypt("b/blob.enc", format!("{second}\n").as_bytes(), "binary");
-    fx.sops_encrypt("c/.env.enc", format!("THREE={third}\n").as_bytes(), "dotenv");
+    fx.sops_encrypt(
+        "c/.env.enc",
+        format!("THREE={third}\n").as_bytes(),
+        "dotenv",
+    );
     fx.manifest(&[
         Fixture::entry("a/.env.enc", "a/.env"),
         Fixture::entry("b/blob.enc", "b/blob"),
@@ -641,7 +761,13 @@ fn decrypt_is_all_or_nothing() {
     // An empty server root stays empty.
     let before = snap(&fx);
     let run = fx.envsync(["decrypt"]);
-    assert_names_file(&fx, &run, true, "c/.env.enc", "decrypt with the last entry bad");
+    assert_names_file(
+        &fx,
+        &run,
+        true,
+        "c/.env.enc",
+        "decrypt with the last entry bad",
+    );
     let files: Vec<_> = walkdir::WalkDir::new(&fx.server)
         .into_iter()
         .filter_map(Result::ok)
@@ -660,7 +786,13 @@ fn decrypt_is_all_or_nothing() {
     fs::write(&last, flip(&good, "sops_mac=", "data:")).expect("tamper");
     let before = snap(&fx);
     let run = fx.envsync(["decrypt"]);
-    assert_names_file(&fx, &run, true, "c/.env.enc", "decrypt after a pull, last bad");
+    assert_names_file(
+        &fx,
+        &run,
+        true,
+        "c/.env.enc",
+        "decrypt after a pull, last bad",
+    );
     assert_unchanged(&fx, &before, "decrypt after a pull, last bad");
     assert_eq!(
         fs::read(fx.server_path("a/.env")).expect("read"),
@@ -702,7 +834,10 @@ fn encrypt_empty_server_file_is_an_error() {
 fn encrypt_skips_missing_optional_file() {
     let fx = setup();
     fx.manifest(&[
-        format!("{}optional = true\n", Fixture::entry(DOTENV_ENC, DOTENV_SERVER)),
+        format!(
+            "{}optional = true\n",
+            Fixture::entry(DOTENV_ENC, DOTENV_SERVER)
+        ),
         Fixture::entry(BINARY_ENC, BINARY_SERVER),
     ]);
     fs::remove_file(fx.server_path(DOTENV_SERVER)).expect("remove");
@@ -710,7 +845,11 @@ fn encrypt_skips_missing_optional_file() {
     let binary_before = fs::read(fx.server_path(BINARY_SERVER)).expect("read");
     fx.envsync(["encrypt"]).expect(0);
     let diff = changes(&repo_before, &common::snapshot(&fx.repo));
-    assert!(diff.is_empty(), "encrypt changed the repo:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "encrypt changed the repo:\n{}",
+        diff.join("\n")
+    );
     assert!(!fx.server_path(DOTENV_SERVER).exists());
     assert_eq!(
         fs::read(fx.server_path(BINARY_SERVER)).expect("read"),
@@ -746,4 +885,77 @@ fn server_line_without_equals_names_line_not_content() {
         assert!(!run.stderr.contains("sk_live"), "{}", run.stderr);
         assert_unchanged(&fx, &before, &what);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Other bad inputs.
+
+#[test]
+fn decrypt_with_missing_enc_is_an_error() {
+    let fx = setup();
+    fs::remove_file(fx.repo_path(BINARY_ENC)).expect("remove");
+    let before = snap(&fx);
+    for args in [vec!["decrypt"], vec!["decrypt", BINARY_ENC]] {
+        let what = format!("envsync {args:?} with {BINARY_ENC} missing");
+        let run = fx.envsync(&args);
+        assert_names_file(&fx, &run, true, BINARY_ENC, &what);
+        assert_unchanged(&fx, &before, &what);
+    }
+}
+
+/// A server file that holds a SOPS file (the `.enc` copied over the plaintext) is refused by
+/// encrypt: encrypting it again would commit ciphertext of ciphertext.
+#[test]
+fn encrypt_refuses_an_encrypted_server_file() {
+    let fx = setup();
+    fs::copy(fx.repo_path(DOTENV_ENC), fx.server_path(DOTENV_SERVER)).expect("copy");
+    let before = snap(&fx);
+    let run = fx.envsync(["encrypt", DOTENV_ENC]);
+    assert_names_file(
+        &fx,
+        &run,
+        false,
+        DOTENV_SERVER,
+        "encrypt of an encrypted server file",
+    );
+    assert_unchanged(&fx, &before, "encrypt of an encrypted server file");
+}
+
+/// Server dotenv lines that cannot be a `KEY=value` pair name the file and the line.
+#[test]
+fn malformed_server_dotenv_lines_name_the_line() {
+    let fx = setup();
+    let server = fx.server_path(DOTENV_SERVER);
+    let good = fs::read(&server).expect("read");
+    let cases: [(&str, &[u8]); 2] = [
+        ("an empty key", b"=secret-empty-key-value-123\n"),
+        (
+            "a key that is not UTF-8",
+            b"\xff\xfeKEY=secret-non-utf8-key-456\n",
+        ),
+    ];
+    common::secret("secret-empty-key-value-123");
+    common::secret("secret-non-utf8-key-456");
+    run_cases(
+        &cases,
+        |c| c.0.to_string(),
+        |(name, line)| {
+            let mut bytes = b"A=1\n".to_vec();
+            bytes.extend_from_slice(line);
+            bytes.extend_from_slice(&good);
+            fs::write(&server, &bytes).expect("write");
+            let before = snap(&fx);
+            for command in ["encrypt", "diff"] {
+                let what = format!("envsync {command} with {name} on line 2");
+                let run = fx.envsync([command]);
+                assert_names_file(&fx, &run, false, DOTENV_SERVER, &what);
+                assert!(
+                    names_line(&run.stderr, 2),
+                    "{what}: no line 2 in {}",
+                    run.stderr
+                );
+                assert_unchanged(&fx, &before, &what);
+            }
+        },
+    );
 }

@@ -9,7 +9,11 @@ use common::Fixture;
 fn decrypt_then_diff_is_clean() {
     let fx = Fixture::new();
     let value = common::canary("cli");
-    fx.sops_encrypt("app/.env.enc", format!("A=1\nTOKEN={value}\n").as_bytes(), "dotenv");
+    fx.sops_encrypt(
+        "app/.env.enc",
+        format!("A=1\nTOKEN={value}\n").as_bytes(),
+        "dotenv",
+    );
     fx.manifest(&[Fixture::entry("app/.env.enc", "app/.env")]);
     fx.envsync(["decrypt"]).expect(0);
     assert_eq!(

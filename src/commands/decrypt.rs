@@ -61,7 +61,8 @@ pub fn run(ctx: &Context, selection: &Selection, dry_run: bool) -> Result<ExitSt
     let manifest = &ctx.settings.manifest;
     let _lock = RunLock::acquire(&manifest.path)?;
     for s in &steps {
-        ctx.writer.sweep(&manifest.server_root, &s.sides.entry.server);
+        ctx.writer
+            .sweep(&manifest.server_root, &s.sides.entry.server);
     }
     let results: Vec<Result<(), Error>> = steps
         .par_iter()
@@ -83,7 +84,10 @@ pub fn run(ctx: &Context, selection: &Selection, dry_run: bool) -> Result<ExitSt
     Ok(ExitStatus::Success)
 }
 
-fn plan<'s, 'm>(sides: &'s Sides<'m>, identities: Option<&Identities>) -> Result<Step<'s, 'm>, Error> {
+fn plan<'s, 'm>(
+    sides: &'s Sides<'m>,
+    identities: Option<&Identities>,
+) -> Result<Step<'s, 'm>, Error> {
     let entry = sides.entry;
     let opened = sides.open_repo(identities)?.ok_or_else(|| Error::File {
         path: entry.repo_path.clone(),
@@ -141,7 +145,11 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
         };
         let line = format!(
             "{}{:<9} {} (mode {:04o})",
-            if dry_run { "would " } else { "" },
+            if dry_run && step.action != Action::Unchanged {
+                "would "
+            } else {
+                ""
+            },
             step.action.word(),
             arrow(step.sides.entry),
             step.sides.entry.mode

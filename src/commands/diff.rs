@@ -53,10 +53,17 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
     )?;
     let drift = diffs.iter().any(|d| !matches!(d.state, State::InSync));
     report(ctx, &sides, &diffs);
-    Ok(if drift { ExitStatus::Drift } else { ExitStatus::Success })
+    Ok(if drift {
+        ExitStatus::Drift
+    } else {
+        ExitStatus::Success
+    })
 }
 
-fn compare(sides: &Sides<'_>, identities: Option<&crate::crypto::Identities>) -> Result<EntryDiff, Error> {
+fn compare(
+    sides: &Sides<'_>,
+    identities: Option<&crate::crypto::Identities>,
+) -> Result<EntryDiff, Error> {
     let entry = sides.entry;
     let mut result = EntryDiff {
         repo: entry.repo.clone(),
@@ -125,10 +132,9 @@ fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
                 Style::Added,
                 &format!("{head}: repo file missing (envsync encrypt creates it)"),
             ),
-            State::BothMissing => printer.data(
-                Style::Removed,
-                &format!("{head}: both files missing"),
-            ),
+            State::BothMissing => {
+                printer.data(Style::Removed, &format!("{head}: both files missing"))
+            }
             State::Drift => {
                 printer.data(Style::Header, &format!("{head}:"));
                 for change in &d.changes {
@@ -156,9 +162,16 @@ fn describe(change: &KeyChange) -> (Style, String) {
         ),
         KeyChange::Removed { key, len } => (
             Style::Removed,
-            format!("- {}: missing on the server (len {len} in the repo)", sanitize(key)),
+            format!(
+                "- {}: missing on the server (len {len} in the repo)",
+                sanitize(key)
+            ),
         ),
-        KeyChange::Changed { key, old_len, new_len } => (
+        KeyChange::Changed {
+            key,
+            old_len,
+            new_len,
+        } => (
             Style::Changed,
             format!("~ {}: changed (len {old_len} → {new_len})", sanitize(key)),
         ),
@@ -166,6 +179,9 @@ fn describe(change: &KeyChange) -> (Style, String) {
             Style::Changed,
             format!("~ comments differ ({repo} in the repo, {server} on the server)"),
         ),
-        KeyChange::Order => (Style::Changed, "~ same keys and values, another order".into()),
+        KeyChange::Order => (
+            Style::Changed,
+            "~ same keys and values, another order".into(),
+        ),
     }
 }

@@ -61,9 +61,9 @@ pub fn run(
     let identities = match ctx.identities(&entries) {
         Ok(ids) => ids,
         Err(Error::Keys(KeyError::NoIdentity { .. })) => {
-            ctx.settings.printer.verbose(
-                "no identity found: every selected file will be re-encrypted in full",
-            );
+            ctx.settings
+                .printer
+                .verbose("no identity found: every selected file will be re-encrypted in full");
             None
         }
         Err(e) => return Err(e),
@@ -116,7 +116,11 @@ fn plan<'s, 'm>(
     };
     let Some(server) = &sides.server else {
         if entry.optional {
-            return Ok(Step { sides, action: Action::Skip, contents: Vec::new() });
+            return Ok(Step {
+                sides,
+                action: Action::Skip,
+                contents: Vec::new(),
+            });
         }
         return Err(server_error(FileError::ServerMissing));
     };
@@ -124,7 +128,11 @@ fn plan<'s, 'm>(
         return Err(server_error(FileError::ServerEmpty));
     }
     let plaintext = sides.server_canonical()?.unwrap_or_default();
-    let changed = if sides.repo.is_some() { Action::Update } else { Action::Create };
+    let changed = if sides.repo.is_some() {
+        Action::Update
+    } else {
+        Action::Create
+    };
     let Codec::Encrypted(format) = sides.codec else {
         let same = sides.repo.as_ref().is_some_and(|r| r.bytes == server.bytes);
         return Ok(Step {
@@ -137,31 +145,48 @@ fn plan<'s, 'm>(
     let previous = match sides.open_repo(identities) {
         Ok(opened) => opened,
         // A file this key cannot open is replaced whole; every other failure stops the run.
-        Err(Error::File { source: FileError::Sops(SopsError::NoMatchingIdentity { .. }), .. }) => None,
+        Err(Error::File {
+            source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
+            ..
+        }) => None,
         Err(e) => return Err(e),
     };
     if previous.as_ref().is_some_and(|p| p.plaintext == plaintext) {
-        return Ok(Step { sides, action: Action::Unchanged, contents: Vec::new() });
+        return Ok(Step {
+            sides,
+            action: Action::Unchanged,
+            contents: Vec::new(),
+        });
     }
     let reusable = previous
         .as_ref()
         .filter(|p| same_keys(p, &options))
         .zip(sides.repo.as_ref())
         .map(|(p, r)| (p, r.bytes.as_slice()));
-    let contents = format::encrypt(format, plaintext.expose(), &options, reusable).map_err(|e| {
-        let path = match e {
-            SopsError::Syntax { .. } | SopsError::AlreadyEncrypted => entry.server_path.clone(),
-            _ => entry.repo_path.clone(),
-        };
-        Error::File { path, source: e.into() }
-    })?;
-    Ok(Step { sides, action: changed, contents })
+    let contents =
+        format::encrypt(format, plaintext.expose(), &options, reusable).map_err(|e| {
+            let path = match e {
+                SopsError::Syntax { .. } | SopsError::AlreadyEncrypted => entry.server_path.clone(),
+                _ => entry.repo_path.clone(),
+            };
+            Error::File {
+                path,
+                source: e.into(),
+            }
+        })?;
+    Ok(Step {
+        sides,
+        action: changed,
+        contents,
+    })
 }
 
 /// Whether the previous file was written for exactly today's recipients and rule, so its
 /// data key can be kept.
 fn same_keys(previous: &Opened, options: &EncryptOptions) -> bool {
-    let Some(sops) = &previous.sops else { return false };
+    let Some(sops) = &previous.sops else {
+        return false;
+    };
     let old: Vec<BTreeSet<&str>> = sops
         .metadata
         .key_groups
@@ -206,7 +231,11 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
         let entry = step.sides.entry;
         let line = format!(
             "{}{:<9} {} ← {}",
-            if dry_run { "would " } else { "" },
+            if dry_run && step.action != Action::Unchanged {
+                "would "
+            } else {
+                ""
+            },
             step.action.word(),
             entry.repo,
             entry.server

@@ -56,7 +56,12 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
     };
     let mut hasher = MacHasher::new(metadata.mac_only_encrypted);
     hasher.add(plaintext.expose(), !plaintext.is_empty());
-    mac::verify(&metadata.mac, &metadata.lastmodified, &data_key, &hasher.finish())?;
+    mac::verify(
+        &metadata.mac,
+        &metadata.lastmodified,
+        &data_key,
+        &hasher.finish(),
+    )?;
     Ok(Decrypted {
         plaintext,
         metadata,

@@ -62,7 +62,9 @@ pub enum CipherError {
     UnknownType,
     #[error("has an unsupported IV length of {0} bytes")]
     IvLength(usize),
-    #[error("failed authentication (wrong data key, or the value, IV, tag or key name was altered)")]
+    #[error(
+        "failed authentication (wrong data key, or the value, IV, tag or key name was altered)"
+    )]
     Authentication,
 }
 
@@ -89,9 +91,7 @@ impl EncValue {
             return Err(CipherError::Syntax);
         }
         let decode = |s: &str| B64.decode(s).map_err(|_| CipherError::Syntax);
-        let tag: [u8; 16] = decode(tag)?
-            .try_into()
-            .map_err(|_| CipherError::Syntax)?;
+        let tag: [u8; 16] = decode(tag)?.try_into().map_err(|_| CipherError::Syntax)?;
         Ok(Self {
             data: decode(data)?,
             iv: decode(iv)?,
@@ -191,6 +191,9 @@ mod tests {
             parsed.decrypt(&key, b"OTHER:"),
             Err(CipherError::Authentication)
         );
-        assert_eq!(EncValue::parse("ENC[AES256_GCM,data:,iv:a,tag:b,type:str]"), Err(CipherError::Syntax));
+        assert_eq!(
+            EncValue::parse("ENC[AES256_GCM,data:,iv:a,tag:b,type:str]"),
+            Err(CipherError::Syntax)
+        );
     }
 }

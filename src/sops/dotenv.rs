@@ -17,7 +17,10 @@ use crate::secret::{DataKey, SecretBytes};
 pub enum Item {
     /// The text after `#`.
     Comment(SecretBytes),
-    Pair { key: String, value: SecretBytes },
+    Pair {
+        key: String,
+        value: SecretBytes,
+    },
 }
 
 /// Parses a plaintext dotenv file. Errors name the line, never its content.
@@ -163,12 +166,12 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
                         key: key.clone(),
                         source,
                     })?;
-                    let plain = enc.decrypt(&data_key, &aad(&key)).map_err(|source| {
-                        SopsError::Value {
-                            key: key.clone(),
-                            source,
-                        }
-                    })?;
+                    let plain =
+                        enc.decrypt(&data_key, &aad(&key))
+                            .map_err(|source| SopsError::Value {
+                                key: key.clone(),
+                                source,
+                            })?;
                     mac::canonical(enc.ty, &plain).ok_or_else(|| SopsError::Value {
                         key: key.clone(),
                         source: super::CipherError::UnknownType,
@@ -181,7 +184,12 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
             }
         });
     }
-    mac::verify(&metadata.mac, &metadata.lastmodified, &data_key, &hasher.finish())?;
+    mac::verify(
+        &metadata.mac,
+        &metadata.lastmodified,
+        &data_key,
+        &hasher.finish(),
+    )?;
     Ok(Decrypted {
         plaintext: emit(&plain_items),
         metadata,
@@ -244,7 +252,9 @@ pub fn encrypt(
                 out.extend_from_slice(key.as_bytes());
                 out.push(b'=');
                 if encrypted {
-                    out.extend_from_slice(seal(value.expose(), &aad(key), ValueType::Str).as_bytes());
+                    out.extend_from_slice(
+                        seal(value.expose(), &aad(key), ValueType::Str).as_bytes(),
+                    );
                 } else {
                     escape_into(value.expose(), &mut out);
                 }
@@ -302,7 +312,10 @@ mod tests {
             }
             Item::Comment(_) => panic!("expected a pair"),
         }
-        assert_eq!(emit(&items).expose(), b"# c\nA=b=c\nSPACES =  x  \nM=l1\\nl2\n");
+        assert_eq!(
+            emit(&items).expose(),
+            b"# c\nA=b=c\nSPACES =  x  \nM=l1\\nl2\n"
+        );
     }
 
     #[test]

@@ -115,7 +115,11 @@ pub fn canonical(ty: ValueType, plain: &SecretBytes) -> Option<SecretBytes> {
                 "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
                 _ => return None,
             };
-            SecretBytes::new(if b { b"True".to_vec() } else { b"False".to_vec() })
+            SecretBytes::new(if b {
+                b"True".to_vec()
+            } else {
+                b"False".to_vec()
+            })
         }
         ValueType::Float => {
             let f: f64 = text()?.trim().parse().ok()?;

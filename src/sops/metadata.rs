@@ -151,9 +151,10 @@ impl Metadata {
             ));
         }
         let shamir_threshold = match text("shamir_threshold") {
-            Some(t) => Some(t.parse().map_err(|_| {
-                SopsError::Metadata("shamir_threshold is not a number".into())
-            })?),
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|_| SopsError::Metadata("shamir_threshold is not a number".into()))?,
+            ),
             None => None,
         };
         let mut rules = RULE_FIELDS
@@ -218,7 +219,10 @@ impl Metadata {
         } else if let Some(group) = self.key_groups.first() {
             map.insert("age".into(), keys(group));
         }
-        map.insert("lastmodified".into(), Value::String(self.lastmodified.clone()));
+        map.insert(
+            "lastmodified".into(),
+            Value::String(self.lastmodified.clone()),
+        );
         map.insert("mac".into(), Value::String(self.mac.clone()));
         if let Some(rule) = &self.rule {
             let (field, value) = rule.field();
@@ -377,7 +381,10 @@ mod tests {
             ("age__list_0__map_recipient".to_string(), "R0".to_string()),
             ("age__list_1__map_enc".to_string(), "E1".to_string()),
             ("age__list_1__map_recipient".to_string(), "R1".to_string()),
-            ("lastmodified".to_string(), "2026-01-01T00:00:00Z".to_string()),
+            (
+                "lastmodified".to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            ),
         ];
         let tree = unflatten(&pairs).unwrap();
         assert_eq!(tree["age"][1]["recipient"], "R1");

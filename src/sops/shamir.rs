@@ -47,10 +47,7 @@ pub fn split(key: &DataKey, shares: u8, threshold: u8) -> Vec<Zeroizing<Vec<u8>>
         for (i, share) in out.iter_mut().enumerate() {
             let x = u8::try_from(i + 1).unwrap_or(u8::MAX);
             // Horner's rule from the highest coefficient down to the secret.
-            let y = coeffs
-                .iter()
-                .rev()
-                .fold(0u8, |acc, &c| mul(acc, x) ^ c);
+            let y = coeffs.iter().rev().fold(0u8, |acc, &c| mul(acc, x) ^ c);
             share.push(mul(y, x) ^ secret);
         }
     }
@@ -66,9 +63,7 @@ pub fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Option<DataKey> {
         return None;
     }
     let xs: Vec<u8> = shares.iter().map(|s| s[32]).collect();
-    if xs.contains(&0)
-        || xs.iter().enumerate().any(|(i, x)| xs[..i].contains(x))
-    {
+    if xs.contains(&0) || xs.iter().enumerate().any(|(i, x)| xs[..i].contains(x)) {
         return None;
     }
     let mut key = Zeroizing::new([0u8; 32]);

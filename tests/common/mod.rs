@@ -1,7 +1,7 @@
 //! Shared test harness: real `envsync`, real `sops` and real `age` against real files in a
 //! temp folder. Every envsync run is checked for leaks: its stdout and stderr must not hold
 //! any secret value the fixture registered.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::ffi::OsStr;
 use std::fs;
