@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use globset::Glob;
 use rayon::prelude::*;
+use serde_json::json;
 
 use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
@@ -19,6 +20,7 @@ use crate::exit::ExitStatus;
 use crate::fs::AtomicWriter;
 use crate::keys;
 use crate::manifest::Entry;
+use crate::output::{Printer, Style};
 use crate::settings::Settings;
 use crate::sync::{Codec, Sides};
 
@@ -144,6 +146,56 @@ fn normalise(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
+}
+
+/// One entry's outcome, as decrypt and encrypt report it.
+pub struct Outcome<'m> {
+    pub entry: &'m Entry,
+    pub codec: Codec,
+    /// `create`, `update`, `unchanged`…
+    pub action: &'static str,
+    pub style: Style,
+    /// Nothing to do: shown only with --verbose (or in a dry run's plan).
+    pub idle: bool,
+    /// `repo → server` or `repo ← server`, with any note.
+    pub detail: String,
+}
+
+/// Prints what a writing command did (or, with `dry_run`, would do): the plan on stdout for
+/// a dry run, progress on stderr otherwise, a JSON document with --json.
+pub fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outcome<'_>]) {
+    if printer.json {
+        let entries: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                json!({
+                    "repo": o.entry.repo,
+                    "server": o.entry.server,
+                    "format": o.codec.name(),
+                    "action": o.action,
+                    "mode": format!("{:04o}", o.entry.mode),
+                })
+            })
+            .collect();
+        printer.json(&json!({
+            "version": 1,
+            "command": command,
+            "dry_run": dry_run,
+            "entries": entries,
+        }));
+        return;
+    }
+    for o in outcomes {
+        let would = if dry_run && !o.idle { "would " } else { "" };
+        let line = format!("{would}{:<9} {}", o.action, o.detail);
+        if dry_run {
+            printer.data(o.style, &line);
+        } else if o.idle {
+            printer.verbose(&line);
+        } else {
+            printer.info(o.style, &line);
+        }
+    }
 }
 
 /// `repo → server` for messages.

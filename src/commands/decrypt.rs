@@ -4,9 +4,8 @@
 //! them are good is anything written, each file through the atomic writer.
 
 use rayon::prelude::*;
-use serde_json::json;
 
-use super::{arrow, collect, Context};
+use super::{arrow, collect, Context, Outcome};
 use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
@@ -115,51 +114,24 @@ fn plan<'s, 'm>(
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
-    let printer = &ctx.settings.printer;
-    if printer.json {
-        let entries: Vec<_> = steps
-            .iter()
-            .map(|s| {
-                json!({
-                    "repo": s.sides.entry.repo,
-                    "server": s.sides.entry.server,
-                    "format": s.sides.codec.name(),
-                    "action": s.action.word(),
-                    "mode": format!("{:04o}", s.sides.entry.mode),
-                })
-            })
-            .collect();
-        printer.json(&json!({
-            "version": 1,
-            "command": "decrypt",
-            "dry_run": dry_run,
-            "entries": entries,
-        }));
-        return;
-    }
-    for step in steps {
-        let style = match step.action {
-            Action::Create => Style::Added,
-            Action::Update | Action::FixPerms => Style::Changed,
-            Action::Unchanged => Style::Plain,
-        };
-        let line = format!(
-            "{}{:<9} {} (mode {:04o})",
-            if dry_run && step.action != Action::Unchanged {
-                "would "
-            } else {
-                ""
+    let outcomes: Vec<Outcome<'_>> = steps
+        .iter()
+        .map(|step| Outcome {
+            entry: step.sides.entry,
+            codec: step.sides.codec,
+            action: step.action.word(),
+            style: match step.action {
+                Action::Create => Style::Added,
+                Action::Update | Action::FixPerms => Style::Changed,
+                Action::Unchanged => Style::Plain,
             },
-            step.action.word(),
-            arrow(step.sides.entry),
-            step.sides.entry.mode
-        );
-        if dry_run {
-            printer.data(style, &line);
-        } else if step.action == Action::Unchanged {
-            printer.verbose(&line);
-        } else {
-            printer.info(style, &line);
-        }
-    }
+            idle: step.action == Action::Unchanged,
+            detail: format!(
+                "{} (mode {:04o})",
+                arrow(step.sides.entry),
+                step.sides.entry.mode
+            ),
+        })
+        .collect();
+    super::report(&ctx.settings.printer, "decrypt", dry_run, &outcomes);
 }

@@ -8,9 +8,8 @@
 use std::collections::BTreeSet;
 
 use rayon::prelude::*;
-use serde_json::json;
 
-use super::{collect, Context};
+use super::{collect, Context, Outcome};
 use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
@@ -206,53 +205,28 @@ fn same_keys(previous: &Opened, options: &EncryptOptions) -> bool {
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
-    let printer = &ctx.settings.printer;
-    if printer.json {
-        let entries: Vec<_> = steps
-            .iter()
-            .map(|s| {
-                json!({
-                    "repo": s.sides.entry.repo,
-                    "server": s.sides.entry.server,
-                    "format": s.sides.codec.name(),
-                    "action": s.action.word(),
-                })
-            })
-            .collect();
-        printer.json(&json!({
-            "version": 1,
-            "command": "encrypt",
-            "dry_run": dry_run,
-            "entries": entries,
-        }));
-        return;
-    }
-    for step in steps {
-        let entry = step.sides.entry;
-        let line = format!(
-            "{}{:<9} {} ← {}",
-            if dry_run && step.action != Action::Unchanged {
-                "would "
+    let outcomes: Vec<Outcome<'_>> = steps
+        .iter()
+        .map(|step| {
+            let entry = step.sides.entry;
+            let note = if step.action == Action::Skip {
+                " (optional, no server file)"
             } else {
                 ""
-            },
-            step.action.word(),
-            entry.repo,
-            entry.server
-        );
-        let style = match step.action {
-            Action::Create => Style::Added,
-            Action::Update => Style::Changed,
-            Action::Unchanged | Action::Skip => Style::Plain,
-        };
-        if dry_run {
-            printer.data(style, &line);
-        } else if step.action == Action::Skip {
-            printer.info(style, &format!("{line} (optional, no server file)"));
-        } else if step.action == Action::Unchanged {
-            printer.verbose(&line);
-        } else {
-            printer.info(style, &line);
-        }
-    }
+            };
+            Outcome {
+                entry,
+                codec: step.sides.codec,
+                action: step.action.word(),
+                style: match step.action {
+                    Action::Create => Style::Added,
+                    Action::Update => Style::Changed,
+                    Action::Unchanged | Action::Skip => Style::Plain,
+                },
+                idle: step.action == Action::Unchanged,
+                detail: format!("{} ← {}{note}", entry.repo, entry.server),
+            }
+        })
+        .collect();
+    super::report(&ctx.settings.printer, "encrypt", dry_run, &outcomes);
 }
