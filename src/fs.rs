@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
-/// Prefix of every temp file; the sweep removes `.envsync.<name>.*.tmp`.
+/// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
 const TEMP_PREFIX: &str = ".envsync.";
 
 /// A file-system error with the path it concerns.

@@ -18,7 +18,7 @@ const AAD: &[u8] = b"data:";
 /// Whether bytes look like a SOPS binary (or JSON) file: a JSON object with a `sops` key.
 pub fn looks_encrypted(bytes: &[u8]) -> bool {
     let trimmed = bytes.trim_ascii_start();
-    trimmed.starts_with(b"{") && memfind(bytes, b"\"sops\"") && memfind(bytes, b"\"data\"")
+    trimmed.starts_with(b"{") && memfind(bytes, b"\"sops\"")
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
