@@ -61,6 +61,9 @@ pub enum Command {
         /// Print what would be written, write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Overwrite server files edited since the last sync (server-changed, conflict, new).
+        #[arg(long)]
+        force: bool,
     },
     /// Encrypt server files into the repo (server → repo).
     Encrypt {
@@ -69,9 +72,18 @@ pub enum Command {
         /// Print what would be written, write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Overwrite .enc files changed in the repo since the last sync (repo-changed,
+        /// conflict, new).
+        #[arg(long)]
+        force: bool,
         /// Encrypt a server file even when it is empty.
         #[arg(long)]
         allow_empty: bool,
+    },
+    /// One line per entry: its sync state and what to run next; exit 1 unless all in sync.
+    Status {
+        #[command(flatten)]
+        selection: Selection,
     },
     /// Show drift between repo and server, values masked; exit 1 on drift.
     Diff {

@@ -6,6 +6,7 @@
 pub mod decrypt;
 pub mod diff;
 pub mod encrypt;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +20,13 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::fs::AtomicWriter;
 use crate::keys;
+
+use crate::format::Format;
 use crate::manifest::Entry;
 use crate::output::{Printer, Style};
 use crate::settings::Settings;
+use crate::sops::dotenv;
+use crate::sync::state::State;
 use crate::sync::{Codec, Sides};
 
 /// What a command runs with.
@@ -154,11 +159,14 @@ pub struct Outcome<'m> {
     pub codec: Codec,
     /// `create`, `update`, `unchanged`…
     pub action: &'static str,
+    pub state: State,
     pub style: Style,
     /// Nothing to do: shown only with --verbose (or in a dry run's plan).
     pub idle: bool,
     /// `repo → server` or `repo ← server`, with any note.
     pub detail: String,
+    /// In a plan: the keys the write adds, removes and changes, and mode fixes.
+    pub changes: Vec<String>,
 }
 
 /// Prints what a writing command did (or, with `dry_run`, would do): the plan on stdout for
@@ -173,7 +181,9 @@ pub fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outco
                     "server": o.entry.server,
                     "format": o.codec.name(),
                     "action": o.action,
+                    "state": o.state.name(),
                     "mode": format!("{:04o}", o.entry.mode),
+                    "changes": o.changes,
                 })
             })
             .collect();
@@ -190,12 +200,59 @@ pub fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outco
         let line = format!("{would}{:<9} {}", o.action, o.detail);
         if dry_run {
             printer.data(o.style, &line);
+            for change in &o.changes {
+                printer.data(Style::for_line(change), &format!("    {change}"));
+            }
         } else if o.idle {
             printer.verbose(&line);
         } else {
             printer.info(o.style, &line);
         }
     }
+}
+
+/// What writing `new` over `old` changes, masked: keys for dotenv, sizes otherwise.
+pub fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
+    if codec == Codec::Encrypted(Format::Dotenv) {
+        if let (Ok(old), Ok(new)) = (dotenv::parse(old), dotenv::parse(new)) {
+            return crate::diff::dotenv(&old, &new)
+                .iter()
+                .map(|c| c.describe(crate::diff::PLAN))
+                .collect();
+        }
+    }
+    if old == new {
+        Vec::new()
+    } else {
+        vec![format!(
+            "~ content changes ({} → {} bytes)",
+            old.len(),
+            new.len()
+        )]
+    }
+}
+
+/// The refusal line for an entry `command` must not write, with the commands that resolve it.
+pub fn refusal(entry: &Entry, state: State, command: &str) -> String {
+    let repo = &entry.repo;
+    let resolve = match (command, state) {
+        ("decrypt", State::ServerChanged) => format!(
+            "keep the edit with `envsync encrypt {repo}`, or discard it with `envsync decrypt --force {repo}`"
+        ),
+        ("encrypt", State::RepoChanged) => format!(
+            "apply the pulled change with `envsync decrypt {repo}`, or overwrite it with `envsync encrypt --force {repo}`"
+        ),
+        _ => format!(
+            "compare with `envsync diff {repo}`, then keep the server copy with `envsync encrypt --force {repo}` or the repo copy with `envsync decrypt --force {repo}`"
+        ),
+    };
+    format!(
+        "{} ({}): {} [{}]; {resolve}",
+        entry.server,
+        repo,
+        state.meaning(),
+        state.name()
+    )
 }
 
 /// `repo → server` for messages.
@@ -211,12 +268,26 @@ pub fn needs_key(sides: &Sides<'_>) -> bool {
 /// Runs one command.
 pub fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
     match command {
-        Command::Decrypt { selection, dry_run } => decrypt::run(ctx, selection, *dry_run),
+        Command::Decrypt {
+            selection,
+            dry_run,
+            force,
+        } => decrypt::run(ctx, selection, *dry_run, *force),
         Command::Encrypt {
             selection,
             dry_run,
+            force,
             allow_empty,
-        } => encrypt::run(ctx, selection, *dry_run, *allow_empty),
+        } => encrypt::run(
+            ctx,
+            selection,
+            encrypt::Flags {
+                dry_run: *dry_run,
+                force: *force,
+                allow_empty: *allow_empty,
+            },
+        ),
+        Command::Status { selection } => status::run(ctx, selection),
         Command::Diff { selection } => diff::run(ctx, selection),
     }
 }

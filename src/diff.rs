@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use similar::TextDiff;
 
+use crate::output::sanitize;
 use crate::secret::SecretBytes;
 use crate::sops::dotenv::Item;
 
@@ -26,7 +27,7 @@ pub enum KeyChange {
         new_len: usize,
     },
     /// Comments differ (count on each side).
-    Comments { repo: usize, server: usize },
+    Comments { old: usize, new: usize },
     /// Same keys and values in another order.
     Order,
 }
@@ -87,8 +88,8 @@ pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
     let (old_comments, new_comments) = (comments(repo), comments(server));
     if old_comments != new_comments {
         changes.push(KeyChange::Comments {
-            repo: old_comments.len(),
-            server: new_comments.len(),
+            old: old_comments.len(),
+            new: new_comments.len(),
         });
     }
     if changes.is_empty() {
@@ -99,6 +100,53 @@ pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
         }
     }
     changes
+}
+
+/// How changes are worded: drift between two places, or what a write will do.
+#[derive(Clone, Copy, Debug)]
+pub struct Wording {
+    pub added: &'static str,
+    pub removed: &'static str,
+    pub old_side: &'static str,
+    pub new_side: &'static str,
+}
+
+/// `diff` and `status`: the server compared with the repo.
+pub const DRIFT: Wording = Wording {
+    added: "only on the server",
+    removed: "only in the repo",
+    old_side: "in the repo",
+    new_side: "on the server",
+};
+
+/// A plan: what the write adds to, removes from and changes in its target.
+pub const PLAN: Wording = Wording {
+    added: "added",
+    removed: "removed",
+    old_side: "now",
+    new_side: "after",
+};
+
+impl KeyChange {
+    /// One line, starting with `+`, `-` or `~`; names and lengths only.
+    pub fn describe(&self, words: Wording) -> String {
+        match self {
+            Self::Added { key, len } => format!("+ {}: {} (len {len})", sanitize(key), words.added),
+            Self::Removed { key, len } => {
+                format!("- {}: {} (len {len})", sanitize(key), words.removed)
+            }
+            Self::Changed {
+                key,
+                old_len,
+                new_len,
+            } => format!("~ {}: changed (len {old_len} → {new_len})", sanitize(key)),
+            Self::Comments { old, new } => format!(
+                "~ comments differ ({old} {}, {new} {})",
+                words.old_side, words.new_side
+            ),
+            Self::Order => "~ same keys and values, another order".into(),
+        }
+    }
 }
 
 /// Whether comments and pairs interleave the same way.

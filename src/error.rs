@@ -26,6 +26,10 @@ pub enum Error {
     BadGlob { pattern: String },
     #[error("{}: {source}", .path.display())]
     File { path: PathBuf, source: FileError },
+    /// Writing would lose an unsynced change; one line an entry, with the command that
+    /// resolves it. Nothing was written.
+    #[error("{}", .0.join("\n"))]
+    Refused(Vec<String>),
     /// Several entries failed; each is reported on its own line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Error>),
@@ -55,7 +59,10 @@ pub enum FileError {
 impl Error {
     /// The exit status this error maps to.
     pub fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Error
+        match self {
+            Self::Refused(_) => ExitStatus::Refused,
+            _ => ExitStatus::Error,
+        }
     }
 
     /// What to do next, printed after the message.
@@ -84,6 +91,15 @@ impl Error {
     /// The one-line report printed on stderr.
     pub fn report(&self) -> String {
         match self {
+            Self::Refused(lines) => {
+                let mut out: Vec<String> = lines.iter().map(|l| format!("refused: {l}")).collect();
+                out.push(format!(
+                    "error: nothing was written: {} {} would lose an unsynced change (see above)",
+                    lines.len(),
+                    if lines.len() == 1 { "entry" } else { "entries" }
+                ));
+                out.join("\n")
+            }
             Self::Several(errors) => errors
                 .iter()
                 .map(Error::report)

@@ -176,6 +176,88 @@ fn fill(mut file: File, contents: &[u8], perms: Perms) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Sets owner, group and mode of an existing file without touching its content, on a
+/// descriptor opened without following symlinks.
+pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<(), FsError> {
+    let target = base.join(relative);
+    let file = open_existing(base, relative, OFlags::RDONLY)?;
+    if perms.uid.is_some() || perms.gid.is_some() {
+        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)
+            .map_err(|e| FsError::io(&target, "change the owner of", e))?;
+    }
+    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
+        .map_err(|e| FsError::io(&target, "change the mode of", e))
+}
+
+/// Rewrites an existing file's content in place, keeping its inode (a file bind-mounted
+/// alone into a container keeps seeing the old inode after a rename). `backup` has already
+/// saved the old content; if the write fails, the old content is written back.
+pub fn write_in_place(
+    base: &Path,
+    relative: &str,
+    old: &[u8],
+    contents: &[u8],
+    perms: Perms,
+) -> Result<(), FsError> {
+    use std::os::unix::fs::FileExt;
+    let target = base.join(relative);
+    let file = open_existing(base, relative, OFlags::WRONLY)?;
+    let rewrite = |bytes: &[u8]| -> io::Result<()> {
+        file.write_all_at(bytes, 0)?;
+        file.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
+        file.sync_all()
+    };
+    if let Err(e) = rewrite(contents) {
+        return Err(match rewrite(old) {
+            Ok(()) => FsError::io(&target, "rewrite in place (the previous content was restored)", e),
+            Err(_) => FsError::io(
+                &target,
+                "rewrite in place, nor restore it (its previous content is in the state folder's backup)",
+                e,
+            ),
+        });
+    }
+    set_perms(base, relative, perms)
+}
+
+fn open_existing(base: &Path, relative: &str, access: OFlags) -> Result<File, FsError> {
+    let target = base.join(relative);
+    let (dir, name) = open_parent(base, relative, None)?.ok_or_else(|| FsError::Io {
+        path: target.clone(),
+        action: "open",
+        source: io::ErrorKind::NotFound.into(),
+    })?;
+    let fd = rfs::openat(
+        &dir,
+        name.as_str(),
+        access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => FsError::Symlink {
+            path: target.clone(),
+        },
+        e => FsError::io(&target, "open", e),
+    })?;
+    let st = rfs::fstat(&fd).map_err(|e| FsError::io(&target, "inspect", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(FsError::NotAFile { path: target });
+    }
+    Ok(File::from(fd))
+}
+
+/// Removes `base/relative` if it exists (a backup that is no longer needed).
+pub fn remove(base: &Path, relative: &str) -> Result<(), FsError> {
+    let target = base.join(relative);
+    let Some((dir, name)) = open_parent(base, relative, None)? else {
+        return Ok(());
+    };
+    match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(FsError::io(&target, "remove", e)),
+    }
+}
+
 /// Holds an exclusive lock on a file (the manifest) while a run writes, so two runs on one
 /// repo take turns instead of sweeping each other's temps. Released on drop.
 #[derive(Debug)]
@@ -239,8 +321,13 @@ fn open_parent(
             path: base.to_path_buf(),
         })?
         .to_string();
-    if create.is_some() && !base.exists() {
-        std::fs::create_dir_all(base).map_err(|e| FsError::io(base, "create the folder", e))?;
+    if let Some(mode) = create.filter(|_| !base.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(base)
+            .map_err(|e| FsError::io(base, "create the folder", e))?;
     }
     // The base (server root or repo root) is trusted and may itself be a symlink.
     let mut dir = match rfs::openat(CWD, base, dir_flags, Mode::empty()) {

@@ -85,7 +85,7 @@ struct RawFile {
     #[serde(rename = "as")]
     as_: Option<Spanned<toml::Value>>,
     releases: Option<Spanned<toml::Value>>,
-    write: Option<Spanned<toml::Value>>,
+    write: Option<Spanned<String>>,
     follow_symlinks: Option<Spanned<toml::Value>>,
 }
 
@@ -119,6 +119,8 @@ pub struct Entry {
     pub plain: bool,
     pub tags: Vec<String>,
     pub recipients: Option<Vec<String>>,
+    /// `write = "in-place"`: keep the inode (for files bind-mounted alone into containers).
+    pub in_place: bool,
     /// The manifest line of `repo = …`, for messages.
     pub line: usize,
 }
@@ -197,7 +199,6 @@ impl Manifest {
             for (key, value) in [
                 ("as", &file.as_),
                 ("releases", &file.releases),
-                ("write", &file.write),
                 ("follow_symlinks", &file.follow_symlinks),
             ] {
                 if let Some(v) = value {
@@ -248,6 +249,28 @@ impl Manifest {
                     ),
                 ));
             }
+            let in_place = match &file.write {
+                None => false,
+                Some(w) => match w.get_ref().as_str() {
+                    "atomic" => false,
+                    "in-place" => true,
+                    _ => {
+                        return Err(err(
+                            Some(w.span()),
+                            "`write` must be \"atomic\" (the default) or \"in-place\"".into(),
+                        ))
+                    }
+                },
+            };
+            if server_root.join(&server).starts_with(&state_dir) {
+                return Err(err(
+                    Some(file.server.span()),
+                    format!(
+                        "`server = \"{server}\"` is inside the state folder ({}); envsync keeps its sync records there",
+                        state_dir.display()
+                    ),
+                ));
+            }
             let mode = match &file.mode {
                 Some(m) => parse_mode(m.get_ref()).ok_or_else(|| {
                     err(
@@ -276,6 +299,7 @@ impl Manifest {
                 plain: file.plain,
                 tags: file.tags,
                 recipients: file.recipients,
+                in_place,
                 line,
             });
         }

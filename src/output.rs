@@ -31,6 +31,18 @@ pub enum Style {
     Plain,
 }
 
+impl Style {
+    /// The style of a change line by its leading sign (`+`, `-`, `~`).
+    pub fn for_line(line: &str) -> Self {
+        match line.trim_start().chars().next() {
+            Some('+') => Self::Added,
+            Some('-') => Self::Removed,
+            Some('~') => Self::Changed,
+            _ => Self::Plain,
+        }
+    }
+}
+
 /// The printer of one run.
 #[derive(Debug, Clone)]
 pub struct Printer {

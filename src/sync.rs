@@ -1,8 +1,11 @@
-//! The two sides of an entry: reading the repo `.enc` and the server plaintext, opening
-//! (decrypting and authenticating) the repo side, and deciding whether they agree.
+//! The sides of an entry: the repo `.enc`, the server plaintext and the sync record (the
+//! `.enc` as last synced, kept in the state folder); opening (decrypting and authenticating)
+//! them, and deciding from the three which side changed ([`state`]).
 //!
 //! Commands load every selected entry through here (in parallel) before they plan or write
 //! anything, so a bad file anywhere stops a run before its first write.
+
+pub mod state;
 
 use std::path::Path;
 
@@ -38,8 +41,28 @@ pub struct Sides<'m> {
     pub entry: &'m Entry,
     pub repo: Option<Existing>,
     pub server: Option<Existing>,
+    /// The `.enc` as it was at the last successful sync, if any.
+    pub record: Option<Vec<u8>>,
     pub codec: Codec,
 }
+
+/// Where an entry's sync record lives inside the state folder.
+pub fn record_path(entry: &Entry) -> String {
+    format!("records/{}", entry.repo)
+}
+
+/// Where an in-place entry's previous content is kept while it is rewritten.
+pub fn backup_path(entry: &Entry) -> String {
+    format!("backup/{}", entry.server)
+}
+
+/// Permissions of everything in the state folder.
+pub const STATE_PERMS: Perms = Perms {
+    mode: 0o600,
+    uid: None,
+    gid: None,
+    folder_mode: 0o700,
+};
 
 /// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
 pub const REPO_MODE: u32 = 0o644;
@@ -54,6 +77,7 @@ impl<'m> Sides<'m> {
     pub fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
         let repo = fs::read(&manifest.repo_root, &entry.repo)?;
         let server = fs::read(&manifest.server_root, &entry.server)?;
+        let record = fs::read(&manifest.state_dir, &record_path(entry))?.map(|r| r.bytes);
         let codec = if entry.plain {
             Codec::Plain
         } else if let Some(format) = entry.format {
@@ -82,31 +106,42 @@ impl<'m> Sides<'m> {
             entry,
             repo,
             server,
+            record,
             codec,
         })
     }
 
-    /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist.
+    /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist (or
+    /// there is no identity to open it with).
     pub fn open_repo(&self, identities: Option<&Identities>) -> Result<Option<Opened>, Error> {
         let Some(repo) = &self.repo else {
             return Ok(None);
         };
-        let opened = match self.codec {
+        self.open(&repo.bytes, identities)
+            .map_err(|source| Error::File {
+                path: self.entry.repo_path.clone(),
+                source,
+            })
+    }
+
+    /// Opens `bytes` (the `.enc` or its record) with this entry's codec.
+    pub fn open(
+        &self,
+        bytes: &[u8],
+        identities: Option<&Identities>,
+    ) -> Result<Option<Opened>, FileError> {
+        Ok(Some(match self.codec {
             Codec::Plain => Opened {
-                plaintext: SecretBytes::from(repo.bytes.as_slice()),
+                plaintext: SecretBytes::from(bytes),
                 sops: None,
             },
             Codec::Encrypted(format) => {
                 let Some(identities) = identities else {
                     return Ok(None);
                 };
-                format::decrypt(format, &repo.bytes, identities).map_err(|e| Error::File {
-                    path: self.entry.repo_path.clone(),
-                    source: e.into(),
-                })?
+                format::decrypt(format, bytes, identities)?
             }
-        };
-        Ok(Some(opened))
+        }))
     }
 
     /// The server plaintext as the repo would hold it: for dotenv, re-emitted the way sops

@@ -1,6 +1,9 @@
 //! The atomic writer, end to end through `envsync decrypt`: SIGKILL at many points (timed and
 //! injected with strace), umask independence, owner and group, symlinks at the target and on
 //! the way, stale temps, hard links, and the exact syscall order of one write.
+//!
+//! Decrypt runs use `--force`: these tests overwrite server files on purpose, so the sync
+//! states (tested in tests/safety.rs) do not get in the way.
 
 mod common;
 
@@ -276,7 +279,7 @@ fn rename_syscall(fx: &Fixture, targets: &[Target]) -> String {
         .arg(&log)
         .args(["-e", "trace=?rename,renameat,renameat2"])
         .arg(common::envsync_bin())
-        .arg("decrypt");
+        .args(["decrypt", "--force"]);
     clean_env(&mut cmd, fx);
     let (code, _, stderr) = run_checked(&mut cmd, "strace envsync decrypt (rename family)");
     assert_eq!(code, 0, "decrypt under strace failed:\n{stderr}");
@@ -312,7 +315,7 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
     for _ in 0..3 {
         restore_old(&fx, &targets);
         let start = Instant::now();
-        let status = envsync_command(&fx, &["decrypt"])
+        let status = envsync_command(&fx, &["decrypt", "--force"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -336,7 +339,7 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
     let mut outcomes = Vec::new();
     for (i, delay) in delays.iter().enumerate() {
         restore_old(&fx, &targets);
-        let mut child = envsync_command(&fx, &["decrypt"])
+        let mut child = envsync_command(&fx, &["decrypt", "--force"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -382,7 +385,7 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
             .arg("-e")
             .arg(format!("inject={syscall}:signal=SIGKILL:when={n}"))
             .arg(common::envsync_bin())
-            .arg("decrypt")
+            .args(["decrypt", "--force"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         clean_env(&mut cmd, &fx);
@@ -428,7 +431,7 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
 
     // A run to completion converges and sweeps every temp in every folder it writes.
     restore_old(&fx, &targets);
-    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["decrypt", "--force"]).expect(0);
     assert_eq!(check_crash_state(&fx, &targets, "final run"), CRASH_FILES);
     let left = temps_under(&fx.server);
     assert!(
@@ -573,7 +576,7 @@ fn owner_and_group_are_applied() {
             );
         }
     };
-    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["decrypt", "--force"]).expect(0);
     check("first decrypt");
 
     // Drifted owner, group and mode on the right content are put back.
@@ -582,7 +585,7 @@ fn owner_and_group_are_applied() {
         std::os::unix::fs::chown(&path, Some(root_uid), Some(root_gid)).expect("chown");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
     }
-    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["decrypt", "--force"]).expect(0);
     check("decrypt after drift");
 }
 
@@ -615,7 +618,7 @@ fn symlink_at_target_is_refused() {
     std::os::unix::fs::symlink(&victim, &link).expect("plant symlink");
     let before = common::snapshot(&fx.server);
 
-    let run = fx.envsync(["decrypt"]);
+    let run = fx.envsync(["decrypt", "--force"]);
     run.expect(2);
     assert!(
         run.stderr.contains(&link.display().to_string()) && run.stderr.contains("symlink"),
@@ -647,7 +650,7 @@ fn dangling_symlink_at_target_is_refused() {
     std::os::unix::fs::symlink(&ghost, &link).expect("plant dangling symlink");
     let before = common::snapshot(&fx.server);
 
-    let run = fx.envsync(["decrypt"]);
+    let run = fx.envsync(["decrypt", "--force"]);
     run.expect(2);
     assert!(
         run.stderr.contains(&link.display().to_string()) && run.stderr.contains("symlink"),
@@ -674,7 +677,7 @@ fn symlinked_folder_on_the_way_is_refused() {
     std::os::unix::fs::symlink(&other, &link).expect("plant folder symlink");
     let before = common::snapshot(&fx.server);
 
-    let run = fx.envsync(["decrypt"]);
+    let run = fx.envsync(["decrypt", "--force"]);
     run.expect(2);
     assert!(
         run.stderr.contains(&link.display().to_string()) && run.stderr.contains("symlink"),
@@ -721,7 +724,7 @@ fn stale_temps_are_swept_by_the_next_write_into_the_folder() {
         fs::write(k, b"keep me\n").expect("write keeper");
     }
 
-    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["decrypt", "--force"]).expect(0);
     let target = fx.server_path("srv/app");
     assert_eq!(fs::read(&target).expect("read target"), b"TOKEN=fresh\n");
     assert_eq!(common::mode_of(&target), 0o600);
@@ -761,7 +764,7 @@ fn hard_link_at_target_is_broken_not_written_through() {
     assert_eq!(fs::metadata(&target).expect("stat").nlink(), 2);
     let inode = fs::metadata(&elsewhere).expect("stat").ino();
 
-    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["decrypt", "--force"]).expect(0);
     assert_eq!(
         fs::read(&elsewhere).expect("read elsewhere"),
         b"TOKEN=old\n"
@@ -1028,7 +1031,13 @@ fn check_write_sequence(calls: &[Call], name: &str, chown: Option<(u32, u32)>, m
             ),
             "{name}: path-based permission change after the temp create: {c:?}"
         );
-        if i > rename && c.pid == pid {
+        // The fd number is free again once the temp is closed: a later write (the sync
+        // record) may reuse it, so the check ends at the next open that returns it.
+        let reopened = i > rename
+            && calls[rename..i].iter().any(|o| {
+                o.name == "openat" && o.ret_fd().map(|f| f.to_string()).as_ref() == Some(&fd)
+            });
+        if i > rename && c.pid == pid && !reopened {
             assert!(
                 !(matches!(c.name.as_str(), "fchmod" | "fchown") && c.arg(0) == fd),
                 "{name}: permission change on the temp fd after the rename: {c:?}"
@@ -1070,7 +1079,7 @@ fn syscall_order_of_one_write() {
             "trace=openat,?open,?creat,write,fchmod,fchown,fsync,fdatasync,?rename,renameat,renameat2,?chmod,?chown,?lchown,fchmodat,fchownat",
         ])
         .arg(common::envsync_bin())
-        .arg("decrypt");
+        .args(["decrypt", "--force"]);
     clean_env(&mut cmd, &fx);
     let (code, _, stderr) = run_checked(&mut cmd, "strace envsync decrypt");
     assert_eq!(code, 0, "decrypt under strace failed:\n{stderr}");

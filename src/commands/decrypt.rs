@@ -1,28 +1,34 @@
 //! `envsync decrypt`: repo → server.
 //!
-//! Every selected `.enc` is decrypted and authenticated in memory first; only when all of
-//! them are good is anything written, each file through the atomic writer.
+//! Every selected `.enc` is decrypted and authenticated in memory first and each entry's
+//! state decided; an entry whose server file holds an unsynced edit (`server-changed`,
+//! `conflict`, `new`) is refused, and then nothing at all is written, unless `--force`. Only
+//! when the whole plan is clean is anything written: each file through the atomic writer (or
+//! in place for `write = "in-place"`), then its sync record.
 
 use rayon::prelude::*;
 
-use super::{arrow, collect, Context, Outcome};
+use super::{arrow, collect, plan_changes, refusal, Context, Outcome};
 use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
-use crate::fs::RunLock;
+use crate::fs::{self, RunLock};
 use crate::output::Style;
 use crate::secret::SecretBytes;
-use crate::sync::Sides;
+use crate::sync::state::{Analysis, State};
+use crate::sync::{backup_path, record_path, Sides, STATE_PERMS};
 
 /// What decrypt will do to one server file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Create,
     Update,
-    /// Content is right; mode, owner or group are not.
+    /// Content is right; mode, owner or group are not (fixed without rewriting).
     FixPerms,
     Unchanged,
+    /// An optional entry with no `.enc`.
+    Skip,
 }
 
 impl Action {
@@ -32,27 +38,44 @@ impl Action {
             Self::Update => "update",
             Self::FixPerms => "fix-mode",
             Self::Unchanged => "unchanged",
+            Self::Skip => "skip",
         }
     }
 }
 
 struct Step<'s, 'm> {
     sides: &'s Sides<'m>,
+    analysis: Analysis,
     action: Action,
-    plaintext: SecretBytes,
 }
 
-pub fn run(ctx: &Context, selection: &Selection, dry_run: bool) -> Result<ExitStatus, Error> {
+impl Step<'_, '_> {
+    fn plaintext(&self) -> Option<&SecretBytes> {
+        self.analysis.repo.as_ref().map(|o| &o.plaintext)
+    }
+}
+
+pub fn run(
+    ctx: &Context,
+    selection: &Selection,
+    dry_run: bool,
+    force: bool,
+) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
     let sides = ctx.read_all(&entries)?;
-    let steps = collect(
+    let planned = collect(
         sides
             .par_iter()
-            .map(|s| plan(s, identities.as_ref()))
+            .map(|s| plan(s, identities.as_ref(), force))
             .collect(),
     )?;
-    let printer = &ctx.settings.printer;
+    let (steps, refusals): (Vec<_>, Vec<_>) = planned.into_iter().partition(Result::is_ok);
+    let refusals: Vec<String> = refusals.into_iter().filter_map(Result::err).collect();
+    if !refusals.is_empty() {
+        return Err(Error::Refused(refusals));
+    }
+    let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
     if dry_run {
         report(ctx, &steps, true);
         return Ok(ExitStatus::Success);
@@ -63,74 +86,115 @@ pub fn run(ctx: &Context, selection: &Selection, dry_run: bool) -> Result<ExitSt
         ctx.writer
             .sweep(&manifest.server_root, &s.sides.entry.server);
     }
-    let results: Vec<Result<(), Error>> = steps
-        .par_iter()
-        .filter(|s| s.action != Action::Unchanged)
-        .map(|s| {
-            ctx.writer
-                .write(
-                    &manifest.server_root,
-                    &s.sides.entry.server,
-                    s.plaintext.expose(),
-                    s.sides.server_perms(),
-                )
-                .map_err(Error::from)
-        })
-        .collect();
-    collect(results)?;
+    collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
     report(ctx, &steps, false);
-    printer.verbose(&format!("decrypted {} entries", steps.len()));
     Ok(ExitStatus::Success)
 }
 
+/// Decides one entry's action; `Err(line)` is a refusal naming the resolving command.
 fn plan<'s, 'm>(
     sides: &'s Sides<'m>,
     identities: Option<&Identities>,
-) -> Result<Step<'s, 'm>, Error> {
+    force: bool,
+) -> Result<Result<Step<'s, 'm>, String>, Error> {
     let entry = sides.entry;
-    let opened = sides.open_repo(identities)?.ok_or_else(|| Error::File {
-        path: entry.repo_path.clone(),
-        source: FileError::RepoMissing {
-            server: entry.server.clone(),
-        },
-    })?;
-    let action = match sides.server_canonical() {
-        Ok(None) => Action::Create,
-        Ok(Some(current)) if current == opened.plaintext => {
-            if sides.server_perms_drift() {
-                Action::FixPerms
-            } else {
-                Action::Unchanged
-            }
+    let analysis = sides.analyse(identities)?;
+    let action = match analysis.state {
+        State::InSync if sides.server_perms_drift() => Action::FixPerms,
+        State::InSync => Action::Unchanged,
+        State::RepoChanged => Action::Update,
+        State::ServerMissing => Action::Create,
+        State::ServerChanged | State::Conflict | State::New if force => Action::Update,
+        state @ (State::ServerChanged | State::Conflict | State::New) => {
+            return Ok(Err(refusal(entry, state, "decrypt")));
         }
-        // A server file that no longer parses is simply replaced.
-        Ok(Some(_)) | Err(_) => Action::Update,
+        State::RepoMissing | State::Missing if entry.optional => Action::Skip,
+        State::RepoMissing | State::Missing => {
+            return Err(Error::File {
+                path: entry.repo_path.clone(),
+                source: FileError::RepoMissing {
+                    server: entry.server.clone(),
+                },
+            })
+        }
     };
-    Ok(Step {
+    Ok(Ok(Step {
         sides,
+        analysis,
         action,
-        plaintext: opened.plaintext,
-    })
+    }))
+}
+
+/// Writes one entry's server file (or fixes its mode), then its sync record.
+fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
+    let manifest = &ctx.settings.manifest;
+    let entry = step.sides.entry;
+    let perms = step.sides.server_perms();
+    match (step.action, step.plaintext()) {
+        (Action::FixPerms, _) => fs::set_perms(&manifest.server_root, &entry.server, perms)?,
+        (Action::Create | Action::Update, Some(plain)) => match &step.sides.server {
+            Some(old) if entry.in_place => {
+                // Keep a private copy first: it is what a failed rewrite is restored from.
+                let backup = backup_path(entry);
+                ctx.writer
+                    .write(&manifest.state_dir, &backup, &old.bytes, STATE_PERMS)?;
+                fs::write_in_place(
+                    &manifest.server_root,
+                    &entry.server,
+                    &old.bytes,
+                    plain.expose(),
+                    perms,
+                )?;
+                fs::remove(&manifest.state_dir, &backup)?;
+            }
+            _ => ctx
+                .writer
+                .write(&manifest.server_root, &entry.server, plain.expose(), perms)?,
+        },
+        _ => {}
+    }
+    if let Some(enc) = &step.sides.repo {
+        if step.analysis.record_stale && step.action != Action::Skip {
+            ctx.writer.write(
+                &manifest.state_dir,
+                &record_path(entry),
+                &enc.bytes,
+                STATE_PERMS,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
     let outcomes: Vec<Outcome<'_>> = steps
         .iter()
-        .map(|step| Outcome {
-            entry: step.sides.entry,
-            codec: step.sides.codec,
-            action: step.action.word(),
-            style: match step.action {
-                Action::Create => Style::Added,
-                Action::Update | Action::FixPerms => Style::Changed,
-                Action::Unchanged => Style::Plain,
-            },
-            idle: step.action == Action::Unchanged,
-            detail: format!(
-                "{} (mode {:04o})",
-                arrow(step.sides.entry),
-                step.sides.entry.mode
-            ),
+        .map(|step| {
+            let entry = step.sides.entry;
+            let mut changes = Vec::new();
+            if dry_run {
+                if let (Some(new), Action::Update) = (step.plaintext(), step.action) {
+                    let old = step.sides.server.as_ref().map(|s| s.bytes.as_slice());
+                    changes = plan_changes(step.sides.codec, old.unwrap_or_default(), new.expose());
+                }
+                if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {
+                    changes.push(format!("~ mode {:04o} → {:04o}", server.mode, entry.mode));
+                }
+            }
+            Outcome {
+                entry,
+                codec: step.sides.codec,
+                action: step.action.word(),
+                state: step.analysis.state,
+                style: match step.action {
+                    Action::Create => Style::Added,
+                    Action::Update | Action::FixPerms => Style::Changed,
+                    Action::Unchanged | Action::Skip => Style::Plain,
+                },
+                idle: step.action == Action::Unchanged,
+                detail: format!("{} (mode {:04o})", arrow(entry), entry.mode),
+                changes,
+            }
         })
         .collect();
     super::report(&ctx.settings.printer, "decrypt", dry_run, &outcomes);

@@ -13,7 +13,7 @@ use crate::diff::{self, KeyChange};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
-use crate::output::{sanitize, Style};
+use crate::output::Style;
 use crate::sops::dotenv;
 use crate::sync::{Codec, Sides};
 
@@ -137,51 +137,11 @@ fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
             }
             State::Drift => {
                 printer.data(Style::Header, &format!("{head}:"));
-                for change in &d.changes {
-                    let (style, line) = describe(change);
-                    printer.data(style, &format!("  {line}"));
-                }
-                for line in &d.lines {
-                    let style = match line.chars().next() {
-                        Some('+') => Style::Added,
-                        Some('-') => Style::Removed,
-                        _ => Style::Plain,
-                    };
-                    printer.data(style, &format!("  {line}"));
+                let lines = d.changes.iter().map(|c| c.describe(diff::DRIFT));
+                for line in lines.chain(d.lines.iter().cloned()) {
+                    printer.data(Style::for_line(&line), &format!("  {line}"));
                 }
             }
         }
-    }
-}
-
-fn describe(change: &KeyChange) -> (Style, String) {
-    match change {
-        KeyChange::Added { key, len } => (
-            Style::Added,
-            format!("+ {}: added on the server (len {len})", sanitize(key)),
-        ),
-        KeyChange::Removed { key, len } => (
-            Style::Removed,
-            format!(
-                "- {}: missing on the server (len {len} in the repo)",
-                sanitize(key)
-            ),
-        ),
-        KeyChange::Changed {
-            key,
-            old_len,
-            new_len,
-        } => (
-            Style::Changed,
-            format!("~ {}: changed (len {old_len} → {new_len})", sanitize(key)),
-        ),
-        KeyChange::Comments { repo, server } => (
-            Style::Changed,
-            format!("~ comments differ ({repo} in the repo, {server} on the server)"),
-        ),
-        KeyChange::Order => (
-            Style::Changed,
-            "~ same keys and values, another order".into(),
-        ),
     }
 }

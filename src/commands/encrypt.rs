@@ -1,15 +1,17 @@
 //! `envsync encrypt`: server → repo.
 //!
 //! Never skips silently: a missing server file is an error unless the entry is optional, an
-//! empty one unless `--allow-empty`. A plaintext equal to what the `.enc` holds leaves the
-//! `.enc` untouched; a dotenv whose values partly changed keeps its data key and the exact
+//! empty one unless `--allow-empty`. An entry whose `.enc` changed since the last sync (a
+//! teammate's rotation: `repo-changed`, `conflict`, `new`) is refused, and then nothing is
+//! written, unless `--force`. A plaintext equal to what the `.enc` holds leaves the `.enc`
+//! untouched; a dotenv whose values partly changed keeps its data key and the exact
 //! ciphertext of every unchanged value, so the git diff shows only what changed.
 
 use std::collections::BTreeSet;
 
 use rayon::prelude::*;
 
-use super::{collect, Context, Outcome};
+use super::{collect, plan_changes, refusal, Context, Outcome};
 use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
@@ -19,7 +21,8 @@ use crate::fs::{Perms, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{EncryptOptions, SopsError};
-use crate::sync::{Codec, Sides, REPO_FOLDER_MODE, REPO_MODE};
+use crate::sync::state::{Analysis, State};
+use crate::sync::{record_path, Codec, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,16 +47,21 @@ impl Action {
 
 struct Step<'s, 'm> {
     sides: &'s Sides<'m>,
+    analysis: Analysis,
     action: Action,
+    /// The new `.enc` (empty unless the action writes).
     contents: Vec<u8>,
 }
 
-pub fn run(
-    ctx: &Context,
-    selection: &Selection,
-    dry_run: bool,
-    allow_empty: bool,
-) -> Result<ExitStatus, Error> {
+/// Options of one encrypt run.
+#[derive(Clone, Copy, Debug)]
+pub struct Flags {
+    pub dry_run: bool,
+    pub force: bool,
+    pub allow_empty: bool,
+}
+
+pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let recipients = Recipients::load(&ctx.settings.manifest.repo_root)?;
     // Encrypting needs only public keys; a private key lets envsync see what is unchanged.
@@ -62,43 +70,33 @@ pub fn run(
         Err(Error::Keys(KeyError::NoIdentity { .. })) => {
             ctx.settings
                 .printer
-                .verbose("no identity found: every selected file will be re-encrypted in full");
+                .verbose("no identity found: changes are judged from the sync records alone");
             None
         }
         Err(e) => return Err(e),
     };
     let sides = ctx.read_all(&entries)?;
-    let steps = collect(
+    let planned = collect(
         sides
             .par_iter()
-            .map(|s| plan(s, &recipients, identities.as_ref(), allow_empty))
+            .map(|s| plan(s, &recipients, identities.as_ref(), flags))
             .collect(),
     )?;
-    if !dry_run {
-        let _lock = RunLock::acquire(&ctx.settings.manifest.path)?;
-        let repo_root = &ctx.settings.manifest.repo_root;
-        for s in &steps {
-            ctx.writer.sweep(repo_root, &s.sides.entry.repo);
-        }
-        let results: Vec<Result<(), Error>> = steps
-            .par_iter()
-            .filter(|s| matches!(s.action, Action::Create | Action::Update))
-            .map(|s| {
-                let mode = s.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode);
-                let perms = Perms {
-                    mode,
-                    uid: None,
-                    gid: None,
-                    folder_mode: REPO_FOLDER_MODE,
-                };
-                ctx.writer
-                    .write(repo_root, &s.sides.entry.repo, &s.contents, perms)
-                    .map_err(Error::from)
-            })
-            .collect();
-        collect(results)?;
+    let (steps, refusals): (Vec<_>, Vec<_>) = planned.into_iter().partition(Result::is_ok);
+    let refusals: Vec<String> = refusals.into_iter().filter_map(Result::err).collect();
+    if !refusals.is_empty() {
+        return Err(Error::Refused(refusals));
     }
-    report(ctx, &steps, dry_run);
+    let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
+    if !flags.dry_run {
+        let manifest = &ctx.settings.manifest;
+        let _lock = RunLock::acquire(&manifest.path)?;
+        for s in &steps {
+            ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
+        }
+        collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
+    }
+    report(ctx, &steps, flags.dry_run);
     Ok(ExitStatus::Success)
 }
 
@@ -106,58 +104,56 @@ fn plan<'s, 'm>(
     sides: &'s Sides<'m>,
     recipients: &Recipients,
     identities: Option<&Identities>,
-    allow_empty: bool,
-) -> Result<Step<'s, 'm>, Error> {
+    flags: Flags,
+) -> Result<Result<Step<'s, 'm>, String>, Error> {
     let entry = sides.entry;
     let server_error = |source| Error::File {
         path: entry.server_path.clone(),
         source,
     };
-    let Some(server) = &sides.server else {
-        if entry.optional {
-            return Ok(Step {
-                sides,
-                action: Action::Skip,
-                contents: Vec::new(),
-            });
-        }
-        return Err(server_error(FileError::ServerMissing));
-    };
-    if server.bytes.is_empty() && !allow_empty {
+    if sides.server.as_ref().is_some_and(|s| s.bytes.is_empty()) && !flags.allow_empty {
         return Err(server_error(FileError::ServerEmpty));
     }
-    let plaintext = sides.server_canonical()?.unwrap_or_default();
-    let changed = if sides.repo.is_some() {
-        Action::Update
-    } else {
-        Action::Create
-    };
-    let Codec::Encrypted(format) = sides.codec else {
-        let same = sides.repo.as_ref().is_some_and(|r| r.bytes == server.bytes);
-        return Ok(Step {
-            sides,
-            action: if same { Action::Unchanged } else { changed },
-            contents: server.bytes.clone(),
-        });
-    };
-    let options = recipients.options_for(entry)?;
-    let previous = match sides.open_repo(identities) {
-        Ok(opened) => opened,
-        // A file this key cannot open is replaced whole; every other failure stops the run.
+    let analysis = match sides.analyse(identities) {
+        Ok(a) => a,
+        // A file no identity here opens is judged like one without an identity.
         Err(Error::File {
             source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
             ..
-        }) => None,
+        }) => sides.analyse(None)?,
         Err(e) => return Err(e),
     };
-    if previous.as_ref().is_some_and(|p| p.plaintext == plaintext) {
-        return Ok(Step {
+    let write = match analysis.state {
+        State::InSync => Action::Unchanged,
+        State::ServerChanged => Action::Update,
+        State::RepoMissing => Action::Create,
+        State::RepoChanged | State::Conflict | State::New if flags.force => Action::Update,
+        state @ (State::RepoChanged | State::Conflict | State::New) => {
+            return Ok(Err(refusal(entry, state, "encrypt")));
+        }
+        State::ServerMissing | State::Missing if entry.optional => Action::Skip,
+        State::ServerMissing | State::Missing => {
+            return Err(server_error(FileError::ServerMissing))
+        }
+    };
+    let step = |analysis, action, contents| {
+        Ok(Ok(Step {
             sides,
-            action: Action::Unchanged,
-            contents: Vec::new(),
-        });
+            analysis,
+            action,
+            contents,
+        }))
+    };
+    if matches!(write, Action::Unchanged | Action::Skip) {
+        return step(analysis, write, Vec::new());
     }
-    let reusable = previous
+    let plaintext = analysis.server.clone().unwrap_or_default();
+    let Codec::Encrypted(format) = sides.codec else {
+        return step(analysis, write, plaintext.expose().to_vec());
+    };
+    let options = recipients.options_for(entry)?;
+    let reusable = analysis
+        .repo
         .as_ref()
         .filter(|p| same_keys(p, &options))
         .zip(sides.repo.as_ref())
@@ -173,11 +169,35 @@ fn plan<'s, 'm>(
                 source: e.into(),
             }
         })?;
-    Ok(Step {
-        sides,
-        action: changed,
-        contents,
-    })
+    step(analysis, write, contents)
+}
+
+/// Writes one `.enc`, then its sync record.
+fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
+    let manifest = &ctx.settings.manifest;
+    let entry = step.sides.entry;
+    let record = match step.action {
+        Action::Create | Action::Update => {
+            let perms = Perms {
+                mode: step.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode),
+                uid: None,
+                gid: None,
+                folder_mode: REPO_FOLDER_MODE,
+            };
+            ctx.writer
+                .write(&manifest.repo_root, &entry.repo, &step.contents, perms)?;
+            Some(step.contents.as_slice())
+        }
+        Action::Unchanged if step.analysis.record_stale => {
+            step.sides.repo.as_ref().map(|r| r.bytes.as_slice())
+        }
+        Action::Unchanged | Action::Skip => None,
+    };
+    if let Some(bytes) = record {
+        ctx.writer
+            .write(&manifest.state_dir, &record_path(entry), bytes, STATE_PERMS)?;
+    }
+    Ok(())
 }
 
 /// Whether the previous file was written for exactly today's recipients and rule, so its
@@ -214,10 +234,21 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             } else {
                 ""
             };
+            let mut changes = Vec::new();
+            if dry_run && matches!(step.action, Action::Update | Action::Create) {
+                let old = step.analysis.repo.as_ref().map(|o| o.plaintext.expose());
+                let new = step.analysis.server.as_ref().map(|s| s.expose());
+                changes = plan_changes(
+                    step.sides.codec,
+                    old.unwrap_or_default(),
+                    new.unwrap_or_default(),
+                );
+            }
             Outcome {
                 entry,
                 codec: step.sides.codec,
                 action: step.action.word(),
+                state: step.analysis.state,
                 style: match step.action {
                     Action::Create => Style::Added,
                     Action::Update => Style::Changed,
@@ -225,6 +256,7 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
                 },
                 idle: step.action == Action::Unchanged,
                 detail: format!("{} ← {}{note}", entry.repo, entry.server),
+                changes,
             }
         })
         .collect();

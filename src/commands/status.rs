@@ -1,0 +1,141 @@
+//! `envsync status`: one line per entry with its sync state and what to run next; exit 1
+//! unless everything is in sync, modes and owners included.
+//!
+//! `--json` prints `{"version": 1, "command": "status", "in_sync": bool, "entries": [...]}`;
+//! each entry is `{"repo", "server", "state", "next", "drift"}` where `state` is one of
+//! `in-sync`, `server-changed`, `repo-changed`, `conflict`, `server-missing`, `repo-missing`,
+//! `new`, `missing`; `next` is the command that resolves it (or null); `drift` lists
+//! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{collect, Context};
+use crate::cli::Selection;
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::output::Style;
+use crate::sync::state::State;
+use crate::sync::Sides;
+
+#[derive(Debug, Serialize)]
+struct Drift {
+    field: &'static str,
+    actual: String,
+    expected: String,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryStatus {
+    repo: String,
+    server: String,
+    state: &'static str,
+    next: Option<String>,
+    drift: Vec<Drift>,
+    #[serde(skip)]
+    clean: bool,
+}
+
+pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+    let entries = ctx.select(selection)?;
+    let identities = ctx.identities(&entries)?;
+    let sides = ctx.read_all(&entries)?;
+    let statuses = collect(
+        sides
+            .par_iter()
+            .map(|s| {
+                let state = s.analyse(identities.as_ref())?.state;
+                Ok(describe(s, state))
+            })
+            .collect(),
+    )?;
+    let all_clean = statuses.iter().all(|s| s.clean);
+    let printer = &ctx.settings.printer;
+    if printer.json {
+        printer.json(&json!({
+            "version": 1,
+            "command": "status",
+            "in_sync": all_clean,
+            "entries": statuses,
+        }));
+    } else {
+        for s in &statuses {
+            let drift: Vec<String> = s
+                .drift
+                .iter()
+                .map(|d| format!("{} {} (want {})", d.field, d.actual, d.expected))
+                .collect();
+            let mut line = format!("{:<15} {} → {}", s.state, s.repo, s.server);
+            if !drift.is_empty() {
+                line.push_str(&format!("; {}", drift.join(", ")));
+            }
+            if let Some(next) = &s.next {
+                line.push_str(&format!("; next: {next}"));
+            }
+            let style = if s.clean {
+                Style::Plain
+            } else {
+                Style::Changed
+            };
+            printer.data(style, &line);
+        }
+    }
+    Ok(if all_clean {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Drift
+    })
+}
+
+fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
+    let entry = sides.entry;
+    let repo = &entry.repo;
+    let mut drift = Vec::new();
+    if let Some(server) = &sides.server {
+        if server.mode != entry.mode {
+            drift.push(Drift {
+                field: "mode",
+                actual: format!("{:04o}", server.mode),
+                expected: format!("{:04o}", entry.mode),
+            });
+        }
+        let ids = [
+            ("owner", server.uid, entry.uid),
+            ("group", server.gid, entry.gid),
+        ];
+        for (field, actual, expected) in ids {
+            if let Some(expected) = expected.filter(|e| *e != actual) {
+                drift.push(Drift {
+                    field,
+                    actual: actual.to_string(),
+                    expected: expected.to_string(),
+                });
+            }
+        }
+    }
+    let both_ways = format!(
+        "envsync diff {repo}, then envsync encrypt --force {repo} or envsync decrypt --force {repo}"
+    );
+    let next = match state {
+        State::InSync if drift.is_empty() => None,
+        State::Missing if entry.optional => None,
+        State::InSync | State::RepoChanged | State::ServerMissing => {
+            Some(format!("envsync decrypt {repo}"))
+        }
+        State::ServerChanged | State::RepoMissing => Some(format!("envsync encrypt {repo}")),
+        State::Conflict | State::New => Some(both_ways),
+        State::Missing => Some(format!(
+            "restore {repo} from git, or create {} and run envsync encrypt {repo}",
+            entry.server
+        )),
+    };
+    EntryStatus {
+        repo: repo.clone(),
+        server: entry.server.clone(),
+        state: state.name(),
+        clean: next.is_none(),
+        next,
+        drift,
+    }
+}
