@@ -8,6 +8,7 @@
 use std::io::{BufReader, Read, Write};
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::secret::SecretBytes;
@@ -54,52 +55,64 @@ impl std::fmt::Debug for Identities {
 impl Identities {
     /// Parses every source; a source that does not parse is an error naming it.
     pub fn parse(sources: &[IdentitySource]) -> Result<Self, CryptoError> {
-        let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        let mut identities = Self {
+            keys: Vec::new(),
+            origins: Vec::new(),
+        };
         for source in sources {
-            let bad = |reason: &str| CryptoError::BadIdentity {
-                origin: source.origin.clone(),
-                reason: reason.to_string(),
-            };
-            let data = source.contents.expose();
-            if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
-                || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
-            {
-                let identity = age::ssh::Identity::from_buffer(data, Some(source.origin.clone()))
-                    .map_err(|_| bad("it is not a readable SSH private key"))?;
-                match identity {
-                    age::ssh::Identity::Unencrypted(_) => {}
-                    age::ssh::Identity::Encrypted(_) => {
-                        return Err(bad("passphrase-protected SSH keys are not supported yet"))
-                    }
-                    age::ssh::Identity::Unsupported(_) => {
-                        return Err(bad("this SSH key type is not supported"))
-                    }
-                }
-                keys.push(Box::new(identity.with_callbacks(age::NoCallbacks)));
-                continue;
-            }
-            // Normalise CRLF, which age's parser rejects but sops accepts.
-            let text = Zeroizing::new(
-                data.split(|&b| b == b'\n')
-                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-                    .collect::<Vec<_>>()
-                    .join(&b'\n'),
-            );
-            let file = age::IdentityFile::from_buffer(text.as_slice()).map_err(|_| {
-                bad("it is not an age identity file (one age secret key a line, # comments; the line numbers are not shown to keep keys out of logs)")
-            })?;
-            let parsed = file
-                .into_identities()
-                .map_err(|_| bad("it holds an identity that cannot be used"))?;
-            if parsed.is_empty() {
-                return Err(bad("it holds no age secret key"));
-            }
-            keys.extend(parsed);
+            identities.add(source)?;
         }
-        Ok(Self {
-            keys,
-            origins: sources.iter().map(|s| s.origin.clone()).collect(),
-        })
+        Ok(identities)
+    }
+
+    /// Parses one source (an age identity file, or an unencrypted OpenSSH/PEM private key)
+    /// and adds its keys.
+    pub fn add(&mut self, source: &IdentitySource) -> Result<(), CryptoError> {
+        let bad = |reason: &str| CryptoError::BadIdentity {
+            origin: source.origin.clone(),
+            reason: reason.to_string(),
+        };
+        let data = source.contents.expose();
+        if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+            || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
+        {
+            let identity = age::ssh::Identity::from_buffer(data, Some(source.origin.clone()))
+                .map_err(|_| bad("it is not a readable SSH private key"))?;
+            match identity {
+                age::ssh::Identity::Unencrypted(_) => {}
+                age::ssh::Identity::Encrypted(_) => {
+                    return Err(bad(
+                        "passphrase-protected SSH keys are not supported; use an unencrypted key or an age identity",
+                    ))
+                }
+                age::ssh::Identity::Unsupported(_) => {
+                    return Err(bad("this SSH key type is not supported (ed25519 and rsa are)"))
+                }
+            }
+            self.keys
+                .push(Box::new(identity.with_callbacks(age::NoCallbacks)));
+            self.origins.push(source.origin.clone());
+            return Ok(());
+        }
+        // Normalise CRLF, which age's parser rejects but sops accepts.
+        let text = Zeroizing::new(
+            data.split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join(&b'\n'),
+        );
+        let file = age::IdentityFile::from_buffer(text.as_slice()).map_err(|_| {
+            bad("it is not an age identity file (one age secret key a line, # comments; the line numbers are not shown to keep keys out of logs)")
+        })?;
+        let parsed = file
+            .into_identities()
+            .map_err(|_| bad("it holds an identity that cannot be used"))?;
+        if parsed.is_empty() {
+            return Err(bad("it holds no age secret key"));
+        }
+        self.keys.extend(parsed);
+        self.origins.push(source.origin.clone());
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -216,6 +229,48 @@ pub fn encrypt_armored(
 pub fn wrap_key(key: &[u8], recipient: &Recipient) -> Result<String, CryptoError> {
     let armored = encrypt_armored(key, &[recipient])?;
     String::from_utf8(armored).map_err(|_| CryptoError::Encrypt("armor is not text".into()))
+}
+
+/// Decrypts a passphrase-protected (scrypt) age file, such as an encrypted identity file.
+pub fn decrypt_with_passphrase(
+    ciphertext: &[u8],
+    passphrase: SecretString,
+) -> Result<SecretBytes, CryptoError> {
+    let identity = age::scrypt::Identity::new(passphrase);
+    let reader = ArmoredReader::new(ciphertext);
+    let decryptor =
+        age::Decryptor::new_buffered(BufReader::new(reader)).map_err(map_decrypt_error)?;
+    let mut stream = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed => {
+                CryptoError::Corrupt("wrong passphrase".into())
+            }
+            other => map_decrypt_error(other),
+        })?;
+    let mut plain = SecretBytes::new(Vec::with_capacity(ciphertext.len()));
+    stream
+        .read_to_end(plain.expose_mut())
+        .map_err(|e| CryptoError::Corrupt(e.kind().to_string()))?;
+    Ok(plain)
+}
+
+/// A new X25519 identity: the identity file text (with the created date and public key as
+/// comments, as age-keygen writes it) and its recipient.
+pub fn generate_identity() -> (SecretBytes, String) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let created = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    let mut text = SecretBytes::new(Vec::with_capacity(200));
+    let buf = text.expose_mut();
+    buf.extend_from_slice(format!("# created: {created}\n# public key: {recipient}\n").as_bytes());
+    buf.extend_from_slice(identity.to_string().expose_secret().as_bytes());
+    buf.push(b'\n');
+    (text, recipient)
 }
 
 /// Whether bytes look like an age file (armored or binary).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::cli::GlobalArgs;
 use crate::error::Error;
-use crate::keys::{default_identity_file, IdentityConfig};
+use crate::keys::{default_identity_file, home_ssh_keys, IdentityConfig};
 use crate::manifest::{self, Manifest};
 use crate::output::{Printer, Verbosity};
 use crate::secret::SecretBytes;
@@ -48,7 +48,9 @@ impl Settings {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .map(|v| SecretBytes::new(v.into_bytes())),
+            env_ssh_key_file: env_path("SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
             default_file: default_identity_file(),
+            home_ssh: home_ssh_keys(),
         };
         Ok(Self {
             manifest,

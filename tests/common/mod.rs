@@ -15,7 +15,18 @@ use tempfile::TempDir;
 
 /// The shipped throwaway test keys (from ../shared/sops-vectors).
 pub fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops-vectors")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops-vectors");
+    // git checks files out 0644; envsync refuses private keys readable by others.
+    static PRIVATE: std::sync::Once = std::sync::Once::new();
+    PRIVATE.call_once(|| {
+        for entry in fs::read_dir(dir.join("keys")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "pub") {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    });
+    dir
 }
 
 pub const AGE1: &str = "age1thnacunnsjv0u8m4lhnnaf0ya24xxh80u3c0vdhmndypfm9ums9qjpsd7r";

@@ -1,0 +1,188 @@
+//! Recipients for encrypting: the entry's own `recipients`, else the first `.sops.yaml`
+//! creation rule whose `path_regex` matches the repo path, as sops chooses them (`age:` as a
+//! comma list or a YAML list, or `key_groups` with `shamir_threshold`), with the rule that
+//! selects which values are encrypted.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::KeyError;
+use crate::crypto::Recipient;
+use crate::manifest::Entry;
+use crate::sops::{CryptRule, EncryptOptions, KeyPlan};
+
+#[derive(Debug, Deserialize)]
+struct SopsConfig {
+    #[serde(default)]
+    creation_rules: Vec<CreationRule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreationRule {
+    #[serde(default)]
+    path_regex: Option<String>,
+    #[serde(default)]
+    age: Option<StringOrList>,
+    #[serde(default)]
+    key_groups: Option<Vec<KeyGroup>>,
+    #[serde(default)]
+    shamir_threshold: Option<usize>,
+    #[serde(default)]
+    unencrypted_suffix: Option<String>,
+    #[serde(default)]
+    encrypted_suffix: Option<String>,
+    #[serde(default)]
+    unencrypted_regex: Option<String>,
+    #[serde(default)]
+    encrypted_regex: Option<String>,
+    #[serde(default)]
+    unencrypted_comment_regex: Option<String>,
+    #[serde(default)]
+    encrypted_comment_regex: Option<String>,
+    #[serde(default)]
+    mac_only_encrypted: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyGroup {
+    #[serde(default)]
+    age: Option<StringOrList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// sops splits a string on commas and trims each item.
+    fn items(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            Self::One(s) => s.split(',').collect(),
+            Self::Many(v) => v.iter().map(String::as_str).collect(),
+        };
+        raw.into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The parsed `.sops.yaml` beside the manifest, if there is one.
+#[derive(Debug)]
+pub struct Recipients {
+    config_path: PathBuf,
+    rules: Vec<CreationRule>,
+}
+
+impl Recipients {
+    /// Reads `.sops.yaml` in `repo_root` (none is fine: entries may list recipients).
+    pub fn load(repo_root: &Path) -> Result<Self, KeyError> {
+        let config_path = repo_root.join(".sops.yaml");
+        let rules = match std::fs::read_to_string(&config_path) {
+            Ok(text) => {
+                let parsed: SopsConfig =
+                    serde_yaml_ng::from_str(&text).map_err(|e| KeyError::Config {
+                        path: config_path.clone(),
+                        message: format!("is not a valid sops config ({e})"),
+                    })?;
+                parsed.creation_rules
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(KeyError::Config {
+                    path: config_path,
+                    message: format!("cannot be read ({e})"),
+                })
+            }
+        };
+        Ok(Self { config_path, rules })
+    }
+
+    /// How to encrypt `entry`: its recipients, Shamir threshold and encryption rule.
+    pub fn options_for(&self, entry: &Entry) -> Result<EncryptOptions, KeyError> {
+        let config_error = |message: String| KeyError::Config {
+            path: self.config_path.clone(),
+            message,
+        };
+        let mut rule_found = None;
+        for rule in &self.rules {
+            let matches = match &rule.path_regex {
+                None => true,
+                Some(pattern) if pattern.is_empty() => true,
+                Some(pattern) => regex::Regex::new(pattern)
+                    .map_err(|_| {
+                        config_error(format!("path_regex `{pattern}` is not a valid regex"))
+                    })?
+                    .is_match(&entry.repo),
+            };
+            if matches {
+                rule_found = Some(rule);
+                break;
+            }
+        }
+        let parse_all = |items: Vec<String>| -> Result<Vec<Recipient>, KeyError> {
+            items
+                .iter()
+                .map(|r| Recipient::parse(r).map_err(KeyError::from))
+                .collect()
+        };
+        let mut options = EncryptOptions {
+            keys: KeyPlan::single(Vec::new()),
+            rule: CryptRule::default(),
+            mac_only_encrypted: false,
+        };
+        if let Some(rule) = rule_found {
+            options.keys = match &rule.key_groups {
+                Some(groups) if !groups.is_empty() => KeyPlan {
+                    groups: groups
+                        .iter()
+                        .map(|g| {
+                            parse_all(g.age.as_ref().map(StringOrList::items).unwrap_or_default())
+                        })
+                        .collect::<Result<_, _>>()?,
+                    threshold: rule.shamir_threshold,
+                },
+                _ => KeyPlan::single(parse_all(
+                    rule.age
+                        .as_ref()
+                        .map(StringOrList::items)
+                        .unwrap_or_default(),
+                )?),
+            };
+            let rules = [
+                ("unencrypted_suffix", &rule.unencrypted_suffix),
+                ("encrypted_suffix", &rule.encrypted_suffix),
+                ("unencrypted_regex", &rule.unencrypted_regex),
+                ("encrypted_regex", &rule.encrypted_regex),
+                ("unencrypted_comment_regex", &rule.unencrypted_comment_regex),
+                ("encrypted_comment_regex", &rule.encrypted_comment_regex),
+            ];
+            let mut set = rules
+                .iter()
+                .filter_map(|(field, value)| value.as_ref().map(|v| (*field, v.clone())));
+            if let Some((field, value)) = set.next() {
+                options.rule = CryptRule::from_field(field, value).unwrap_or_default();
+            }
+            if set.next().is_some() {
+                return Err(config_error(
+                    "a creation rule sets more than one of the *_suffix / *_regex options".into(),
+                ));
+            }
+            options.mac_only_encrypted = rule.mac_only_encrypted.unwrap_or(false);
+        }
+        if let Some(own) = &entry.recipients {
+            options.keys = KeyPlan::single(parse_all(own.clone())?);
+        }
+        if options.keys.groups.iter().all(Vec::is_empty) {
+            return Err(KeyError::NoRecipients {
+                repo: entry.repo.clone(),
+            });
+        }
+        Ok(options)
+    }
+}
