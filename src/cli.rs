@@ -85,6 +85,24 @@ pub enum Command {
         #[command(flatten)]
         selection: Selection,
     },
+    /// Re-wrap data keys for today's recipients (values and MAC unchanged), as `sops
+    /// updatekeys`; `--rotate` makes a new data key.
+    Rekey {
+        #[command(flatten)]
+        selection: Selection,
+        /// Print the recipients added and removed per file, write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Make a new data key and re-encrypt every value.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Make a new age identity (0600, never overwriting) and print its public key.
+    Keygen {
+        /// Write the identity to FILE (default: stdout).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Show drift between repo and server, values masked; exit 1 on drift.
     Diff {
         #[command(flatten)]

@@ -6,6 +6,8 @@
 pub mod decrypt;
 pub mod diff;
 pub mod encrypt;
+pub mod keygen;
+pub mod rekey;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -288,6 +290,21 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
             },
         ),
         Command::Status { selection } => status::run(ctx, selection),
+        Command::Rekey {
+            selection,
+            dry_run,
+            rotate,
+        } => rekey::run(
+            ctx,
+            selection,
+            rekey::Flags {
+                dry_run: *dry_run,
+                rotate: *rotate,
+            },
+        ),
+        Command::Keygen { output } => {
+            keygen::run(&ctx.settings.printer, output.as_deref(), &ctx.cwd)
+        }
         Command::Diff { selection } => diff::run(ctx, selection),
     }
 }

@@ -263,7 +263,10 @@ pub fn generate_identity() -> (SecretBytes, String) {
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let mut text = SecretBytes::new(Vec::with_capacity(200));
     let buf = text.expose_mut();

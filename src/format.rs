@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::crypto::{self, Identities};
 use crate::secret::SecretBytes;
-use crate::sops::{self, Decrypted, EncryptOptions, SopsError};
+use crate::sops::{self, Decrypted, EncryptOptions, KeyPlan, SopsError};
 
 /// The on-disk format of an encrypted file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -117,6 +117,42 @@ pub fn encrypt(
             let recipients: Vec<&crypto::Recipient> =
                 options.keys.groups.iter().flatten().collect();
             Ok(crypto::encrypt_armored(plain, &recipients)?)
+        }
+        Format::Yaml | Format::Json => Err(unsupported(format)),
+    }
+}
+
+/// Re-wraps an opened file's data key for `plan`'s recipients, keeping every value, the MAC
+/// and `lastmodified` (an age file, which has no separate data key, is re-encrypted).
+pub fn rekey(
+    format: Format,
+    bytes: &[u8],
+    opened: &Opened,
+    plan: &KeyPlan,
+) -> Result<Vec<u8>, SopsError> {
+    let sops_file = || {
+        opened
+            .sops
+            .as_ref()
+            .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))
+    };
+    match format {
+        Format::Dotenv => {
+            let d = sops_file()?;
+            let meta = sops::rewrap(&d.metadata, &d.data_key, plan)?;
+            Ok(sops::dotenv::replace_metadata(bytes, &meta))
+        }
+        Format::Binary => {
+            let d = sops_file()?;
+            let meta = sops::rewrap(&d.metadata, &d.data_key, plan)?;
+            sops::binary::replace_metadata(bytes, &meta)
+        }
+        Format::Age => {
+            let recipients: Vec<&crypto::Recipient> = plan.groups.iter().flatten().collect();
+            Ok(crypto::encrypt_armored(
+                opened.plaintext.expose(),
+                &recipients,
+            )?)
         }
         Format::Yaml | Format::Json => Err(unsupported(format)),
     }

@@ -31,6 +31,8 @@ pub enum FsError {
     },
     #[error("{}: is a symlink; envsync does not write through symlinks (replace it with a regular file, or point the manifest at the real path)", path.display())]
     Symlink { path: PathBuf },
+    #[error("{}: already exists; envsync never overwrites it (choose another path, or move the old file away first)", path.display())]
+    Exists { path: PathBuf },
     #[error("{}: is not a regular file", path.display())]
     NotAFile { path: PathBuf },
     #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]
@@ -85,6 +87,29 @@ impl AtomicWriter {
         contents: &[u8],
         perms: Perms,
     ) -> Result<(), FsError> {
+        self.put(base, relative, contents, perms, false)
+    }
+
+    /// Atomically creates `base/relative`, failing if anything exists there (a new key must
+    /// never replace an old one): the temp is renamed with `RENAME_NOREPLACE`.
+    pub fn create(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+    ) -> Result<(), FsError> {
+        self.put(base, relative, contents, perms, true)
+    }
+
+    fn put(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
         let target = base.join(relative);
         let (dir, name) =
             open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
@@ -114,8 +139,18 @@ impl AtomicWriter {
         let result = fill(File::from(fd), contents, perms)
             .map_err(|e| FsError::io(&target, "write", e))
             .and_then(|()| {
-                rfs::renameat(&dir, temp.as_str(), &dir, name.as_str())
-                    .map_err(|e| FsError::io(&target, "rename a temp file over", e))
+                let renamed = if no_replace {
+                    let flags = rfs::RenameFlags::NOREPLACE;
+                    rfs::renameat_with(&dir, temp.as_str(), &dir, name.as_str(), flags)
+                } else {
+                    rfs::renameat(&dir, temp.as_str(), &dir, name.as_str())
+                };
+                renamed.map_err(|e| match e {
+                    rustix::io::Errno::EXIST => FsError::Exists {
+                        path: target.clone(),
+                    },
+                    e => FsError::io(&target, "rename a temp file over", e),
+                })
             });
         if let Err(e) = result {
             // Best effort: the temp is 0600 and the next run sweeps it anyway.

@@ -32,8 +32,12 @@ use settings::Settings;
 /// Runs a parsed command line and returns the exit status; errors are returned, not
 /// printed, so the caller prints them once.
 pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, (Error, output::Printer)> {
-    let fallback =
-        output::Printer::new(output::Verbosity::Normal, cli.global.json, cli.global.color);
+    let fallback = settings::printer(&cli.global);
+    // keygen needs no manifest: it is how a new host starts.
+    if let cli::Command::Keygen { output } = &cli.command {
+        return commands::keygen::run(&fallback, output.as_deref(), &cwd)
+            .map_err(|e| (e, fallback));
+    }
     let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(|e| (e, fallback))?;
     let printer = settings.printer.clone();
     let ctx = Context::new(settings, cwd);

@@ -76,6 +76,13 @@ impl Printer {
         let _ = writeln!(out, "{line}");
     }
 
+    /// Secret bytes the user asked for on stdout (a new key from `keygen` without `-o`).
+    pub fn secret_data(&self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
     /// A JSON document on stdout.
     pub fn json(&self, value: &serde_json::Value) {
         let mut out = std::io::stdout().lock();

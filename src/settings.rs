@@ -19,17 +19,22 @@ pub struct Settings {
     pub printer: Printer,
 }
 
+/// The printer the global options ask for.
+pub fn printer(args: &GlobalArgs) -> Printer {
+    let verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else if args.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    Printer::new(verbosity, args.json, args.color)
+}
+
 impl Settings {
     /// Resolves global options; `cwd` is where manifest discovery starts.
     pub fn from_args(args: &GlobalArgs, cwd: PathBuf) -> Result<Self, Error> {
-        let verbosity = if args.quiet {
-            Verbosity::Quiet
-        } else if args.verbose {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
-        let printer = Printer::new(verbosity, args.json, args.color);
+        let printer = printer(args);
         let manifest_path = match &args.manifest {
             Some(path) => path.clone(),
             None => manifest::discover(&cwd).ok_or(Error::NoManifest { start: cwd.clone() })?,

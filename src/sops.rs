@@ -34,8 +34,11 @@ pub enum SopsError {
     NotEncrypted { key: String },
     #[error("MAC mismatch: the file was altered after it was encrypted (values edited, reordered or removed)")]
     MacMismatch,
-    #[error("no identity matches any of its recipients ({})", .recipients.join(", "))]
-    NoMatchingIdentity { recipients: Vec<String> },
+    #[error("no identity matches any of its recipients ({}); identities tried: {}", .recipients.join(", "), if .tried.is_empty() { "none".to_string() } else { .tried.join(", ") })]
+    NoMatchingIdentity {
+        recipients: Vec<String>,
+        tried: Vec<String>,
+    },
     #[error("its data key {0}")]
     DataKey(String),
     #[error("it already holds sops_ keys: it is encrypted already")]
@@ -93,6 +96,7 @@ pub fn unlock_data_key(meta: &Metadata, identities: &Identities) -> Result<DataK
     };
     let no_match = || SopsError::NoMatchingIdentity {
         recipients: meta.recipients(),
+        tried: identities.origins().to_vec(),
     };
     if meta.key_groups.len() <= 1 {
         let group = meta.key_groups.first().map_or(&[][..], Vec::as_slice);
@@ -156,6 +160,42 @@ pub fn seal_data_key(key: &DataKey, plan: &KeyPlan) -> Result<Vec<Vec<AgeKey>>, 
         .zip(&shares)
         .map(|(group, share)| wrap_all(share, group))
         .collect()
+}
+
+/// Whether a file's metadata was written for exactly these options' recipients (group by
+/// group, order aside), rule and MAC mode, so its data key can be kept as it is.
+pub fn same_keys(meta: &Metadata, options: &EncryptOptions) -> bool {
+    use std::collections::BTreeSet;
+    let old: Vec<BTreeSet<&str>> = meta
+        .key_groups
+        .iter()
+        .map(|g| g.iter().map(|k| k.recipient.as_str()).collect())
+        .collect();
+    let new: Vec<BTreeSet<&str>> = options
+        .keys
+        .groups
+        .iter()
+        .map(|g| g.iter().map(|r| r.text.as_str()).collect())
+        .collect();
+    old == new
+        // The binary store writes no rule: nothing to compare there.
+        && meta.rule.as_ref().is_none_or(|r| *r == options.rule)
+        && meta.mac_only_encrypted == options.mac_only_encrypted
+        && (old.len() <= 1 || meta.shamir_threshold == options.keys.threshold)
+}
+
+/// The same metadata with the data key wrapped for a new set of recipients: values, MAC and
+/// `lastmodified` stay as they are (what `sops updatekeys` does).
+pub fn rewrap(meta: &Metadata, key: &DataKey, plan: &KeyPlan) -> Result<Metadata, SopsError> {
+    Ok(Metadata {
+        key_groups: seal_data_key(key, plan)?,
+        shamir_threshold: (plan.groups.len() > 1).then(|| {
+            plan.threshold
+                .or(meta.shamir_threshold)
+                .unwrap_or(plan.groups.len())
+        }),
+        ..meta.clone()
+    })
 }
 
 /// New metadata for a file written now (the MAC is filled in by the store).

@@ -7,8 +7,6 @@
 //! untouched; a dotenv whose values partly changed keeps its data key and the exact
 //! ciphertext of every unchanged value, so the git diff shows only what changed.
 
-use std::collections::BTreeSet;
-
 use rayon::prelude::*;
 
 use super::{collect, plan_changes, refusal, Context, Outcome};
@@ -16,11 +14,11 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
-use crate::format::{self, Opened};
+use crate::format;
 use crate::fs::{Perms, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
-use crate::sops::{EncryptOptions, SopsError};
+use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
 use crate::sync::{record_path, Codec, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS};
 
@@ -63,7 +61,8 @@ pub struct Flags {
 
 pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
-    let recipients = Recipients::load(&ctx.settings.manifest.repo_root)?;
+    let manifest = &ctx.settings.manifest;
+    let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
     // Encrypting needs only public keys; a private key lets envsync see what is unchanged.
     let identities = match ctx.identities(&entries) {
         Ok(ids) => ids,
@@ -155,7 +154,11 @@ fn plan<'s, 'm>(
     let reusable = analysis
         .repo
         .as_ref()
-        .filter(|p| same_keys(p, &options))
+        .filter(|p| {
+            p.sops
+                .as_ref()
+                .is_some_and(|d| same_keys(&d.metadata, &options))
+        })
         .zip(sides.repo.as_ref())
         .map(|(p, r)| (p, r.bytes.as_slice()));
     let contents =
@@ -198,30 +201,6 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
             .write(&manifest.state_dir, &record_path(entry), bytes, STATE_PERMS)?;
     }
     Ok(())
-}
-
-/// Whether the previous file was written for exactly today's recipients and rule, so its
-/// data key can be kept.
-fn same_keys(previous: &Opened, options: &EncryptOptions) -> bool {
-    let Some(sops) = &previous.sops else {
-        return false;
-    };
-    let old: Vec<BTreeSet<&str>> = sops
-        .metadata
-        .key_groups
-        .iter()
-        .map(|g| g.iter().map(|k| k.recipient.as_str()).collect())
-        .collect();
-    let new: Vec<BTreeSet<&str>> = options
-        .keys
-        .groups
-        .iter()
-        .map(|g| g.iter().map(|r| r.text.as_str()).collect())
-        .collect();
-    old == new
-        && sops.metadata.rule.clone().unwrap_or_default() == options.rule
-        && sops.metadata.mac_only_encrypted == options.mac_only_encrypted
-        && (old.len() <= 1 || sops.metadata.shamir_threshold == options.keys.threshold)
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {

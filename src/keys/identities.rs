@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use super::KeyError;
-use crate::crypto::{self, IdentitySource, Identities};
+use crate::crypto::{self, Identities, IdentitySource};
 use crate::secret::SecretBytes;
 
 /// Identity sources as the settings resolved them.
@@ -54,7 +54,10 @@ pub fn load_identities(config: &IdentityConfig) -> Result<Identities, KeyError> 
     let optional = [
         (config.manifest.as_deref(), "server.identity"),
         (config.env_key_file.as_deref(), "SOPS_AGE_KEY_FILE"),
-        (config.env_ssh_key_file.as_deref(), "SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
+        (
+            config.env_ssh_key_file.as_deref(),
+            "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+        ),
     ];
     files.extend(
         optional
@@ -141,10 +144,10 @@ fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
             mode,
         });
     }
-    let mut contents = SecretBytes::new(Vec::with_capacity(
-        usize::try_from(meta.len()).unwrap_or(0),
-    ));
-    file.read_to_end(contents.expose_mut()).map_err(read_error)?;
+    let mut contents =
+        SecretBytes::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    file.read_to_end(contents.expose_mut())
+        .map_err(read_error)?;
     Ok(Some(contents))
 }
 
@@ -158,14 +161,15 @@ fn unlock(path: &Path, contents: SecretBytes) -> Result<SecretBytes, KeyError> {
     let passphrase = rpassword::prompt_password(prompt).map_err(|_| KeyError::NoTerminal {
         path: path.to_path_buf(),
     })?;
-    let identity = crypto::decrypt_with_passphrase(contents.expose(), SecretString::from(passphrase))
-        .map_err(|e| match e {
-            crypto::CryptoError::Corrupt(reason) => crypto::CryptoError::BadIdentity {
-                origin: path.display().to_string(),
-                reason: format!("cannot unlock it: {reason}"),
-            },
-            other => other,
-        })?;
+    let identity =
+        crypto::decrypt_with_passphrase(contents.expose(), SecretString::from(passphrase))
+            .map_err(|e| match e {
+                crypto::CryptoError::Corrupt(reason) => crypto::CryptoError::BadIdentity {
+                    origin: path.display().to_string(),
+                    reason: format!("cannot unlock it: {reason}"),
+                },
+                other => other,
+            })?;
     Ok(identity)
 }
 

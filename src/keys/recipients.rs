@@ -76,13 +76,17 @@ impl StringOrList {
 #[derive(Debug)]
 pub struct Recipients {
     config_path: PathBuf,
+    /// The text of `.sops.yaml`, to name the line of a recipient that does not parse.
+    config_text: String,
+    manifest_path: PathBuf,
     rules: Vec<CreationRule>,
 }
 
 impl Recipients {
     /// Reads `.sops.yaml` in `repo_root` (none is fine: entries may list recipients).
-    pub fn load(repo_root: &Path) -> Result<Self, KeyError> {
+    pub fn load(repo_root: &Path, manifest_path: &Path) -> Result<Self, KeyError> {
         let config_path = repo_root.join(".sops.yaml");
+        let mut config_text = String::new();
         let rules = match std::fs::read_to_string(&config_path) {
             Ok(text) => {
                 let parsed: SopsConfig =
@@ -90,6 +94,7 @@ impl Recipients {
                         path: config_path.clone(),
                         message: format!("is not a valid sops config ({e})"),
                     })?;
+                config_text = text;
                 parsed.creation_rules
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -100,7 +105,12 @@ impl Recipients {
                 })
             }
         };
-        Ok(Self { config_path, rules })
+        Ok(Self {
+            config_path,
+            config_text,
+            manifest_path: manifest_path.to_path_buf(),
+            rules,
+        })
     }
 
     /// How to encrypt `entry`: its recipients, Shamir threshold and encryption rule.
@@ -125,10 +135,20 @@ impl Recipients {
                 break;
             }
         }
+        // A recipient that does not parse is named with the line it is on.
         let parse_all = |items: Vec<String>| -> Result<Vec<Recipient>, KeyError> {
             items
                 .iter()
-                .map(|r| Recipient::parse(r).map_err(KeyError::from))
+                .map(|r| {
+                    Recipient::parse(r).map_err(|e| {
+                        let line = self
+                            .config_text
+                            .lines()
+                            .position(|l| l.contains(r.as_str()))
+                            .map_or(String::new(), |i| format!("line {}: ", i + 1));
+                        config_error(format!("{line}{e}"))
+                    })
+                })
                 .collect()
         };
         let mut options = EncryptOptions {
@@ -176,7 +196,16 @@ impl Recipients {
             options.mac_only_encrypted = rule.mac_only_encrypted.unwrap_or(false);
         }
         if let Some(own) = &entry.recipients {
-            options.keys = KeyPlan::single(parse_all(own.clone())?);
+            let parsed = own
+                .iter()
+                .map(|r| {
+                    Recipient::parse(r).map_err(|e| KeyError::Config {
+                        path: self.manifest_path.clone(),
+                        message: format!("the entry on line {}: {e}", entry.line),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            options.keys = KeyPlan::single(parsed);
         }
         if options.keys.groups.iter().all(Vec::is_empty) {
             return Err(KeyError::NoRecipients {

@@ -83,13 +83,32 @@ pub fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsEr
     } else {
         EncValue::encrypt(&data_key, plain, AAD, ValueType::Str).format()
     };
+    Ok(emit(&data, &metadata))
+}
+
+/// Replaces the metadata of an existing file (new recipients for the same data key); the
+/// `data` value is kept as it is.
+pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, SopsError> {
+    let doc: Value = serde_json::from_slice(file).map_err(|e| SopsError::Syntax {
+        line: e.line(),
+        reason: format!("invalid JSON at column {}", e.column()),
+    })?;
+    let data = doc
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
+    Ok(emit(data, metadata))
+}
+
+/// The file as sops writes it: `{"data": …, "sops": {…}}`, tab-indented.
+fn emit(data: &str, metadata: &Metadata) -> Vec<u8> {
     let mut out = String::with_capacity(data.len() + 4096);
     out.push_str("{\n\t\"data\": ");
-    go_json_string(&data, &mut out);
+    go_json_string(data, &mut out);
     out.push_str(",\n\t\"sops\": ");
     go_json_value(&metadata.to_tree(), 1, &mut out);
     out.push_str("\n}\n");
-    Ok(out.into_bytes())
+    out.into_bytes()
 }
 
 /// Writes `value` as Go's `json.MarshalIndent(v, "", "\t")` would, at nesting `depth`.

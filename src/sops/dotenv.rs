@@ -263,16 +263,35 @@ pub fn encrypt(
         out.push(b'\n');
     }
     metadata.mac = mac::seal(&hasher.finish(), &metadata.lastmodified, &data_key)?;
+    emit_metadata(&metadata, &mut out);
+    Ok(out)
+}
+
+/// Replaces the `sops_` lines of an existing file (new recipients for the same data key);
+/// every other line is kept byte for byte.
+pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Vec<u8> {
+    let mut out = Vec::with_capacity(file.len() + 1024);
+    for line in file.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if !line.starts_with(b"sops_") {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    emit_metadata(metadata, &mut out);
+    out
+}
+
+/// Appends the metadata as sorted `sops_` lines.
+fn emit_metadata(metadata: &Metadata, out: &mut Vec<u8>) {
     let mut meta_lines = flatten(&metadata.to_tree());
     meta_lines.sort();
     for (key, value) in meta_lines {
         out.extend_from_slice(b"sops_");
         out.extend_from_slice(key.as_bytes());
         out.push(b'=');
-        escape_into(value.as_bytes(), &mut out);
+        escape_into(value.as_bytes(), out);
         out.push(b'\n');
     }
-    Ok(out)
 }
 
 /// The encrypted values of an existing file by AAD, for reusing unchanged ciphertexts.

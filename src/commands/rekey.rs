@@ -1,0 +1,206 @@
+//! `envsync rekey [FILE..]`: re-wraps each `.enc`'s data key for today's recipients (from the
+//! entry or `.sops.yaml`), leaving values, MAC and `lastmodified` byte for byte as they are,
+//! as `sops updatekeys` does. `--rotate` makes a new data key and re-encrypts every value.
+//!
+//! Every file is decrypted and prepared in memory before any is written. A file already
+//! wrapped for exactly today's recipients is left untouched (unless `--rotate`). The sync
+//! record of an entry that was in sync follows its `.enc`, since the plaintext is unchanged.
+
+use std::collections::BTreeSet;
+
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::{collect, Context};
+use crate::cli::Selection;
+use crate::crypto::Identities;
+use crate::error::{Error, FileError};
+use crate::exit::ExitStatus;
+use crate::format;
+use crate::fs::{Perms, RunLock};
+use crate::keys::Recipients;
+use crate::output::Style;
+use crate::sops::same_keys;
+use crate::sync::{record_path, Codec, Sides, REPO_FOLDER_MODE, STATE_PERMS};
+
+/// Options of one rekey run.
+#[derive(Clone, Copy, Debug)]
+pub struct Flags {
+    pub dry_run: bool,
+    pub rotate: bool,
+}
+
+struct Step<'s, 'm> {
+    sides: &'s Sides<'m>,
+    added: Vec<String>,
+    removed: Vec<String>,
+    /// The rewritten `.enc`; `None` when it is up to date (or kept in clear).
+    contents: Option<Vec<u8>>,
+}
+
+pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+    let entries = ctx.select(selection)?;
+    let manifest = &ctx.settings.manifest;
+    let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
+    let identities = ctx.identities(&entries)?;
+    let sides = ctx.read_all(&entries)?;
+    let steps = collect(
+        sides
+            .par_iter()
+            .map(|s| plan(s, &recipients, identities.as_ref(), flags.rotate))
+            .collect(),
+    )?;
+    if !flags.dry_run {
+        let _lock = RunLock::acquire(&manifest.path)?;
+        for s in &steps {
+            ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
+        }
+        collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
+    }
+    report(ctx, &steps, flags);
+    Ok(ExitStatus::Success)
+}
+
+fn plan<'s, 'm>(
+    sides: &'s Sides<'m>,
+    recipients: &Recipients,
+    identities: Option<&Identities>,
+    rotate: bool,
+) -> Result<Step<'s, 'm>, Error> {
+    let entry = sides.entry;
+    let untouched = Step {
+        sides,
+        added: Vec::new(),
+        removed: Vec::new(),
+        contents: None,
+    };
+    let Codec::Encrypted(format) = sides.codec else {
+        return Ok(untouched);
+    };
+    let Some(enc) = &sides.repo else {
+        if entry.optional {
+            return Ok(untouched);
+        }
+        return Err(Error::File {
+            path: entry.repo_path.clone(),
+            source: FileError::RepoMissing {
+                server: entry.server.clone(),
+            },
+        });
+    };
+    let opened = sides
+        .open_repo(identities)?
+        .ok_or_else(|| crate::keys::KeyError::NoIdentity { looked: Vec::new() })?;
+    let options = recipients.options_for(entry)?;
+    let old: BTreeSet<String> = opened
+        .sops
+        .as_ref()
+        .map(|d| d.metadata.recipients().into_iter().collect())
+        .unwrap_or_default();
+    let new: BTreeSet<String> = options
+        .keys
+        .groups
+        .iter()
+        .flatten()
+        .map(|r| r.text.clone())
+        .collect();
+    let up_to_date = opened
+        .sops
+        .as_ref()
+        .is_some_and(|d| same_keys(&d.metadata, &options));
+    let to_error = |e: crate::sops::SopsError| Error::File {
+        path: entry.repo_path.clone(),
+        source: e.into(),
+    };
+    let contents = if rotate {
+        Some(format::encrypt(format, opened.plaintext.expose(), &options, None).map_err(to_error)?)
+    } else if up_to_date {
+        None
+    } else {
+        Some(format::rekey(format, &enc.bytes, &opened, &options.keys).map_err(to_error)?)
+    };
+    Ok(Step {
+        sides,
+        added: new.difference(&old).cloned().collect(),
+        removed: old.difference(&new).cloned().collect(),
+        contents,
+    })
+}
+
+fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
+    let (Some(contents), Some(enc)) = (&step.contents, &step.sides.repo) else {
+        return Ok(());
+    };
+    let manifest = &ctx.settings.manifest;
+    let entry = step.sides.entry;
+    let perms = Perms {
+        mode: enc.mode,
+        uid: None,
+        gid: None,
+        folder_mode: REPO_FOLDER_MODE,
+    };
+    ctx.writer
+        .write(&manifest.repo_root, &entry.repo, contents, perms)?;
+    // Same plaintext: a record that matched the old .enc matches the new one.
+    if step.sides.record.as_deref() == Some(enc.bytes.as_slice()) {
+        ctx.writer.write(
+            &manifest.state_dir,
+            &record_path(entry),
+            contents,
+            STATE_PERMS,
+        )?;
+    }
+    Ok(())
+}
+
+fn report(ctx: &Context, steps: &[Step<'_, '_>], flags: Flags) {
+    let printer = &ctx.settings.printer;
+    let action = |s: &Step<'_, '_>| match (&s.contents, flags.rotate) {
+        (None, _) => "unchanged",
+        (Some(_), true) => "rotate",
+        (Some(_), false) => "rekey",
+    };
+    if printer.json {
+        let entries: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "repo": s.sides.entry.repo,
+                    "action": action(s),
+                    "added": s.added,
+                    "removed": s.removed,
+                })
+            })
+            .collect();
+        printer.json(&json!({
+            "version": 1,
+            "command": if flags.rotate { "rekey --rotate" } else { "rekey" },
+            "dry_run": flags.dry_run,
+            "entries": entries,
+        }));
+        return;
+    }
+    for s in steps {
+        let idle = s.contents.is_none();
+        let would = if flags.dry_run && !idle { "would " } else { "" };
+        let line = format!("{would}{:<9} {}", action(s), s.sides.entry.repo);
+        let changes = s
+            .added
+            .iter()
+            .map(|r| format!("+ {r}"))
+            .chain(s.removed.iter().map(|r| format!("- {r}")));
+        if flags.dry_run {
+            printer.data(if idle { Style::Plain } else { Style::Changed }, &line);
+            for change in changes {
+                printer.data(Style::for_line(&change), &format!("    {change}"));
+            }
+        } else if idle {
+            printer.verbose(&line);
+        } else {
+            printer.info(Style::Changed, &line);
+            for change in changes {
+                printer.info(Style::for_line(&change), &format!("    {change}"));
+            }
+        }
+    }
+}
