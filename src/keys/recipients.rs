@@ -157,7 +157,9 @@ impl Recipients {
             mac_only_encrypted: false,
         };
         if let Some(rule) = rule_found {
+            // An entry's own recipients replace the rule's keys, as sops' --age flag does.
             options.keys = match &rule.key_groups {
+                _ if entry.recipients.is_some() => KeyPlan::single(Vec::new()),
                 Some(groups) if !groups.is_empty() => KeyPlan {
                     groups: groups
                         .iter()
