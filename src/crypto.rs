@@ -39,6 +39,9 @@ pub struct IdentitySource {
 pub struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
     origins: Vec<String>,
+    /// The `age1…` recipients of the X25519 keys, to tell without decrypting whether a
+    /// file names one of them.
+    recipients: Vec<String>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -58,6 +61,7 @@ impl Identities {
         let mut identities = Self {
             keys: Vec::new(),
             origins: Vec::new(),
+            recipients: Vec::new(),
         };
         for source in sources {
             identities.add(source)?;
@@ -112,7 +116,25 @@ impl Identities {
         }
         self.keys.extend(parsed);
         self.origins.push(source.origin.clone());
+        for line in text.split(|&b| b == b'\n') {
+            let key = std::str::from_utf8(line)
+                .ok()
+                .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+                .and_then(|l| l.parse::<age::x25519::Identity>().ok());
+            if let Some(key) = key {
+                self.recipients.push(key.to_public().to_string());
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `file` (an `.enc`) names one of these identities' X25519 recipients: a cheap
+    /// check that the key still belongs to an unchanged file, without decrypting it.
+    pub fn named_in(&self, file: &[u8]) -> bool {
+        self.recipients.iter().any(|r| {
+            let needle = r.as_bytes();
+            file.windows(needle.len()).any(|w| w == needle)
+        })
     }
 
     pub fn is_empty(&self) -> bool {

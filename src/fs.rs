@@ -57,6 +57,9 @@ pub struct Perms {
     pub gid: Option<u32>,
     /// Mode of folders created on the way (0700 on the server).
     pub folder_mode: u32,
+    /// fsync the file and its folder. Only the state folder's sync records skip it: a record
+    /// lost in a crash makes an entry look `new` (a refusal), never loses a secret.
+    pub durable: bool,
 }
 
 /// What a read found at a path.
@@ -66,6 +69,63 @@ pub struct Existing {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    pub stamp: Stamp,
+}
+
+/// Which file version a path holds: device, inode, size, modification and change times.
+/// Any write, rename over or chmod changes it (ctime cannot be set from user space), so an
+/// equal stamp means an unchanged file without reading it, as git's index relies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(st: &rfs::Stat) -> Self {
+        Self {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: (st.st_mtime, i64::try_from(st.st_mtime_nsec).unwrap_or(0)),
+            ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+        }
+    }
+
+    fn of_file(file: &File, target: &Path) -> Result<Self, FsError> {
+        rfs::fstat(file)
+            .map(|st| Self::of(&st))
+            .map_err(|e| FsError::io(target, "inspect", e))
+    }
+
+    /// `dev:ino:size:mtime:ctime`, for the sync record.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}:{}.{}:{}.{}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let mut num = || parts.next()?.parse::<u64>().ok();
+        let (dev, ino, size) = (num()?, num()?, num()?);
+        let mut time = || {
+            let (s, ns) = parts.next()?.split_once('.')?;
+            Some((s.parse().ok()?, ns.parse().ok()?))
+        };
+        let (mtime, ctime) = (time()?, time()?);
+        Some(Self {
+            dev,
+            ino,
+            size,
+            mtime,
+            ctime,
+        })
+    }
 }
 
 /// The atomic writer of one run. It remembers which folders it has swept of stale temps.
@@ -86,7 +146,7 @@ impl AtomicWriter {
         relative: &str,
         contents: &[u8],
         perms: Perms,
-    ) -> Result<(), FsError> {
+    ) -> Result<Stamp, FsError> {
         self.put(base, relative, contents, perms, false)
     }
 
@@ -98,7 +158,7 @@ impl AtomicWriter {
         relative: &str,
         contents: &[u8],
         perms: Perms,
-    ) -> Result<(), FsError> {
+    ) -> Result<Stamp, FsError> {
         self.put(base, relative, contents, perms, true)
     }
 
@@ -109,7 +169,7 @@ impl AtomicWriter {
         contents: &[u8],
         perms: Perms,
         no_replace: bool,
-    ) -> Result<(), FsError> {
+    ) -> Result<Stamp, FsError> {
         let target = base.join(relative);
         let (dir, name) =
             open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
@@ -136,7 +196,8 @@ impl AtomicWriter {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| FsError::io(&target, "create a temp file beside", e))?;
-        let result = fill(File::from(fd), contents, perms)
+        let mut file = File::from(fd);
+        let result = fill(&mut file, contents, perms)
             .map_err(|e| FsError::io(&target, "write", e))
             .and_then(|()| {
                 let renamed = if no_replace {
@@ -157,13 +218,16 @@ impl AtomicWriter {
             let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
             return Err(e);
         }
-        rfs::fsync(&dir).map_err(|e| {
-            FsError::io(
-                &target,
-                "make durable (it was replaced, but fsync of its folder failed)",
-                e,
-            )
-        })
+        if perms.durable {
+            rfs::fsync(&dir).map_err(|e| {
+                FsError::io(
+                    &target,
+                    "make durable (it was replaced, but fsync of its folder failed)",
+                    e,
+                )
+            })?;
+        }
+        Stamp::of_file(&file, &target)
     }
 
     /// Removes temps a killed run left beside `base/relative`, even when this run has nothing
@@ -202,18 +266,21 @@ impl AtomicWriter {
 }
 
 /// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
-fn fill(mut file: File, contents: &[u8], perms: Perms) -> io::Result<()> {
+fn fill(file: &mut File, contents: &[u8], perms: Perms) -> io::Result<()> {
     file.write_all(contents)?;
     if perms.uid.is_some() || perms.gid.is_some() {
         std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
     }
     rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
-    file.sync_all()
+    if perms.durable {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Sets owner, group and mode of an existing file without touching its content, on a
 /// descriptor opened without following symlinks.
-pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<(), FsError> {
+pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<Stamp, FsError> {
     let target = base.join(relative);
     let file = open_existing(base, relative, OFlags::RDONLY)?;
     if perms.uid.is_some() || perms.gid.is_some() {
@@ -221,7 +288,8 @@ pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<(), FsErro
             .map_err(|e| FsError::io(&target, "change the owner of", e))?;
     }
     rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
-        .map_err(|e| FsError::io(&target, "change the mode of", e))
+        .map_err(|e| FsError::io(&target, "change the mode of", e))?;
+    Stamp::of_file(&file, &target)
 }
 
 /// Rewrites an existing file's content in place, keeping its inode (a file bind-mounted
@@ -233,7 +301,7 @@ pub fn write_in_place(
     old: &[u8],
     contents: &[u8],
     perms: Perms,
-) -> Result<(), FsError> {
+) -> Result<Stamp, FsError> {
     use std::os::unix::fs::FileExt;
     let target = base.join(relative);
     let file = open_existing(base, relative, OFlags::WRONLY)?;
@@ -337,6 +405,7 @@ pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
+        stamp: Stamp::of(&st),
     }))
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::format::{self, Format, Opened};
-use crate::fs::{self, Existing, Perms};
+use crate::fs::{self, Existing, Perms, Stamp};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::SecretBytes;
 use crate::sops::dotenv;
@@ -42,8 +42,73 @@ pub struct Sides<'m> {
     pub repo: Option<Existing>,
     pub server: Option<Existing>,
     /// The `.enc` as it was at the last successful sync, if any.
-    pub record: Option<Vec<u8>>,
+    pub record: Option<Record>,
     pub codec: Codec,
+}
+
+/// A sync record: the `.enc` as synced (ciphertext only), and the stamp of the server file
+/// that sync left. With both unchanged an entry is in sync without decrypting anything.
+///
+/// On disk: `envsync-record 1 server=<dev:ino:size:mtime:ctime>\n`, then the `.enc` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub enc: Vec<u8>,
+    pub server: Option<Stamp>,
+}
+
+const RECORD_MAGIC: &[u8] = b"envsync-record 1 server=";
+
+impl Record {
+    /// Reads a record file; anything unrecognised is taken as a bare `.enc` copy.
+    fn parse(bytes: Vec<u8>) -> Self {
+        let header = bytes.strip_prefix(RECORD_MAGIC).and_then(|rest| {
+            let end = rest.iter().position(|&b| b == b'\n')?;
+            let stamp = Stamp::decode(std::str::from_utf8(&rest[..end]).ok()?)?;
+            Some((stamp, RECORD_MAGIC.len() + end + 1))
+        });
+        match header {
+            Some((stamp, start)) => Self {
+                enc: bytes[start..].to_vec(),
+                server: Some(stamp),
+            },
+            None => Self {
+                enc: bytes,
+                server: None,
+            },
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_MAGIC.len() + 80 + self.enc.len());
+        if let Some(stamp) = self.server {
+            out.extend_from_slice(RECORD_MAGIC);
+            out.extend_from_slice(stamp.encode().as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&self.enc);
+        out
+    }
+
+    /// Whether this record says `enc` and the server file are exactly as last synced.
+    pub fn matches(&self, enc: &[u8], server: &Stamp) -> bool {
+        self.server.as_ref() == Some(server) && self.enc == enc
+    }
+}
+
+/// Stores an entry's sync record.
+pub fn store_record(
+    writer: &fs::AtomicWriter,
+    manifest: &Manifest,
+    entry: &Entry,
+    record: &Record,
+) -> Result<(), fs::FsError> {
+    writer.write(
+        &manifest.state_dir,
+        &record_path(entry),
+        &record.to_bytes(),
+        STATE_PERMS,
+    )?;
+    Ok(())
 }
 
 /// Where an entry's sync record lives inside the state folder.
@@ -62,6 +127,7 @@ pub const STATE_PERMS: Perms = Perms {
     uid: None,
     gid: None,
     folder_mode: 0o700,
+    durable: false,
 };
 
 /// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
@@ -77,7 +143,8 @@ impl<'m> Sides<'m> {
     pub fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
         let repo = fs::read(&manifest.repo_root, &entry.repo)?;
         let server = fs::read(&manifest.server_root, &entry.server)?;
-        let record = fs::read(&manifest.state_dir, &record_path(entry))?.map(|r| r.bytes);
+        let record =
+            fs::read(&manifest.state_dir, &record_path(entry))?.map(|r| Record::parse(r.bytes));
         let codec = if entry.plain {
             Codec::Plain
         } else if let Some(format) = entry.format {
@@ -162,6 +229,20 @@ impl<'m> Sides<'m> {
         }))
     }
 
+    /// Whether neither file moved since the last sync (one read each and a digest: no
+    /// decryption), which makes the entry in sync.
+    /// With identities, one of them must still be a recipient of the `.enc`, so a wrong key
+    /// is reported as it would be on a full decrypt.
+    pub fn unchanged_since_sync(&self, identities: Option<&Identities>) -> bool {
+        match (&self.record, &self.repo, &self.server) {
+            (Some(record), Some(enc), Some(server)) => {
+                record.matches(&enc.bytes, &server.stamp)
+                    && identities.is_none_or(|ids| ids.named_in(&enc.bytes))
+            }
+            _ => false,
+        }
+    }
+
     /// The permissions the server file should have.
     pub fn server_perms(&self) -> Perms {
         Perms {
@@ -169,6 +250,7 @@ impl<'m> Sides<'m> {
             uid: self.entry.uid,
             gid: self.entry.gid,
             folder_mode: SERVER_FOLDER_MODE,
+            durable: true,
         }
     }
 

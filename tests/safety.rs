@@ -157,6 +157,18 @@ fn state_dir(fx: &Fixture) -> PathBuf {
     fx.server.join(".envsync")
 }
 
+/// The `.enc` a sync record holds: the record file after its one-line header
+/// (`envsync-record 1 server=<stamp of the server file>`).
+fn record_enc(fx: &Fixture, repo: &str) -> Vec<u8> {
+    let bytes = fs::read(record(fx, repo)).unwrap();
+    assert!(
+        bytes.starts_with(b"envsync-record 1 server="),
+        "a record starts with its header"
+    );
+    let body = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes[body..].to_vec()
+}
+
 fn record(fx: &Fixture, repo: &str) -> PathBuf {
     state_dir(fx).join("records").join(repo)
 }
@@ -597,7 +609,7 @@ fn rows() -> Vec<Row> {
                 assert_eq!(server, fx.sops_decrypt(APP_ENC, "dotenv"));
                 assert_eq!(common::mode_of(&fx.server_path(APP)), 0o600);
                 assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
+                    record_enc(fx, APP_ENC),
                     template().app_rotated,
                     "the record is the synced .enc"
                 );
@@ -678,10 +690,7 @@ fn rows() -> Vec<Row> {
                 let server = fs::read(fx.server_path(APP)).unwrap();
                 assert_eq!(server, fx.sops_decrypt(APP_ENC, "dotenv"));
                 assert_eq!(server, app_plain(ROTATED).as_bytes());
-                assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
-                    template().app_rotated
-                );
+                assert_eq!(record_enc(fx, APP_ENC), template().app_rotated);
                 fx.envsync(["status"]).expect(0);
             },
         },
@@ -700,7 +709,7 @@ fn rows() -> Vec<Row> {
                     app_plain(EDITED).as_bytes()
                 );
                 assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
+                    record_enc(fx, APP_ENC),
                     fs::read(fx.repo_path(APP_ENC)).unwrap()
                 );
                 fx.envsync(["status"]).expect(0);
@@ -785,7 +794,7 @@ fn rows() -> Vec<Row> {
                     app_plain(EDITED).as_bytes()
                 );
                 assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
+                    record_enc(fx, APP_ENC),
                     fs::read(fx.repo_path(APP_ENC)).unwrap()
                 );
                 // The other entries' .enc files are untouched, and the mode is kept.
@@ -817,7 +826,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: |fx, o| {
                 let (old, new) = (meta(&o.before.server, APP), meta(&o.after.server, APP));
                 assert_eq!((old.mode, new.mode), (0o644, 0o600));
@@ -856,7 +865,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: owned,
         },
         Row {
@@ -870,7 +879,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: owned,
         },
         Row {
@@ -1200,10 +1209,7 @@ fn rows() -> Vec<Row> {
                     !state_dir(fx).join("backup").join(APP).exists(),
                     "the backup was not removed"
                 );
-                assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
-                    template().app_rotated
-                );
+                assert_eq!(record_enc(fx, APP_ENC), template().app_rotated);
                 // Which syscalls the in-place path uses: the failure rows inject into them.
                 // Nothing else calls them, so `when=1` hits the in-place rewrite.
                 let log = fs::read_to_string(strace_log(fx)).unwrap();
@@ -1316,7 +1322,7 @@ fn rows() -> Vec<Row> {
             stderr: vec![],
             trees: [Same, Same, Changed],
             check: |fx, _| {
-                assert_eq!(fs::read(record(fx, APP_ENC)).unwrap(), template().app);
+                assert_eq!(record_enc(fx, APP_ENC), template().app);
                 assert_eq!(common::mode_of(&record(fx, APP_ENC)), 0o600);
             },
         },
@@ -1349,7 +1355,7 @@ fn rows() -> Vec<Row> {
                     app_plain(PASSWORD).as_bytes()
                 );
                 assert_eq!(
-                    fs::read(record(fx, APP_ENC)).unwrap(),
+                    record_enc(fx, APP_ENC),
                     fs::read(fx.repo_path(APP_ENC)).unwrap()
                 );
                 fx.envsync(["status"]).expect(0);
@@ -1374,7 +1380,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: |fx, _| {
                 assert_eq!(
                     fs::read(fx.server_path(APP)).unwrap(),
@@ -1424,7 +1430,7 @@ fn in_place_restored(fx: &Fixture, o: &Outcome) {
     assert_eq!(old.ino, new.ino, "an in-place entry was replaced");
     assert_eq!(new.mode, 0o600);
     assert_eq!(
-        fs::read(record(fx, APP_ENC)).unwrap(),
+        record_enc(fx, APP_ENC),
         template().app,
         "a failed write updated the record"
     );

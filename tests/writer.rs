@@ -294,9 +294,11 @@ fn rename_syscall(fx: &Fixture, targets: &[Target]) -> String {
         "expected exactly one rename syscall, saw {used:?}"
     );
     let (name, count) = used.into_iter().next().expect("one syscall");
+    // One rename for each updated file, and one for its sync record.
     assert_eq!(
-        count, CRASH_FILES,
-        "expected one {name} per updated file, saw {count}"
+        count,
+        2 * CRASH_FILES,
+        "expected two {name}s per updated file (the file, its record), saw {count}"
     );
     assert_eq!(
         check_crash_state(fx, targets, "full run under strace"),
@@ -408,9 +410,10 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
             assert!(was_killed(status), "{context}: the kill must land");
         }
         if *syscall == rename {
-            // The killed thread completed n-1 renames before its nth.
+            // n-1 renames completed before the nth; each writing thread alternates a target
+            // and its sync record, so at least half of them were targets.
             assert!(
-                new_count + 1 >= *n as usize,
+                2 * new_count + 1 >= *n as usize,
                 "{context}: only {new_count} targets are NEW"
             );
         }
@@ -905,8 +908,15 @@ fn unquote(arg: &str) -> &str {
 /// [fchown], fchmod, fsync, rename, fsync of the folder, nothing by path afterwards.
 fn check_write_sequence(calls: &[Call], name: &str, chown: Option<(u32, u32)>, m: u32) {
     let prefix = format!(".envsync.{name}.");
+    // `.envsync.<name>.<16 hex>.tmp` exactly: the sync record of `<name>.enc` has a temp too.
+    let is_temp = |arg: &str| {
+        unquote(arg)
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
     let creates: Vec<usize> = (0..calls.len())
-        .filter(|&i| calls[i].name == "openat" && unquote(calls[i].arg(1)).starts_with(&prefix))
+        .filter(|&i| calls[i].name == "openat" && is_temp(calls[i].arg(1)))
         .collect();
     assert_eq!(creates.len(), 1, "expected one temp for {name}: {calls:#?}");
     let open_at = creates[0];

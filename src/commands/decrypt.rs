@@ -13,11 +13,12 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
+use crate::fs::Perms;
 use crate::fs::{self, RunLock};
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::state::{Analysis, State};
-use crate::sync::{backup_path, record_path, Sides, STATE_PERMS};
+use crate::sync::{backup_path, store_record, Record, Sides, STATE_PERMS};
 
 /// What decrypt will do to one server file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,15 +131,19 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
     let entry = step.sides.entry;
     let perms = step.sides.server_perms();
-    match (step.action, step.plaintext()) {
-        (Action::FixPerms, _) => fs::set_perms(&manifest.server_root, &entry.server, perms)?,
-        (Action::Create | Action::Update, Some(plain)) => match &step.sides.server {
+    let written = match (step.action, step.plaintext()) {
+        (Action::FixPerms, _) => Some(fs::set_perms(&manifest.server_root, &entry.server, perms)?),
+        (Action::Create | Action::Update, Some(plain)) => Some(match &step.sides.server {
             Some(old) if entry.in_place => {
                 // Keep a private copy first: it is what a failed rewrite is restored from.
                 let backup = backup_path(entry);
+                let durable = Perms {
+                    durable: true,
+                    ..STATE_PERMS
+                };
                 ctx.writer
-                    .write(&manifest.state_dir, &backup, &old.bytes, STATE_PERMS)?;
-                fs::write_in_place(
+                    .write(&manifest.state_dir, &backup, &old.bytes, durable)?;
+                let stamp = fs::write_in_place(
                     &manifest.server_root,
                     &entry.server,
                     &old.bytes,
@@ -146,21 +151,23 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
                     perms,
                 )?;
                 fs::remove(&manifest.state_dir, &backup)?;
+                stamp
             }
             _ => ctx
                 .writer
                 .write(&manifest.server_root, &entry.server, plain.expose(), perms)?,
-        },
-        _ => {}
-    }
-    if let Some(enc) = &step.sides.repo {
+        }),
+        _ => None,
+    };
+    // The record: the .enc as synced, and the server file as this sync left it.
+    let server = written.or(step.sides.server.as_ref().map(|s| s.stamp));
+    if let (Some(enc), Some(server)) = (&step.sides.repo, server) {
         if step.analysis.record_stale && step.action != Action::Skip {
-            ctx.writer.write(
-                &manifest.state_dir,
-                &record_path(entry),
-                &enc.bytes,
-                STATE_PERMS,
-            )?;
+            let record = Record {
+                enc: enc.bytes.clone(),
+                server: Some(server),
+            };
+            store_record(&ctx.writer, manifest, entry, &record)?;
         }
     }
     Ok(())

@@ -72,6 +72,9 @@ fn compare(
         changes: Vec::new(),
         lines: Vec::new(),
     };
+    if sides.unchanged_since_sync(identities) {
+        return Ok(result);
+    }
     let repo = sides.open_repo(identities)?;
     let server = sides.server.as_ref();
     let (repo, server) = match (repo, server) {

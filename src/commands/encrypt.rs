@@ -20,7 +20,7 @@ use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
-use crate::sync::{record_path, Codec, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS};
+use crate::sync::{store_record, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +186,7 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
                 uid: None,
                 gid: None,
                 folder_mode: REPO_FOLDER_MODE,
+                durable: true,
             };
             ctx.writer
                 .write(&manifest.repo_root, &entry.repo, &step.contents, perms)?;
@@ -196,9 +197,12 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
         }
         Action::Unchanged | Action::Skip => None,
     };
-    if let Some(bytes) = record {
-        ctx.writer
-            .write(&manifest.state_dir, &record_path(entry), bytes, STATE_PERMS)?;
+    if let (Some(enc), Some(server)) = (record, &step.sides.server) {
+        let record = Record {
+            enc: enc.to_vec(),
+            server: Some(server.stamp),
+        };
+        store_record(&ctx.writer, manifest, entry, &record)?;
     }
     Ok(())
 }

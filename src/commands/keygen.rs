@@ -19,6 +19,7 @@ const KEY_PERMS: Perms = Perms {
     uid: None,
     gid: None,
     folder_mode: 0o700,
+    durable: true,
 };
 
 pub fn run(printer: &Printer, output: Option<&Path>, cwd: &Path) -> Result<ExitStatus, Error> {

@@ -21,7 +21,7 @@ use crate::fs::{Perms, RunLock};
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{record_path, Codec, Sides, REPO_FOLDER_MODE, STATE_PERMS};
+use crate::sync::{store_record, Codec, Record, Sides, REPO_FOLDER_MODE};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -138,17 +138,17 @@ fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
         uid: None,
         gid: None,
         folder_mode: REPO_FOLDER_MODE,
+        durable: true,
     };
     ctx.writer
         .write(&manifest.repo_root, &entry.repo, contents, perms)?;
     // Same plaintext: a record that matched the old .enc matches the new one.
-    if step.sides.record.as_deref() == Some(enc.bytes.as_slice()) {
-        ctx.writer.write(
-            &manifest.state_dir,
-            &record_path(entry),
-            contents,
-            STATE_PERMS,
-        )?;
+    if let Some(record) = step.sides.record.as_ref().filter(|r| r.enc == enc.bytes) {
+        let record = Record {
+            enc: contents.clone(),
+            ..record.clone()
+        };
+        store_record(&ctx.writer, manifest, entry, &record)?;
     }
     Ok(())
 }

@@ -80,12 +80,17 @@ impl Sides<'_> {
     /// Opens the repo side (and the record when needed) and classifies the entry.
     /// Without identities an encrypted entry is judged on bytes alone.
     pub fn analyse(&self, identities: Option<&Identities>) -> Result<Analysis, Error> {
+        if self.unchanged_since_sync(identities) {
+            return Ok(Analysis {
+                state: State::InSync,
+                repo: None,
+                server: None,
+                record_stale: false,
+            });
+        }
+        let record_stale = true;
         let repo = self.open_repo(identities)?;
         let server = self.server_canonical()?;
-        let record_stale = match (&self.record, &self.repo) {
-            (Some(record), Some(enc)) => record != &enc.bytes,
-            _ => true,
-        };
         let state = match (&self.repo, &server) {
             (None, None) => State::Missing,
             (Some(_), None) => State::ServerMissing,
@@ -111,7 +116,7 @@ impl Sides<'_> {
     ) -> State {
         let Some(repo) = repo else {
             // No identity: only an untouched .enc (equal to its record) lets encrypt proceed.
-            return if self.record.as_deref() == Some(enc) {
+            return if self.record.as_ref().is_some_and(|r| r.enc == enc) {
                 State::ServerChanged
             } else {
                 State::New
@@ -123,11 +128,11 @@ impl Sides<'_> {
         let Some(record) = &self.record else {
             return State::New;
         };
-        let synced = if record.as_slice() == enc {
+        let synced = if record.enc == enc {
             Some(repo.plaintext.clone())
         } else {
             // A record that no longer opens (another key, another format) tells nothing.
-            self.open(record, identities)
+            self.open(&record.enc, identities)
                 .ok()
                 .flatten()
                 .map(|o| o.plaintext)
