@@ -1,24 +1,26 @@
 //! The one atomic writer, and the reads that go with it.
 //!
-//! Every file envsync writes goes through [`AtomicWriter::write`]: a temp file in the target's
-//! own folder, created 0600 with `O_EXCL|O_NOFOLLOW`, given its owner, group and mode on the
-//! open descriptor (so no umask and no moment of wider access), fsynced, renamed over the
-//! target, and the folder fsynced. Folders are walked from a trusted base one component at a
+//! Every file envsync writes goes through [`AtomicWriter`]: a temp file in the target's own
+//! folder, created 0600 with `O_EXCL|O_NOFOLLOW`, given its owner, group and mode on the open
+//! descriptor (so no umask and no moment of wider access), fsynced, renamed over the target,
+//! and the folder fsynced (a large batch is flushed with one `syncfs` before the renames and
+//! one after, instead of two fsyncs a file). Folders are walked from a trusted base one component at a
 //! time without following symlinks, so a planted link cannot redirect a write. Missing folders
 //! are created 0700. A symlink at the target is refused. Temps left by a killed run are
 //! removed the next time that folder is written.
 
-use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
+mod writer;
+pub use writer::{AtomicWriter, Job};
+
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
-const TEMP_PREFIX: &str = ".envsync.";
+pub(crate) const TEMP_PREFIX: &str = ".envsync.";
 
 /// A file-system error with the path it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,7 @@ pub enum FsError {
 }
 
 impl FsError {
-    fn io(path: &Path, action: &'static str, source: impl Into<io::Error>) -> Self {
+    pub(crate) fn io(path: &Path, action: &'static str, source: impl Into<io::Error>) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             action,
@@ -85,7 +87,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    fn of(st: &rfs::Stat) -> Self {
+    pub(crate) fn of(st: &rfs::Stat) -> Self {
         Self {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -95,7 +97,7 @@ impl Stamp {
         }
     }
 
-    fn of_file(file: &File, target: &Path) -> Result<Self, FsError> {
+    pub(crate) fn of_file(file: &File, target: &Path) -> Result<Self, FsError> {
         rfs::fstat(file)
             .map(|st| Self::of(&st))
             .map_err(|e| FsError::io(target, "inspect", e))
@@ -126,156 +128,6 @@ impl Stamp {
             ctime,
         })
     }
-}
-
-/// The atomic writer of one run. It remembers which folders it has swept of stale temps.
-#[derive(Debug, Default)]
-pub struct AtomicWriter {
-    swept: Mutex<HashSet<PathBuf>>,
-}
-
-impl AtomicWriter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Atomically replaces `base/relative` with `contents` and `perms`.
-    pub fn write(
-        &self,
-        base: &Path,
-        relative: &str,
-        contents: &[u8],
-        perms: Perms,
-    ) -> Result<Stamp, FsError> {
-        self.put(base, relative, contents, perms, false)
-    }
-
-    /// Atomically creates `base/relative`, failing if anything exists there (a new key must
-    /// never replace an old one): the temp is renamed with `RENAME_NOREPLACE`.
-    pub fn create(
-        &self,
-        base: &Path,
-        relative: &str,
-        contents: &[u8],
-        perms: Perms,
-    ) -> Result<Stamp, FsError> {
-        self.put(base, relative, contents, perms, true)
-    }
-
-    fn put(
-        &self,
-        base: &Path,
-        relative: &str,
-        contents: &[u8],
-        perms: Perms,
-        no_replace: bool,
-    ) -> Result<Stamp, FsError> {
-        let target = base.join(relative);
-        let (dir, name) =
-            open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
-                FsError::BadFolder {
-                    path: target.clone(),
-                }
-            })?;
-        match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
-                FileType::Symlink => return Err(FsError::Symlink { path: target }),
-                FileType::RegularFile => {}
-                _ => return Err(FsError::NotAFile { path: target }),
-            },
-            Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(FsError::io(&target, "inspect", e)),
-        }
-        self.sweep_folder(&dir, &target);
-
-        let temp = format!("{TEMP_PREFIX}{name}.{:016x}.tmp", rand::random::<u64>());
-        let fd = rfs::openat(
-            &dir,
-            temp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| FsError::io(&target, "create a temp file beside", e))?;
-        let mut file = File::from(fd);
-        let result = fill(&mut file, contents, perms)
-            .map_err(|e| FsError::io(&target, "write", e))
-            .and_then(|()| {
-                let renamed = if no_replace {
-                    let flags = rfs::RenameFlags::NOREPLACE;
-                    rfs::renameat_with(&dir, temp.as_str(), &dir, name.as_str(), flags)
-                } else {
-                    rfs::renameat(&dir, temp.as_str(), &dir, name.as_str())
-                };
-                renamed.map_err(|e| match e {
-                    rustix::io::Errno::EXIST => FsError::Exists {
-                        path: target.clone(),
-                    },
-                    e => FsError::io(&target, "rename a temp file over", e),
-                })
-            });
-        if let Err(e) = result {
-            // Best effort: the temp is 0600 and the next run sweeps it anyway.
-            let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-            return Err(e);
-        }
-        if perms.durable {
-            rfs::fsync(&dir).map_err(|e| {
-                FsError::io(
-                    &target,
-                    "make durable (it was replaced, but fsync of its folder failed)",
-                    e,
-                )
-            })?;
-        }
-        Stamp::of_file(&file, &target)
-    }
-
-    /// Removes temps a killed run left beside `base/relative`, even when this run has nothing
-    /// to write there.
-    pub fn sweep(&self, base: &Path, relative: &str) {
-        if let Ok(Some((dir, _))) = open_parent(base, relative, None) {
-            self.sweep_folder(&dir, &base.join(relative));
-        }
-    }
-
-    /// Removes `.envsync.*.tmp` files a killed run left in this folder, once a run.
-    fn sweep_folder(&self, dir: &OwnedFd, target: &Path) {
-        let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
-        // The lock is held through the sweep so that a parallel write into the same folder
-        // creates its temp only after the sweep is done.
-        let mut swept = self
-            .swept
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !swept.insert(folder.clone()) {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
-                continue;
-            };
-            if file_name.starts_with(TEMP_PREFIX) && file_name.ends_with(".tmp") {
-                let _ = rfs::unlinkat(dir, file_name, AtFlags::empty());
-            }
-        }
-    }
-}
-
-/// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
-fn fill(file: &mut File, contents: &[u8], perms: Perms) -> io::Result<()> {
-    file.write_all(contents)?;
-    if perms.uid.is_some() || perms.gid.is_some() {
-        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
-    }
-    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
-    if perms.durable {
-        file.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Sets owner, group and mode of an existing file without touching its content, on a
@@ -412,7 +264,7 @@ pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
 /// Opens the folder that holds `base/relative`, one component at a time with `O_NOFOLLOW`.
 /// With `create` (a folder mode), missing folders are made with that mode; without, a
 /// missing one gives `None`.
-fn open_parent(
+pub(crate) fn open_parent(
     base: &Path,
     relative: &str,
     create: Option<u32>,
@@ -439,6 +291,14 @@ fn open_parent(
         Err(rustix::io::Errno::NOENT) if create.is_none() => return Ok(None),
         Err(e) => return Err(FsError::io(base, "open the folder", e)),
     };
+    // One openat2 that refuses every symlink on the way; when a folder is missing (or the
+    // kernel predates openat2) the walk below creates or reports it component by component.
+    if !parts.is_empty() {
+        let how = rfs::ResolveFlags::NO_SYMLINKS | rfs::ResolveFlags::BENEATH;
+        if let Ok(fd) = rfs::openat2(&dir, parts.join("/"), dir_flags, Mode::empty(), how) {
+            return Ok(Some((fd, name)));
+        }
+    }
     let mut path = base.to_path_buf();
     for part in parts {
         path.push(part);

@@ -78,7 +78,8 @@ impl Record {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    /// The record file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(RECORD_MAGIC.len() + 80 + self.enc.len());
         if let Some(stamp) = self.server {
             out.extend_from_slice(RECORD_MAGIC);
@@ -95,25 +96,14 @@ impl Record {
     }
 }
 
-/// Stores an entry's sync record.
-pub fn store_record(
-    writer: &fs::AtomicWriter,
-    manifest: &Manifest,
-    entry: &Entry,
-    record: &Record,
-) -> Result<(), fs::FsError> {
-    writer.write(
-        &manifest.state_dir,
-        &record_path(entry),
-        &record.to_bytes(),
-        STATE_PERMS,
-    )?;
-    Ok(())
-}
-
-/// Where an entry's sync record lives inside the state folder.
+/// Where an entry's sync record lives inside the state folder: one flat folder, the repo
+/// path with `%` and `/` escaped (`envs/app/.env.enc` → `records/envs%2Fapp%2F.env.enc`),
+/// so records cost no folder of their own.
 pub fn record_path(entry: &Entry) -> String {
-    format!("records/{}", entry.repo)
+    format!(
+        "records/{}",
+        entry.repo.replace('%', "%25").replace('/', "%2F")
+    )
 }
 
 /// Where an in-place entry's previous content is kept while it is rewritten.

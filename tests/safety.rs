@@ -170,7 +170,10 @@ fn record_enc(fx: &Fixture, repo: &str) -> Vec<u8> {
 }
 
 fn record(fx: &Fixture, repo: &str) -> PathBuf {
-    state_dir(fx).join("records").join(repo)
+    // One flat folder: the repo path with `%` and `/` escaped.
+    state_dir(fx)
+        .join("records")
+        .join(repo.replace('%', "%25").replace('/', "%2F"))
 }
 
 // Setups: each turns the in-sync base fixture into one situation.
@@ -613,7 +616,7 @@ fn rows() -> Vec<Row> {
                     template().app_rotated,
                     "the record is the synced .enc"
                 );
-                assert_eq!(meta(&o.after.state, "records/app/.env.enc").mode, 0o600);
+                assert_eq!(meta(&o.after.state, "records/app%2F.env.enc").mode, 0o600);
                 let changed = differences(&o.before.server, &o.after.server, false);
                 assert!(
                     changed.len() == 1 && changed[0].starts_with("app/.env: "),

@@ -13,12 +13,12 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
-use crate::fs::Perms;
 use crate::fs::{self, RunLock};
+use crate::fs::{Job, Perms, Stamp};
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::state::{Analysis, State};
-use crate::sync::{backup_path, store_record, Record, Sides, STATE_PERMS};
+use crate::sync::{backup_path, record_path, Record, Sides, STATE_PERMS};
 
 /// What decrypt will do to one server file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub fn run(
         ctx.writer
             .sweep(&manifest.server_root, &s.sides.entry.server);
     }
-    collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
+    apply(ctx, &steps)?;
     report(ctx, &steps, false);
     Ok(ExitStatus::Success)
 }
@@ -126,51 +126,97 @@ fn plan<'s, 'm>(
     }))
 }
 
-/// Writes one entry's server file (or fixes its mode), then its sync record.
-fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
+/// Writes every server file that changes (the atomic ones as one batch), fixes modes,
+/// then stores the sync records of the entries this run synced.
+fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
+    let manifest = &ctx.settings.manifest;
+    let writes = |s: &Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
+    let in_place = |s: &Step<'_, '_>| s.sides.entry.in_place && s.sides.server.is_some();
+    // The rare one-by-one cases first: mode fixes and in-place rewrites.
+    let single: Vec<Result<(usize, Stamp), Error>> = steps
+        .par_iter()
+        .enumerate()
+        .filter(|(_, s)| s.action == Action::FixPerms || (writes(s) && in_place(s)))
+        .map(|(i, s)| Ok((i, apply_single(ctx, s)?)))
+        .collect();
+    let mut stamps: Vec<Option<Stamp>> = vec![None; steps.len()];
+    for (i, stamp) in collect(single)? {
+        stamps[i] = Some(stamp);
+    }
+    let atomic: Vec<(usize, Job<'_>)> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| writes(s) && !in_place(s))
+        .filter_map(|(i, s)| {
+            let job = Job {
+                base: &manifest.server_root,
+                relative: &s.sides.entry.server,
+                contents: s.plaintext()?.expose(),
+                perms: s.sides.server_perms(),
+            };
+            Some((i, job))
+        })
+        .collect();
+    let jobs: Vec<Job<'_>> = atomic.iter().map(|(_, j)| *j).collect();
+    for ((i, _), stamp) in atomic.iter().zip(ctx.writer.write_many(&jobs)?) {
+        stamps[*i] = Some(stamp);
+    }
+    // The records: the .enc as synced, and the server file as this sync left it.
+    let records: Vec<(String, Vec<u8>)> = steps
+        .iter()
+        .zip(&stamps)
+        .filter(|(s, _)| s.analysis.record_stale && s.action != Action::Skip)
+        .filter_map(|(s, stamp)| {
+            let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
+            let record = Record {
+                enc: s.sides.repo.as_ref()?.bytes.clone(),
+                server: Some(server),
+            };
+            Some((record_path(s.sides.entry), record.to_bytes()))
+        })
+        .collect();
+    let jobs: Vec<Job<'_>> = records
+        .iter()
+        .map(|(path, bytes)| Job {
+            base: &manifest.state_dir,
+            relative: path,
+            contents: bytes,
+            perms: STATE_PERMS,
+        })
+        .collect();
+    ctx.writer.write_many(&jobs)?;
+    Ok(())
+}
+
+/// A mode fix, or an in-place rewrite kept recoverable by a private backup copy.
+fn apply_single(ctx: &Context, step: &Step<'_, '_>) -> Result<Stamp, Error> {
     let manifest = &ctx.settings.manifest;
     let entry = step.sides.entry;
     let perms = step.sides.server_perms();
-    let written = match (step.action, step.plaintext()) {
-        (Action::FixPerms, _) => Some(fs::set_perms(&manifest.server_root, &entry.server, perms)?),
-        (Action::Create | Action::Update, Some(plain)) => Some(match &step.sides.server {
-            Some(old) if entry.in_place => {
-                // Keep a private copy first: it is what a failed rewrite is restored from.
-                let backup = backup_path(entry);
-                let durable = Perms {
-                    durable: true,
-                    ..STATE_PERMS
-                };
-                ctx.writer
-                    .write(&manifest.state_dir, &backup, &old.bytes, durable)?;
-                let stamp = fs::write_in_place(
-                    &manifest.server_root,
-                    &entry.server,
-                    &old.bytes,
-                    plain.expose(),
-                    perms,
-                )?;
-                fs::remove(&manifest.state_dir, &backup)?;
-                stamp
-            }
-            _ => ctx
-                .writer
-                .write(&manifest.server_root, &entry.server, plain.expose(), perms)?,
-        }),
-        _ => None,
+    let (Some(plain), Some(old), false) = (
+        step.plaintext(),
+        &step.sides.server,
+        step.action == Action::FixPerms,
+    ) else {
+        return Ok(fs::set_perms(&manifest.server_root, &entry.server, perms)?);
     };
-    // The record: the .enc as synced, and the server file as this sync left it.
-    let server = written.or(step.sides.server.as_ref().map(|s| s.stamp));
-    if let (Some(enc), Some(server)) = (&step.sides.repo, server) {
-        if step.analysis.record_stale && step.action != Action::Skip {
-            let record = Record {
-                enc: enc.bytes.clone(),
-                server: Some(server),
-            };
-            store_record(&ctx.writer, manifest, entry, &record)?;
-        }
-    }
-    Ok(())
+    // Keep a private copy first: it is what a failed rewrite is restored from.
+    let backup = backup_path(entry);
+    let durable = Perms {
+        durable: true,
+        ..STATE_PERMS
+    };
+    ctx.writer
+        .write(&manifest.state_dir, &backup, &old.bytes, durable)?;
+    let stamp = fs::write_in_place(
+        &manifest.server_root,
+        &entry.server,
+        &old.bytes,
+        plain.expose(),
+        perms,
+    )?;
+    fs::remove(&manifest.state_dir, &backup)?;
+    Ok(stamp)
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {

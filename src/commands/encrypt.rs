@@ -15,12 +15,12 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Perms, RunLock};
+use crate::fs::{Job, Perms, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
-use crate::sync::{store_record, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE};
+use crate::sync::{record_path, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitSta
         for s in &steps {
             ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
         }
-        collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
+        apply(ctx, &steps)?;
     }
     report(ctx, &steps, flags.dry_run);
     Ok(ExitStatus::Success)
@@ -175,35 +175,55 @@ fn plan<'s, 'm>(
     step(analysis, write, contents)
 }
 
-/// Writes one `.enc`, then its sync record.
-fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
+/// Writes every `.enc` that changes as one batch, then the sync records.
+fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    let entry = step.sides.entry;
-    let record = match step.action {
-        Action::Create | Action::Update => {
-            let perms = Perms {
-                mode: step.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode),
+    let writes = |s: &&Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
+    let jobs: Vec<Job<'_>> = steps
+        .iter()
+        .filter(writes)
+        .map(|s| Job {
+            base: &manifest.repo_root,
+            relative: &s.sides.entry.repo,
+            contents: &s.contents,
+            perms: Perms {
+                mode: s.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode),
                 uid: None,
                 gid: None,
                 folder_mode: REPO_FOLDER_MODE,
                 durable: true,
+            },
+        })
+        .collect();
+    ctx.writer.write_many(&jobs)?;
+    // The records: the .enc as this sync left it, and the server file it was made from.
+    let records: Vec<(String, Vec<u8>)> = steps
+        .iter()
+        .filter_map(|s| {
+            let enc = match s.action {
+                Action::Create | Action::Update => s.contents.clone(),
+                Action::Unchanged if s.analysis.record_stale => {
+                    s.sides.repo.as_ref()?.bytes.clone()
+                }
+                Action::Unchanged | Action::Skip => return None,
             };
-            ctx.writer
-                .write(&manifest.repo_root, &entry.repo, &step.contents, perms)?;
-            Some(step.contents.as_slice())
-        }
-        Action::Unchanged if step.analysis.record_stale => {
-            step.sides.repo.as_ref().map(|r| r.bytes.as_slice())
-        }
-        Action::Unchanged | Action::Skip => None,
-    };
-    if let (Some(enc), Some(server)) = (record, &step.sides.server) {
-        let record = Record {
-            enc: enc.to_vec(),
-            server: Some(server.stamp),
-        };
-        store_record(&ctx.writer, manifest, entry, &record)?;
-    }
+            let record = Record {
+                enc,
+                server: Some(s.sides.server.as_ref()?.stamp),
+            };
+            Some((record_path(s.sides.entry), record.to_bytes()))
+        })
+        .collect();
+    let jobs: Vec<Job<'_>> = records
+        .iter()
+        .map(|(path, bytes)| Job {
+            base: &manifest.state_dir,
+            relative: path,
+            contents: bytes,
+            perms: STATE_PERMS,
+        })
+        .collect();
+    ctx.writer.write_many(&jobs)?;
     Ok(())
 }
 

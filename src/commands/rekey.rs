@@ -17,11 +17,11 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Perms, RunLock};
+use crate::fs::{Job, Perms, RunLock};
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{store_record, Codec, Record, Sides, REPO_FOLDER_MODE};
+use crate::sync::{record_path, Codec, Record, Sides, REPO_FOLDER_MODE, STATE_PERMS};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitSta
         for s in &steps {
             ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
         }
-        collect(steps.par_iter().map(|s| apply(ctx, s)).collect())?;
+        apply(ctx, &steps)?;
     }
     report(ctx, &steps, flags);
     Ok(ExitStatus::Success)
@@ -127,29 +127,51 @@ fn plan<'s, 'm>(
     })
 }
 
-fn apply(ctx: &Context, step: &Step<'_, '_>) -> Result<(), Error> {
-    let (Some(contents), Some(enc)) = (&step.contents, &step.sides.repo) else {
-        return Ok(());
-    };
+/// Writes every rewritten `.enc` as one batch; an entry whose record matched the old `.enc`
+/// gets a record of the new one (same plaintext, same server file).
+fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    let entry = step.sides.entry;
-    let perms = Perms {
-        mode: enc.mode,
-        uid: None,
-        gid: None,
-        folder_mode: REPO_FOLDER_MODE,
-        durable: true,
-    };
-    ctx.writer
-        .write(&manifest.repo_root, &entry.repo, contents, perms)?;
-    // Same plaintext: a record that matched the old .enc matches the new one.
-    if let Some(record) = step.sides.record.as_ref().filter(|r| r.enc == enc.bytes) {
-        let record = Record {
-            enc: contents.clone(),
-            ..record.clone()
-        };
-        store_record(&ctx.writer, manifest, entry, &record)?;
-    }
+    let rewritten: Vec<(&Step<'_, '_>, &Vec<u8>, &crate::fs::Existing)> = steps
+        .iter()
+        .filter_map(|s| Some((s, s.contents.as_ref()?, s.sides.repo.as_ref()?)))
+        .collect();
+    let jobs: Vec<Job<'_>> = rewritten
+        .iter()
+        .map(|(s, contents, enc)| Job {
+            base: &manifest.repo_root,
+            relative: &s.sides.entry.repo,
+            contents,
+            perms: Perms {
+                mode: enc.mode,
+                uid: None,
+                gid: None,
+                folder_mode: REPO_FOLDER_MODE,
+                durable: true,
+            },
+        })
+        .collect();
+    ctx.writer.write_many(&jobs)?;
+    let records: Vec<(String, Vec<u8>)> = rewritten
+        .iter()
+        .filter_map(|(s, contents, enc)| {
+            let old = s.sides.record.as_ref().filter(|r| r.enc == enc.bytes)?;
+            let record = Record {
+                enc: (*contents).clone(),
+                ..old.clone()
+            };
+            Some((record_path(s.sides.entry), record.to_bytes()))
+        })
+        .collect();
+    let jobs: Vec<Job<'_>> = records
+        .iter()
+        .map(|(path, bytes)| Job {
+            base: &manifest.state_dir,
+            relative: path,
+            contents: bytes,
+            perms: STATE_PERMS,
+        })
+        .collect();
+    ctx.writer.write_many(&jobs)?;
     Ok(())
 }
 

@@ -1,0 +1,317 @@
+//! The atomic writer: every file envsync writes goes through it (see the module above).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+
+use super::{open_parent, FsError, Perms, Stamp, TEMP_PREFIX};
+
+/// One file of a batch: `contents` to `base/relative` with `perms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub base: &'a Path,
+    pub relative: &'a str,
+    pub contents: &'a [u8],
+    pub perms: Perms,
+}
+
+/// Batches larger than this are made durable with two `syncfs` calls instead of two fsyncs
+/// a file: with hundreds of files the per-file flushes dominate a run.
+const BATCH_FSYNC_LIMIT: usize = 8;
+
+/// A temp written and closed, waiting for its rename.
+struct Staged {
+    target: PathBuf,
+    temp: String,
+}
+
+/// The atomic writer of one run. It remembers which folders it has swept of stale temps.
+#[derive(Debug, Default)]
+pub struct AtomicWriter {
+    swept: Mutex<HashSet<PathBuf>>,
+}
+
+impl AtomicWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Atomically replaces `base/relative` with `contents` and `perms`.
+    pub fn write(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+    ) -> Result<Stamp, FsError> {
+        self.put(base, relative, contents, perms, false)
+    }
+
+    /// Writes many files with the same guarantees as [`Self::write`], in three steps: every
+    /// temp is written (in parallel); all are made durable at once (`syncfs`, once for each
+    /// file system); then each is renamed over its target, and the renames made durable with a
+    /// second `syncfs`. A failure before the renames leaves every target as it was. Small
+    /// batches take the per-file path. Stamps come back in job order.
+    pub fn write_many(&self, jobs: &[Job<'_>]) -> Result<Vec<Stamp>, FsError> {
+        if jobs.len() <= BATCH_FSYNC_LIMIT {
+            return jobs
+                .iter()
+                .map(|j| self.write(j.base, j.relative, j.contents, j.perms))
+                .collect();
+        }
+        let staged: Vec<Result<Staged, FsError>> =
+            jobs.par_iter().map(|job| self.stage(job)).collect();
+        if staged.iter().any(Result::is_err) {
+            let mut first_error = None;
+            for (job, result) in jobs.iter().zip(staged) {
+                match result {
+                    Ok(s) => discard(job, &s),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            return Err(first_error.unwrap_or_else(|| unreachable!("an error was seen")));
+        }
+        let staged: Vec<Staged> = staged.into_iter().filter_map(Result::ok).collect();
+        let durable = jobs.iter().any(|j| j.perms.durable);
+        if durable {
+            sync_file_systems(jobs)?;
+        }
+        let mut stamps = Vec::with_capacity(jobs.len());
+        for (i, (job, s)) in jobs.iter().zip(&staged).enumerate() {
+            match commit(job, s) {
+                Ok(stamp) => stamps.push(stamp),
+                Err(e) => {
+                    for (job, s) in jobs.iter().zip(&staged).skip(i + 1) {
+                        discard(job, s);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if durable {
+            sync_file_systems(jobs).map_err(|e| match e {
+                FsError::Io { path, source, .. } => FsError::Io {
+                    path,
+                    action:
+                        "make durable (files were replaced, but syncing the file system failed)",
+                    source,
+                },
+                other => other,
+            })?;
+        }
+        Ok(stamps)
+    }
+
+    /// Writes one job's temp: checked target, swept folder, 0600 `O_EXCL` temp, content,
+    /// owner and mode; not yet flushed, not yet renamed.
+    fn stage(&self, job: &Job<'_>) -> Result<Staged, FsError> {
+        let (dir, name, target) = self.prepare(job.base, job.relative, job.perms)?;
+        let temp = temp_name(&name);
+        let mut file = create_temp(&dir, &temp, &target)?;
+        let unsynced = Perms {
+            durable: false,
+            ..job.perms
+        };
+        if let Err(e) = fill(&mut file, job.contents, unsynced) {
+            let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+            return Err(FsError::io(&target, "write", e));
+        }
+        Ok(Staged { target, temp })
+    }
+
+    /// Opens the target's folder (creating it), refuses a symlink or non-file at the
+    /// target, and sweeps stale temps there once a run.
+    fn prepare(
+        &self,
+        base: &Path,
+        relative: &str,
+        perms: Perms,
+    ) -> Result<(OwnedFd, String, PathBuf), FsError> {
+        let target = base.join(relative);
+        let (dir, name) =
+            open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
+                FsError::BadFolder {
+                    path: target.clone(),
+                }
+            })?;
+        match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::Symlink => return Err(FsError::Symlink { path: target }),
+                FileType::RegularFile => {}
+                _ => return Err(FsError::NotAFile { path: target }),
+            },
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(FsError::io(&target, "inspect", e)),
+        }
+        self.sweep_folder(&dir, &target);
+        Ok((dir, name, target))
+    }
+
+    /// Atomically creates `base/relative`, failing if anything exists there (a new key must
+    /// never replace an old one): the temp is renamed with `RENAME_NOREPLACE`.
+    pub fn create(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+    ) -> Result<Stamp, FsError> {
+        self.put(base, relative, contents, perms, true)
+    }
+
+    fn put(
+        &self,
+        base: &Path,
+        relative: &str,
+        contents: &[u8],
+        perms: Perms,
+        no_replace: bool,
+    ) -> Result<Stamp, FsError> {
+        let (dir, name, target) = self.prepare(base, relative, perms)?;
+        let temp = temp_name(&name);
+        let mut file = create_temp(&dir, &temp, &target)?;
+        let result = fill(&mut file, contents, perms)
+            .map_err(|e| FsError::io(&target, "write", e))
+            .and_then(|()| {
+                let renamed = if no_replace {
+                    let flags = rfs::RenameFlags::NOREPLACE;
+                    rfs::renameat_with(&dir, temp.as_str(), &dir, name.as_str(), flags)
+                } else {
+                    rfs::renameat(&dir, temp.as_str(), &dir, name.as_str())
+                };
+                renamed.map_err(|e| match e {
+                    rustix::io::Errno::EXIST => FsError::Exists {
+                        path: target.clone(),
+                    },
+                    e => FsError::io(&target, "rename a temp file over", e),
+                })
+            });
+        if let Err(e) = result {
+            // Best effort: the temp is 0600 and the next run sweeps it anyway.
+            let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        if perms.durable {
+            rfs::fsync(&dir).map_err(|e| {
+                FsError::io(
+                    &target,
+                    "make durable (it was replaced, but fsync of its folder failed)",
+                    e,
+                )
+            })?;
+        }
+        Stamp::of_file(&file, &target)
+    }
+
+    /// Removes temps a killed run left beside `base/relative`, even when this run has nothing
+    /// to write there.
+    pub fn sweep(&self, base: &Path, relative: &str) {
+        if let Ok(Some((dir, _))) = open_parent(base, relative, None) {
+            self.sweep_folder(&dir, &base.join(relative));
+        }
+    }
+
+    /// Removes `.envsync.*.tmp` files a killed run left in this folder, once a run.
+    fn sweep_folder(&self, dir: &OwnedFd, target: &Path) {
+        let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The lock is held through the sweep so that a parallel write into the same folder
+        // creates its temp only after the sweep is done.
+        let mut swept = self
+            .swept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !swept.insert(folder.clone()) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            if file_name.starts_with(TEMP_PREFIX) && file_name.ends_with(".tmp") {
+                let _ = rfs::unlinkat(dir, file_name, AtFlags::empty());
+            }
+        }
+    }
+}
+
+fn temp_name(name: &str) -> String {
+    format!("{TEMP_PREFIX}{name}.{:016x}.tmp", rand::random::<u64>())
+}
+
+/// Creates a temp beside the target: 0600 from the first byte, never an existing file or link.
+fn create_temp(dir: &OwnedFd, temp: &str, target: &Path) -> Result<File, FsError> {
+    rfs::openat(
+        dir,
+        temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map(File::from)
+    .map_err(|e| FsError::io(target, "create a temp file beside", e))
+}
+
+/// Renames a staged temp over its target and returns the target's stamp.
+fn commit(job: &Job<'_>, staged: &Staged) -> Result<Stamp, FsError> {
+    let target = &staged.target;
+    let (dir, name) =
+        open_parent(job.base, job.relative, None)?.ok_or_else(|| FsError::BadFolder {
+            path: target.clone(),
+        })?;
+    rfs::renameat(&dir, staged.temp.as_str(), &dir, name.as_str())
+        .map_err(|e| FsError::io(target, "rename a temp file over", e))?;
+    rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| Stamp::of(&st))
+        .map_err(|e| FsError::io(target, "inspect", e))
+}
+
+/// Removes a staged temp that will not be renamed.
+fn discard(job: &Job<'_>, staged: &Staged) {
+    if let Ok(Some((dir, _))) = open_parent(job.base, job.relative, None) {
+        let _ = rfs::unlinkat(&dir, staged.temp.as_str(), AtFlags::empty());
+    }
+}
+
+/// `syncfs` once for each file system the jobs write to.
+fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
+    let bases: HashSet<&Path> = jobs
+        .iter()
+        .filter(|j| j.perms.durable)
+        .map(|j| j.base)
+        .collect();
+    let mut devices = HashSet::new();
+    for base in bases {
+        let dir = File::open(base).map_err(|e| FsError::io(base, "open", e))?;
+        let dev = rfs::fstat(&dir)
+            .map_err(|e| FsError::io(base, "inspect", e))?
+            .st_dev;
+        if devices.insert(dev) {
+            rfs::syncfs(&dir).map_err(|e| FsError::io(base, "sync the file system of", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
+fn fill(file: &mut File, contents: &[u8], perms: Perms) -> io::Result<()> {
+    file.write_all(contents)?;
+    if perms.uid.is_some() || perms.gid.is_some() {
+        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
+    }
+    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
+    if perms.durable {
+        file.sync_all()?;
+    }
+    Ok(())
+}
