@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::crypto::{self, Identities};
 use crate::secret::SecretBytes;
-use crate::sops::{self, Decrypted, EncryptOptions, KeyPlan, SopsError};
+use crate::sops::{self, Decrypted, EncryptOptions, KeyPlan, SopsError, Unlocked};
 
 /// The on-disk format of an encrypted file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -41,11 +41,11 @@ impl Format {
             return Some(Self::Age);
         }
         if sops::binary::looks_encrypted(bytes) {
-            let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-            let map = doc.as_object()?;
-            let binary =
-                map.len() == 2 && map.get("data").is_some_and(serde_json::Value::is_string);
-            return Some(if binary { Self::Binary } else { Self::Json });
+            return Some(Self::Binary);
+        }
+        let trimmed = bytes.trim_ascii_start();
+        if trimmed.starts_with(b"{") && memchr::memmem::rfind(bytes, b"\"sops\"").is_some() {
+            return Some(Self::Json);
         }
         if sops::dotenv::looks_encrypted(bytes) {
             return Some(Self::Dotenv);
@@ -80,14 +80,14 @@ impl Format {
 #[derive(Debug)]
 pub struct Opened {
     pub plaintext: SecretBytes,
-    pub sops: Option<Decrypted>,
+    pub sops: Option<Unlocked>,
 }
 
 /// Decrypts `bytes` in `format`; everything is authenticated before this returns.
 pub fn decrypt(format: Format, bytes: &[u8], identities: &Identities) -> Result<Opened, SopsError> {
     let sops_file = |d: Decrypted| Opened {
-        plaintext: d.plaintext.clone(),
-        sops: Some(d),
+        plaintext: d.plaintext,
+        sops: Some(d.keys),
     };
     match format {
         Format::Dotenv => sops::dotenv::decrypt(bytes, identities).map(sops_file),

@@ -52,6 +52,13 @@ pub enum SopsError {
 pub struct Decrypted {
     /// The file's plaintext, as `sops -d` prints it.
     pub plaintext: SecretBytes,
+    pub keys: Unlocked,
+}
+
+/// What rewriting a SOPS file minimally needs besides its plaintext: its metadata and its
+/// data key.
+#[derive(Debug)]
+pub struct Unlocked {
     pub metadata: Metadata,
     pub data_key: DataKey,
 }

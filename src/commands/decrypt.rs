@@ -151,6 +151,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
             let job = Job {
                 base: &manifest.server_root,
                 relative: &s.sides.entry.server,
+                head: &[],
                 contents: s.plaintext()?.expose(),
                 perms: s.sides.server_perms(),
             };
@@ -162,25 +163,27 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         stamps[*i] = Some(stamp);
     }
     // The records: the .enc as synced, and the server file as this sync left it.
-    let records: Vec<(String, Vec<u8>)> = steps
+    let records: Vec<(String, Vec<u8>, &[u8])> = steps
         .iter()
         .zip(&stamps)
         .filter(|(s, _)| s.analysis.record_stale && s.action != Action::Skip)
         .filter_map(|(s, stamp)| {
             let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
-            let record = Record {
-                enc: s.sides.repo.as_ref()?.bytes.clone(),
-                server: Some(server),
-            };
-            Some((record_path(s.sides.entry), record.to_bytes()))
+            let enc = s.sides.repo.as_ref()?.bytes.as_slice();
+            Some((
+                record_path(s.sides.entry),
+                Record::header(&server, enc),
+                enc,
+            ))
         })
         .collect();
     let jobs: Vec<Job<'_>> = records
         .iter()
-        .map(|(path, bytes)| Job {
+        .map(|(path, head, enc)| Job {
             base: &manifest.state_dir,
             relative: path,
-            contents: bytes,
+            head,
+            contents: Record::body(enc),
             perms: STATE_PERMS,
         })
         .collect();

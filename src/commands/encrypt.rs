@@ -185,6 +185,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         .map(|s| Job {
             base: &manifest.repo_root,
             relative: &s.sides.entry.repo,
+            head: &[],
             contents: &s.contents,
             perms: Perms {
                 mode: s.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode),
@@ -197,29 +198,25 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         .collect();
     ctx.writer.write_many(&jobs)?;
     // The records: the .enc as this sync left it, and the server file it was made from.
-    let records: Vec<(String, Vec<u8>)> = steps
+    let records: Vec<(String, Vec<u8>, &[u8])> = steps
         .iter()
         .filter_map(|s| {
             let enc = match s.action {
-                Action::Create | Action::Update => s.contents.clone(),
-                Action::Unchanged if s.analysis.record_stale => {
-                    s.sides.repo.as_ref()?.bytes.clone()
-                }
+                Action::Create | Action::Update => s.contents.as_slice(),
+                Action::Unchanged if s.analysis.record_stale => &s.sides.repo.as_ref()?.bytes,
                 Action::Unchanged | Action::Skip => return None,
             };
-            let record = Record {
-                enc,
-                server: Some(s.sides.server.as_ref()?.stamp),
-            };
-            Some((record_path(s.sides.entry), record.to_bytes()))
+            let head = Record::header(&s.sides.server.as_ref()?.stamp, enc);
+            Some((record_path(s.sides.entry), head, enc))
         })
         .collect();
     let jobs: Vec<Job<'_>> = records
         .iter()
-        .map(|(path, bytes)| Job {
+        .map(|(path, head, enc)| Job {
             base: &manifest.state_dir,
             relative: path,
-            contents: bytes,
+            head,
+            contents: Record::body(enc),
             perms: STATE_PERMS,
         })
         .collect();

@@ -140,6 +140,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         .map(|(s, contents, enc)| Job {
             base: &manifest.repo_root,
             relative: &s.sides.entry.repo,
+            head: &[],
             contents,
             perms: Perms {
                 mode: enc.mode,
@@ -151,23 +152,21 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         })
         .collect();
     ctx.writer.write_many(&jobs)?;
-    let records: Vec<(String, Vec<u8>)> = rewritten
+    let records: Vec<(String, Vec<u8>, &[u8])> = rewritten
         .iter()
         .filter_map(|(s, contents, enc)| {
-            let old = s.sides.record.as_ref().filter(|r| r.enc == enc.bytes)?;
-            let record = Record {
-                enc: (*contents).clone(),
-                ..old.clone()
-            };
-            Some((record_path(s.sides.entry), record.to_bytes()))
+            let old = s.sides.record.as_ref().filter(|r| r.same_enc(&enc.bytes))?;
+            let head = Record::header(old.server.as_ref()?, contents);
+            Some((record_path(s.sides.entry), head, contents.as_slice()))
         })
         .collect();
     let jobs: Vec<Job<'_>> = records
         .iter()
-        .map(|(path, bytes)| Job {
+        .map(|(path, head, enc)| Job {
             base: &manifest.state_dir,
             relative: path,
-            contents: bytes,
+            head,
+            contents: Record::body(enc),
             perms: STATE_PERMS,
         })
         .collect();

@@ -12,11 +12,13 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use super::{open_parent, FsError, Perms, Stamp, TEMP_PREFIX};
 
-/// One file of a batch: `contents` to `base/relative` with `perms`.
+/// One file of a batch: `head` then `contents` to `base/relative` with `perms`. (A sync
+/// record is a header line and a large `.enc`: written from where each already is.)
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
     pub base: &'a Path,
     pub relative: &'a str,
+    pub head: &'a [u8],
     pub contents: &'a [u8],
     pub perms: Perms,
 }
@@ -50,7 +52,7 @@ impl AtomicWriter {
         contents: &[u8],
         perms: Perms,
     ) -> Result<Stamp, FsError> {
-        self.put(base, relative, contents, perms, false)
+        self.put(base, relative, &[contents], perms, false)
     }
 
     /// Writes many files with the same guarantees as [`Self::write`], in three steps: every
@@ -62,7 +64,7 @@ impl AtomicWriter {
         if jobs.len() <= BATCH_FSYNC_LIMIT {
             return jobs
                 .iter()
-                .map(|j| self.write(j.base, j.relative, j.contents, j.perms))
+                .map(|j| self.put(j.base, j.relative, &[j.head, j.contents], j.perms, false))
                 .collect();
         }
         let staged: Vec<Result<Staged, FsError>> =
@@ -120,7 +122,7 @@ impl AtomicWriter {
             durable: false,
             ..job.perms
         };
-        if let Err(e) = fill(&mut file, job.contents, unsynced) {
+        if let Err(e) = fill(&mut file, &[job.head, job.contents], unsynced) {
             let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
             return Err(FsError::io(&target, "write", e));
         }
@@ -164,14 +166,14 @@ impl AtomicWriter {
         contents: &[u8],
         perms: Perms,
     ) -> Result<Stamp, FsError> {
-        self.put(base, relative, contents, perms, true)
+        self.put(base, relative, &[contents], perms, true)
     }
 
     fn put(
         &self,
         base: &Path,
         relative: &str,
-        contents: &[u8],
+        contents: &[&[u8]],
         perms: Perms,
         no_replace: bool,
     ) -> Result<Stamp, FsError> {
@@ -304,8 +306,10 @@ fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
 }
 
 /// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
-fn fill(file: &mut File, contents: &[u8], perms: Perms) -> io::Result<()> {
-    file.write_all(contents)?;
+fn fill(file: &mut File, contents: &[&[u8]], perms: Perms) -> io::Result<()> {
+    for part in contents {
+        file.write_all(part)?;
+    }
     if perms.uid.is_some() || perms.gid.is_some() {
         std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
     }

@@ -4,42 +4,53 @@
 //! and HTML-escaped strings, so a file envsync writes and one sops writes differ only in their
 //! random bytes.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::cipher::{EncValue, ValueType};
 use super::mac::{self, MacHasher};
 use super::metadata::Metadata;
-use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError};
+use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
 
 const AAD: &[u8] = b"data:";
 
-/// Whether bytes look like a SOPS binary (or JSON) file: a JSON object with a `sops` key.
-pub fn looks_encrypted(bytes: &[u8]) -> bool {
-    let trimmed = bytes.trim_ascii_start();
-    trimmed.starts_with(b"{") && memfind(bytes, b"\"sops\"")
+/// The file as parsed: `data` borrowed from the file's bytes when it has no escapes (a
+/// large secret is not copied), the metadata as a tree.
+#[derive(serde::Deserialize)]
+struct Wrapper<'a> {
+    #[serde(borrow)]
+    data: Option<Text<'a>>,
+    sops: Option<Value>,
 }
 
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// A string borrowed from the input when it can be (serde borrows a `Cow` only directly,
+/// not inside an `Option`).
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// Whether bytes look like a SOPS binary file: a JSON object whose first key is `data`
+/// (sops writes it first), with a `sops` key.
+pub fn looks_encrypted(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
+    trimmed.starts_with(b"{")
+        && trimmed[1..].trim_ascii_start().starts_with(b"\"data\"")
+        && memchr::memmem::rfind(bytes, b"\"sops\"").is_some()
 }
 
 /// Decrypts a SOPS binary file and checks its MAC.
 pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
-    // serde_json's syntax errors name a line and column, never a value.
-    let doc: Value = serde_json::from_slice(file).map_err(|e| SopsError::Syntax {
-        line: e.line(),
-        reason: format!("invalid JSON at column {}", e.column()),
-    })?;
+    let doc = parse(file)?;
     let sops = doc
-        .get("sops")
+        .sops
         .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))?;
-    let metadata = Metadata::from_tree(sops)?;
+    let metadata = Metadata::from_tree(&sops)?;
     let data = doc
-        .get("data")
-        .and_then(Value::as_str)
+        .data
         .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
+    let data: &str = &data.0;
     let data_key = unlock_data_key(&metadata, identities)?;
     let plaintext = if data.is_empty() {
         SecretBytes::default()
@@ -52,7 +63,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
             return Err(SopsError::NotEncrypted { key: "data".into() });
         }
         let enc = EncValue::parse(data).map_err(value_error)?;
-        enc.decrypt(&data_key, AAD).map_err(value_error)?
+        enc.open(&data_key, AAD).map_err(value_error)?
     };
     let mut hasher = MacHasher::new(metadata.mac_only_encrypted);
     hasher.add(plaintext.expose(), !plaintext.is_empty());
@@ -64,8 +75,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
     )?;
     Ok(Decrypted {
         plaintext,
-        metadata,
-        data_key,
+        keys: Unlocked { metadata, data_key },
     })
 }
 
@@ -89,15 +99,18 @@ pub fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsEr
 /// Replaces the metadata of an existing file (new recipients for the same data key); the
 /// `data` value is kept as it is.
 pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, SopsError> {
-    let doc: Value = serde_json::from_slice(file).map_err(|e| SopsError::Syntax {
+    let data = parse(file)?
+        .data
+        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
+    Ok(emit(&data.0, metadata))
+}
+
+fn parse(file: &[u8]) -> Result<Wrapper<'_>, SopsError> {
+    // serde_json's syntax errors name a line and column, never a value.
+    serde_json::from_slice(file).map_err(|e| SopsError::Syntax {
         line: e.line(),
         reason: format!("invalid JSON at column {}", e.column()),
-    })?;
-    let data = doc
-        .get("data")
-        .and_then(Value::as_str)
-        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
-    Ok(emit(data, metadata))
+    })
 }
 
 /// The file as sops writes it: `{"data": …, "sops": {…}}`, tab-indented.

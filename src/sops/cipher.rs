@@ -84,9 +84,10 @@ impl EncValue {
             .strip_prefix("ENC[AES256_GCM,data:")
             .and_then(|rest| rest.strip_suffix(']'))
             .ok_or(CipherError::Syntax)?;
-        let (data, rest) = body.split_once(",iv:").ok_or(CipherError::Syntax)?;
-        let (iv, rest) = rest.split_once(",tag:").ok_or(CipherError::Syntax)?;
-        let (tag, ty) = rest.split_once(",type:").ok_or(CipherError::Syntax)?;
+        // Split from the end: the data (base64, no commas) may be megabytes long.
+        let (rest, ty) = body.rsplit_once(",type:").ok_or(CipherError::Syntax)?;
+        let (rest, tag) = rest.rsplit_once(",tag:").ok_or(CipherError::Syntax)?;
+        let (data, iv) = rest.rsplit_once(",iv:").ok_or(CipherError::Syntax)?;
         if data.is_empty() || iv.is_empty() || tag.is_empty() {
             return Err(CipherError::Syntax);
         }
@@ -118,7 +119,12 @@ impl EncValue {
 
     /// Decrypts under `key` with `aad` (the key path, e.g. `DB_PASSWORD:`).
     pub fn decrypt(&self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
-        let mut buf = SecretBytes::new(self.data.clone());
+        self.clone().open(key, aad)
+    }
+
+    /// Decrypts in place, consuming the value: no copy of a large ciphertext.
+    pub fn open(self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
+        let mut buf = SecretBytes::new(self.data);
         macro_rules! open {
             ($n:ty) => {{
                 let cipher = AesGcm::<Aes256, $n>::new(key.expose().into());

@@ -8,7 +8,7 @@
 use super::cipher::{EncValue, ValueType};
 use super::mac::{self, MacHasher};
 use super::metadata::{flatten, unflatten, CryptRule, Metadata};
-use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError};
+use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
 
@@ -192,8 +192,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
     )?;
     Ok(Decrypted {
         plaintext: emit(&plain_items),
-        metadata,
-        data_key,
+        keys: Unlocked { metadata, data_key },
     })
 }
 
@@ -204,7 +203,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
 pub fn encrypt(
     plain: &[u8],
     options: &EncryptOptions,
-    previous: Option<(&Decrypted, &[u8])>,
+    previous: Option<(&Unlocked, &[u8])>,
 ) -> Result<Vec<u8>, SopsError> {
     let items = parse(plain)?;
     if items

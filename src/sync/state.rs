@@ -116,7 +116,7 @@ impl Sides<'_> {
     ) -> State {
         let Some(repo) = repo else {
             // No identity: only an untouched .enc (equal to its record) lets encrypt proceed.
-            return if self.record.as_ref().is_some_and(|r| r.enc == enc) {
+            return if self.record.as_ref().is_some_and(|r| r.same_enc(enc)) {
                 State::ServerChanged
             } else {
                 State::New
@@ -128,11 +128,21 @@ impl Sides<'_> {
         let Some(record) = &self.record else {
             return State::New;
         };
-        let synced = if record.enc == enc {
+        let synced = if record.same_enc(enc) {
             Some(repo.plaintext.clone())
         } else {
-            // A record that no longer opens (another key, another format) tells nothing.
-            self.open(&record.enc, identities)
+            // A record that no longer opens (another key, another format, or kept as a
+            // digest) tells nothing more than that the .enc changed.
+            let Some(copy) = record.copy() else {
+                let server_untouched =
+                    (self.server.as_ref()).is_some_and(|s| record.server == Some(s.stamp));
+                return if server_untouched {
+                    State::RepoChanged
+                } else {
+                    State::Conflict
+                };
+            };
+            self.open(copy, identities)
                 .ok()
                 .flatten()
                 .map(|o| o.plaintext)
