@@ -43,6 +43,8 @@ pub struct Sides<'m> {
     pub server: Option<Existing>,
     /// The `.enc` as it was at the last successful sync, if any.
     pub record: Option<Record>,
+    /// SHA-256 of the `.enc`, computed once when a record needs it.
+    repo_sha256: std::sync::OnceLock<[u8; 32]>,
     pub codec: Codec,
 }
 
@@ -100,14 +102,15 @@ impl Record {
         }
     }
 
-    /// The header line of the record of `enc` for a server file with this stamp.
-    pub fn header(server: &Stamp, enc: &[u8]) -> Vec<u8> {
+    /// The header line of the record of `enc` for a server file with this stamp;
+    /// `digest` gives the `.enc`'s SHA-256 when it is needed (a large `.enc`).
+    pub fn header(server: &Stamp, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(server.encode().as_bytes());
         if enc.len() > RECORD_COPY_LIMIT {
             out.extend_from_slice(DIGEST_FIELD.as_bytes());
             out.extend(
-                sha256(enc)
+                digest()
                     .iter()
                     .flat_map(|b| format!("{b:02x}").into_bytes()),
             );
@@ -125,11 +128,11 @@ impl Record {
         }
     }
 
-    /// Whether the record holds exactly this `.enc`.
-    pub fn same_enc(&self, enc: &[u8]) -> bool {
+    /// Whether the record holds exactly this `.enc`; `digest` gives its SHA-256 if needed.
+    pub fn same_enc(&self, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> bool {
         match &self.enc {
             RecordedEnc::Copy(copy) => copy == enc,
-            RecordedEnc::Sha256(digest) => enc.len() > RECORD_COPY_LIMIT && *digest == sha256(enc),
+            RecordedEnc::Sha256(recorded) => enc.len() > RECORD_COPY_LIMIT && *recorded == digest(),
         }
     }
 
@@ -142,12 +145,13 @@ impl Record {
     }
 
     /// Whether this record says `enc` and the server file are exactly as last synced.
-    pub fn matches(&self, enc: &[u8], server: &Stamp) -> bool {
-        self.server.as_ref() == Some(server) && self.same_enc(enc)
+    pub fn matches(&self, enc: &[u8], server: &Stamp, digest: impl FnOnce() -> [u8; 32]) -> bool {
+        self.server.as_ref() == Some(server) && self.same_enc(enc, digest)
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+/// SHA-256 of a (large) `.enc`, as its record holds it.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()
 }
@@ -231,6 +235,7 @@ impl<'m> Sides<'m> {
             repo,
             server,
             record,
+            repo_sha256: std::sync::OnceLock::new(),
             codec,
         })
     }
@@ -293,11 +298,23 @@ impl<'m> Sides<'m> {
     pub fn unchanged_since_sync(&self, identities: Option<&Identities>) -> bool {
         match (&self.record, &self.repo, &self.server) {
             (Some(record), Some(enc), Some(server)) => {
-                record.matches(&enc.bytes, &server.stamp)
+                record.matches(&enc.bytes, &server.stamp, || self.repo_digest())
                     && identities.is_none_or(|ids| ids.named_in(&enc.bytes))
             }
             _ => false,
         }
+    }
+
+    /// SHA-256 of the `.enc` (of nothing, when there is none), computed once.
+    pub fn repo_digest(&self) -> [u8; 32] {
+        *self
+            .repo_sha256
+            .get_or_init(|| sha256(self.repo.as_ref().map_or(&[][..], |r| &r.bytes)))
+    }
+
+    /// Whether a record of this entry holds the `.enc`'s digest rather than a copy.
+    pub fn large(&self) -> bool {
+        (self.repo.as_ref()).is_some_and(|r| r.bytes.len() > RECORD_COPY_LIMIT)
     }
 
     /// The permissions the server file should have.

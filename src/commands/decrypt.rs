@@ -99,7 +99,12 @@ fn plan<'s, 'm>(
     force: bool,
 ) -> Result<Result<Step<'s, 'm>, String>, Error> {
     let entry = sides.entry;
-    let analysis = sides.analyse(identities)?;
+    // A large .enc's record holds its digest: hash it on the other core while it decrypts.
+    let (analysis, _) = rayon::join(
+        || sides.analyse(identities),
+        || sides.large().then(|| sides.repo_digest()),
+    );
+    let analysis = analysis?;
     let action = match analysis.state {
         State::InSync if sides.server_perms_drift() => Action::FixPerms,
         State::InSync => Action::Unchanged,
@@ -172,7 +177,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
             let enc = s.sides.repo.as_ref()?.bytes.as_slice();
             Some((
                 record_path(s.sides.entry),
-                Record::header(&server, enc),
+                Record::header(&server, enc, || s.sides.repo_digest()),
                 enc,
             ))
         })

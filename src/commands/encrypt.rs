@@ -20,7 +20,9 @@ use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
-use crate::sync::{record_path, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS};
+use crate::sync::{
+    record_path, sha256, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS,
+};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +208,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 Action::Unchanged if s.analysis.record_stale => &s.sides.repo.as_ref()?.bytes,
                 Action::Unchanged | Action::Skip => return None,
             };
-            let head = Record::header(&s.sides.server.as_ref()?.stamp, enc);
+            let head = Record::header(&s.sides.server.as_ref()?.stamp, enc, || sha256(enc));
             Some((record_path(s.sides.entry), head, enc))
         })
         .collect();

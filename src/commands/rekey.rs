@@ -21,7 +21,7 @@ use crate::fs::{Job, Perms, RunLock};
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{record_path, Codec, Record, Sides, REPO_FOLDER_MODE, STATE_PERMS};
+use crate::sync::{record_path, sha256, Codec, Record, Sides, REPO_FOLDER_MODE, STATE_PERMS};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -155,8 +155,12 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let records: Vec<(String, Vec<u8>, &[u8])> = rewritten
         .iter()
         .filter_map(|(s, contents, enc)| {
-            let old = s.sides.record.as_ref().filter(|r| r.same_enc(&enc.bytes))?;
-            let head = Record::header(old.server.as_ref()?, contents);
+            let old = s
+                .sides
+                .record
+                .as_ref()
+                .filter(|r| r.same_enc(&enc.bytes, || s.sides.repo_digest()))?;
+            let head = Record::header(old.server.as_ref()?, contents, || sha256(contents));
             Some((record_path(s.sides.entry), head, contents.as_slice()))
         })
         .collect();

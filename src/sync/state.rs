@@ -116,7 +116,11 @@ impl Sides<'_> {
     ) -> State {
         let Some(repo) = repo else {
             // No identity: only an untouched .enc (equal to its record) lets encrypt proceed.
-            return if self.record.as_ref().is_some_and(|r| r.same_enc(enc)) {
+            return if self
+                .record
+                .as_ref()
+                .is_some_and(|r| r.same_enc(enc, || self.repo_digest()))
+            {
                 State::ServerChanged
             } else {
                 State::New
@@ -128,7 +132,7 @@ impl Sides<'_> {
         let Some(record) = &self.record else {
             return State::New;
         };
-        let synced = if record.same_enc(enc) {
+        let synced = if record.same_enc(enc, || self.repo_digest()) {
             Some(repo.plaintext.clone())
         } else {
             // A record that no longer opens (another key, another format, or kept as a
