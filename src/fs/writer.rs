@@ -67,21 +67,22 @@ impl AtomicWriter {
                 .map(|j| self.put(j.base, j.relative, &[j.head, j.contents], j.perms, false))
                 .collect();
         }
-        let staged: Vec<Result<Staged, FsError>> =
+        let results: Vec<Result<Staged, FsError>> =
             jobs.par_iter().map(|job| self.stage(job)).collect();
-        if staged.iter().any(Result::is_err) {
-            let mut first_error = None;
-            for (job, result) in jobs.iter().zip(staged) {
-                match result {
-                    Ok(s) => discard(job, &s),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+        if let Some(index) = results.iter().position(Result::is_err) {
+            // Nothing is renamed: remove the temps that were written.
+            for (job, result) in jobs.iter().zip(&results) {
+                if let Ok(s) = result {
+                    discard(job, s);
                 }
             }
-            return Err(first_error.unwrap_or_else(|| unreachable!("an error was seen")));
+            let mut results = results;
+            return Err(match results.swap_remove(index) {
+                Err(e) => e,
+                Ok(_) => unreachable!("position() found an error at this index"),
+            });
         }
-        let staged: Vec<Staged> = staged.into_iter().filter_map(Result::ok).collect();
+        let staged: Vec<Staged> = results.into_iter().filter_map(Result::ok).collect();
         let durable = jobs.iter().any(|j| j.perms.durable);
         if durable {
             sync_file_systems(jobs)?;
