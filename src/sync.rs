@@ -167,6 +167,73 @@ fn hex32(text: &[u8]) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A sync record to store: where it goes, its header, and the `.enc` it records.
+pub struct RecordWrite<'a> {
+    path: String,
+    head: Vec<u8>,
+    enc: &'a [u8],
+}
+
+impl<'a> RecordWrite<'a> {
+    /// The record of `enc` for `entry`, whose server file now has the stamp `server`;
+    /// `digest` gives the `.enc`'s SHA-256 when the record holds a digest.
+    pub fn new(
+        entry: &Entry,
+        server: &Stamp,
+        enc: &'a [u8],
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> Self {
+        Self {
+            path: record_path(entry),
+            head: Record::header(server, enc, digest),
+            enc,
+        }
+    }
+}
+
+/// Stores sync records as one (non-durable) batch.
+pub fn store_records(
+    writer: &fs::AtomicWriter,
+    manifest: &Manifest,
+    records: &[RecordWrite<'_>],
+) -> Result<(), fs::FsError> {
+    let jobs: Vec<fs::Job<'_>> = records
+        .iter()
+        .map(|r| fs::Job {
+            base: &manifest.state_dir,
+            relative: &r.path,
+            head: &r.head,
+            contents: Record::body(r.enc),
+            perms: STATE_PERMS,
+        })
+        .collect();
+    writer.write_many(&jobs)?;
+    Ok(())
+}
+
+/// A `.enc` written into the repo: `contents` over the entry's repo path, keeping the old
+/// file's mode (0644 for a new one), durable.
+pub fn repo_job<'a>(
+    manifest: &'a Manifest,
+    entry: &'a Entry,
+    contents: &'a [u8],
+    existing: Option<&Existing>,
+) -> fs::Job<'a> {
+    fs::Job {
+        base: &manifest.repo_root,
+        relative: &entry.repo,
+        head: &[],
+        contents,
+        perms: Perms {
+            mode: existing.map_or(REPO_MODE, |r| r.mode),
+            uid: None,
+            gid: None,
+            folder_mode: REPO_FOLDER_MODE,
+            durable: true,
+        },
+    }
+}
+
 /// Where an entry's sync record lives inside the state folder: one flat folder, the repo
 /// path with `%` and `/` escaped (`envs/app/.env.enc` → `records/envs%2Fapp%2F.env.enc`),
 /// so records cost no folder of their own.

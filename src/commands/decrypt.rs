@@ -18,7 +18,7 @@ use crate::fs::{Job, Perms, Stamp};
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::state::{Analysis, State};
-use crate::sync::{backup_path, record_path, Record, Sides, STATE_PERMS};
+use crate::sync::{backup_path, store_records, RecordWrite, Sides, STATE_PERMS};
 
 /// What decrypt will do to one server file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,31 +168,19 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         stamps[*i] = Some(stamp);
     }
     // The records: the .enc as synced, and the server file as this sync left it.
-    let records: Vec<(String, Vec<u8>, &[u8])> = steps
+    let records: Vec<RecordWrite<'_>> = steps
         .iter()
         .zip(&stamps)
         .filter(|(s, _)| s.analysis.record_stale && s.action != Action::Skip)
         .filter_map(|(s, stamp)| {
             let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
             let enc = s.sides.repo.as_ref()?.bytes.as_slice();
-            Some((
-                record_path(s.sides.entry),
-                Record::header(&server, enc, || s.sides.repo_digest()),
-                enc,
-            ))
+            Some(RecordWrite::new(s.sides.entry, &server, enc, || {
+                s.sides.repo_digest()
+            }))
         })
         .collect();
-    let jobs: Vec<Job<'_>> = records
-        .iter()
-        .map(|(path, head, enc)| Job {
-            base: &manifest.state_dir,
-            relative: path,
-            head,
-            contents: Record::body(enc),
-            perms: STATE_PERMS,
-        })
-        .collect();
-    ctx.writer.write_many(&jobs)?;
+    store_records(&ctx.writer, manifest, &records)?;
     Ok(())
 }
 

@@ -15,14 +15,12 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Job, Perms, RunLock};
+use crate::fs::{Job, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
-use crate::sync::{
-    record_path, sha256, Codec, Record, Sides, REPO_FOLDER_MODE, REPO_MODE, STATE_PERMS,
-};
+use crate::sync::{repo_job, sha256, store_records, Codec, RecordWrite, Sides};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,27 +178,14 @@ fn plan<'s, 'm>(
 /// Writes every `.enc` that changes as one batch, then the sync records.
 fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    let writes = |s: &&Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
     let jobs: Vec<Job<'_>> = steps
         .iter()
-        .filter(writes)
-        .map(|s| Job {
-            base: &manifest.repo_root,
-            relative: &s.sides.entry.repo,
-            head: &[],
-            contents: &s.contents,
-            perms: Perms {
-                mode: s.sides.repo.as_ref().map_or(REPO_MODE, |r| r.mode),
-                uid: None,
-                gid: None,
-                folder_mode: REPO_FOLDER_MODE,
-                durable: true,
-            },
-        })
+        .filter(|s| matches!(s.action, Action::Create | Action::Update))
+        .map(|s| repo_job(manifest, s.sides.entry, &s.contents, s.sides.repo.as_ref()))
         .collect();
     ctx.writer.write_many(&jobs)?;
     // The records: the .enc as this sync left it, and the server file it was made from.
-    let records: Vec<(String, Vec<u8>, &[u8])> = steps
+    let records: Vec<RecordWrite<'_>> = steps
         .iter()
         .filter_map(|s| {
             let enc = match s.action {
@@ -208,21 +193,11 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 Action::Unchanged if s.analysis.record_stale => &s.sides.repo.as_ref()?.bytes,
                 Action::Unchanged | Action::Skip => return None,
             };
-            let head = Record::header(&s.sides.server.as_ref()?.stamp, enc, || sha256(enc));
-            Some((record_path(s.sides.entry), head, enc))
+            let server = &s.sides.server.as_ref()?.stamp;
+            Some(RecordWrite::new(s.sides.entry, server, enc, || sha256(enc)))
         })
         .collect();
-    let jobs: Vec<Job<'_>> = records
-        .iter()
-        .map(|(path, head, enc)| Job {
-            base: &manifest.state_dir,
-            relative: path,
-            head,
-            contents: Record::body(enc),
-            perms: STATE_PERMS,
-        })
-        .collect();
-    ctx.writer.write_many(&jobs)?;
+    store_records(&ctx.writer, manifest, &records)?;
     Ok(())
 }
 

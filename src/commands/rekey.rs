@@ -17,11 +17,11 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Job, Perms, RunLock};
+use crate::fs::{Job, RunLock};
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{record_path, sha256, Codec, Record, Sides, REPO_FOLDER_MODE, STATE_PERMS};
+use crate::sync::{repo_job, sha256, store_records, Codec, RecordWrite, Sides};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -137,44 +137,21 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         .collect();
     let jobs: Vec<Job<'_>> = rewritten
         .iter()
-        .map(|(s, contents, enc)| Job {
-            base: &manifest.repo_root,
-            relative: &s.sides.entry.repo,
-            head: &[],
-            contents,
-            perms: Perms {
-                mode: enc.mode,
-                uid: None,
-                gid: None,
-                folder_mode: REPO_FOLDER_MODE,
-                durable: true,
-            },
-        })
+        .map(|(s, contents, enc)| repo_job(manifest, s.sides.entry, contents, Some(enc)))
         .collect();
     ctx.writer.write_many(&jobs)?;
-    let records: Vec<(String, Vec<u8>, &[u8])> = rewritten
+    let records: Vec<RecordWrite<'_>> = rewritten
         .iter()
         .filter_map(|(s, contents, enc)| {
-            let old = s
-                .sides
-                .record
-                .as_ref()
+            let old = (s.sides.record.as_ref())
                 .filter(|r| r.same_enc(&enc.bytes, || s.sides.repo_digest()))?;
-            let head = Record::header(old.server.as_ref()?, contents, || sha256(contents));
-            Some((record_path(s.sides.entry), head, contents.as_slice()))
+            let server = old.server.as_ref()?;
+            Some(RecordWrite::new(s.sides.entry, server, contents, || {
+                sha256(contents)
+            }))
         })
         .collect();
-    let jobs: Vec<Job<'_>> = records
-        .iter()
-        .map(|(path, head, enc)| Job {
-            base: &manifest.state_dir,
-            relative: path,
-            head,
-            contents: Record::body(enc),
-            perms: STATE_PERMS,
-        })
-        .collect();
-    ctx.writer.write_many(&jobs)?;
+    store_records(&ctx.writer, manifest, &records)?;
     Ok(())
 }
 
