@@ -1,0 +1,180 @@
+//! Sync records: what the state folder keeps of each entry's last sync, and how they are
+//! stored (one flat folder, written as a batch without fsync: a lost record only makes an
+//! entry look `new`).
+
+use super::STATE_PERMS;
+use crate::fs::{self, Stamp};
+use crate::manifest::{Entry, Manifest};
+
+/// A sync record: the `.enc` as synced (ciphertext only), and the stamp of the server file
+/// that sync left. With both unchanged an entry is in sync without decrypting anything.
+///
+/// On disk: `envsync-record 1 server=<dev:ino:size:mtime:ctime>\n`, then the `.enc` bytes.
+/// An `.enc` over [`RECORD_COPY_LIMIT`] is recorded by its SHA-256 instead
+/// (`… enc-sha256=<hex>\n`, no body): copying a large secret on every sync would double the
+/// run's I/O, and a rekeyed large file then merely reads as changed in the repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub enc: RecordedEnc,
+    pub server: Option<Stamp>,
+}
+
+/// How a record holds the `.enc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedEnc {
+    Copy(Vec<u8>),
+    Sha256([u8; 32]),
+}
+
+/// `.enc` files up to this size are copied into their record.
+pub const RECORD_COPY_LIMIT: usize = 1 << 20;
+
+const RECORD_MAGIC: &[u8] = b"envsync-record 1 server=";
+const DIGEST_FIELD: &str = " enc-sha256=";
+
+impl Record {
+    /// Reads a record file; anything unrecognised is taken as a bare `.enc` copy.
+    pub(crate) fn parse(bytes: Vec<u8>) -> Self {
+        let header = bytes.strip_prefix(RECORD_MAGIC).and_then(|rest| {
+            let end = rest.iter().position(|&b| b == b'\n')?;
+            let line = std::str::from_utf8(&rest[..end]).ok()?;
+            let (stamp, digest) = match line.split_once(DIGEST_FIELD) {
+                Some((stamp, hex)) => (stamp, Some(hex32(hex.as_bytes())?)),
+                None => (line, None),
+            };
+            Some((Stamp::decode(stamp)?, digest, RECORD_MAGIC.len() + end + 1))
+        });
+        match header {
+            Some((stamp, Some(digest), _)) => Self {
+                enc: RecordedEnc::Sha256(digest),
+                server: Some(stamp),
+            },
+            Some((stamp, None, start)) => Self {
+                enc: RecordedEnc::Copy(bytes[start..].to_vec()),
+                server: Some(stamp),
+            },
+            None => Self {
+                enc: RecordedEnc::Copy(bytes),
+                server: None,
+            },
+        }
+    }
+
+    /// The header line of the record of `enc` for a server file with this stamp;
+    /// `digest` gives the `.enc`'s SHA-256 when it is needed (a large `.enc`).
+    pub fn header(server: &Stamp, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
+        let mut out = RECORD_MAGIC.to_vec();
+        out.extend_from_slice(server.encode().as_bytes());
+        if enc.len() > RECORD_COPY_LIMIT {
+            out.extend_from_slice(DIGEST_FIELD.as_bytes());
+            out.extend(
+                digest()
+                    .iter()
+                    .flat_map(|b| format!("{b:02x}").into_bytes()),
+            );
+        }
+        out.push(b'\n');
+        out
+    }
+
+    /// What follows the header: the `.enc` itself, unless it is recorded by its digest.
+    pub fn body(enc: &[u8]) -> &[u8] {
+        if enc.len() > RECORD_COPY_LIMIT {
+            &[]
+        } else {
+            enc
+        }
+    }
+
+    /// Whether the record holds exactly this `.enc`; `digest` gives its SHA-256 if needed.
+    pub fn same_enc(&self, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> bool {
+        match &self.enc {
+            RecordedEnc::Copy(copy) => copy == enc,
+            RecordedEnc::Sha256(recorded) => enc.len() > RECORD_COPY_LIMIT && *recorded == digest(),
+        }
+    }
+
+    /// The recorded `.enc`, when the record holds a copy.
+    pub fn copy(&self) -> Option<&[u8]> {
+        match &self.enc {
+            RecordedEnc::Copy(copy) => Some(copy),
+            RecordedEnc::Sha256(_) => None,
+        }
+    }
+
+    /// Whether this record says `enc` and the server file are exactly as last synced.
+    pub fn matches(&self, enc: &[u8], server: &Stamp, digest: impl FnOnce() -> [u8; 32]) -> bool {
+        self.server.as_ref() == Some(server) && self.same_enc(enc, digest)
+    }
+}
+
+/// SHA-256 of a (large) `.enc`, as its record holds it.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn hex32(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(text.chunks(2)) {
+        *slot = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A sync record to store: where it goes, its header, and the `.enc` it records.
+pub struct RecordWrite<'a> {
+    path: String,
+    head: Vec<u8>,
+    enc: &'a [u8],
+}
+
+impl<'a> RecordWrite<'a> {
+    /// The record of `enc` for `entry`, whose server file now has the stamp `server`;
+    /// `digest` gives the `.enc`'s SHA-256 when the record holds a digest.
+    pub fn new(
+        entry: &Entry,
+        server: &Stamp,
+        enc: &'a [u8],
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> Self {
+        Self {
+            path: record_path(entry),
+            head: Record::header(server, enc, digest),
+            enc,
+        }
+    }
+}
+
+/// Stores sync records as one (non-durable) batch.
+pub fn store_records(
+    writer: &fs::AtomicWriter,
+    manifest: &Manifest,
+    records: &[RecordWrite<'_>],
+) -> Result<(), fs::FsError> {
+    let jobs: Vec<fs::Job<'_>> = records
+        .iter()
+        .map(|r| fs::Job {
+            base: &manifest.state_dir,
+            relative: &r.path,
+            head: &r.head,
+            contents: Record::body(r.enc),
+            perms: STATE_PERMS,
+        })
+        .collect();
+    writer.write_many(&jobs)?;
+    Ok(())
+}
+
+/// Where an entry's sync record lives inside the state folder: one flat folder, the repo
+/// path with `%` and `/` escaped (`envs/app/.env.enc` → `records/envs%2Fapp%2F.env.enc`),
+/// so records cost no folder of their own.
+pub fn record_path(entry: &Entry) -> String {
+    format!(
+        "records/{}",
+        entry.repo.replace('%', "%25").replace('/', "%2F")
+    )
+}
