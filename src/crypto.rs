@@ -199,7 +199,18 @@ impl Recipient {
     /// Parses `age1…`, `ssh-ed25519 AAAA… [comment]` or `ssh-rsa AAAA… [comment]`.
     pub fn parse(text: &str) -> Result<Self, CryptoError> {
         let trimmed = text.trim();
-        let bad = || CryptoError::BadRecipient(trimmed.to_string());
+        // A private key pasted where a recipient belongs is not echoed back.
+        let bad = || {
+            let upper = trimmed.to_ascii_uppercase();
+            let private = upper.starts_with("AGE-SECRET-KEY")
+                || upper.starts_with("AGE-PLUGIN-")
+                || upper.contains("PRIVATE KEY");
+            CryptoError::BadRecipient(if private {
+                "(a private key: not shown; use its public key)".to_string()
+            } else {
+                trimmed.to_string()
+            })
+        };
         let key: Box<dyn age::Recipient + Send + Sync> = if trimmed.starts_with("age1") {
             Box::new(
                 trimmed
@@ -302,4 +313,18 @@ pub fn generate_identity() -> (SecretBytes, String) {
 pub fn is_age_file(bytes: &[u8]) -> bool {
     bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
         || bytes.starts_with(b"age-encryption.org/v1\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_private_key_is_not_echoed() {
+        let key = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        let message = Recipient::parse(key).unwrap_err().to_string();
+        assert!(!message.contains("QQQQ"), "{message}");
+        let message = Recipient::parse("nope").unwrap_err().to_string();
+        assert!(message.contains("nope"), "{message}");
+    }
 }

@@ -157,6 +157,14 @@ pub fn write_in_place(
     use std::os::unix::fs::FileExt;
     let target = base.join(relative);
     let file = open_existing(base, relative, OFlags::WRONLY)?;
+    // Owner, group and mode first, on this descriptor: the new secret is never readable by
+    // more than the entry allows, not even for a moment.
+    if perms.uid.is_some() || perms.gid.is_some() {
+        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)
+            .map_err(|e| FsError::io(&target, "change the owner of", e))?;
+    }
+    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
+        .map_err(|e| FsError::io(&target, "change the mode of", e))?;
     let rewrite = |bytes: &[u8]| -> io::Result<()> {
         file.write_all_at(bytes, 0)?;
         file.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
@@ -172,7 +180,7 @@ pub fn write_in_place(
             ),
         });
     }
-    set_perms(base, relative, perms)
+    Stamp::of_file(&file, &target)
 }
 
 fn open_existing(base: &Path, relative: &str, access: OFlags) -> Result<File, FsError> {

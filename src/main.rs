@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         {
             eprintln!("envsync: internal error{place}; please report it (no data was written after this point)");
         }
+        // An internal error is an error: exit 2, as the contract numbers it, not Rust's 101.
+        std::process::exit(2);
     }));
     let cli = envsync::cli::Cli::parse();
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());

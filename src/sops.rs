@@ -139,7 +139,11 @@ pub fn unlock_data_key(meta: &Metadata, identities: &Identities) -> Result<DataK
 }
 
 /// Wraps `key` for every recipient of the plan (splitting it first with several groups).
-pub fn seal_data_key(key: &DataKey, plan: &KeyPlan) -> Result<Vec<Vec<AgeKey>>, SopsError> {
+pub fn seal_data_key(
+    key: &DataKey,
+    plan: &KeyPlan,
+    threshold: Option<usize>,
+) -> Result<Vec<Vec<AgeKey>>, SopsError> {
     let wrap_all = |secret: &[u8], group: &[Recipient]| -> Result<Vec<AgeKey>, SopsError> {
         group
             .iter()
@@ -157,7 +161,7 @@ pub fn seal_data_key(key: &DataKey, plan: &KeyPlan) -> Result<Vec<Vec<AgeKey>>, 
     }
     let n = u8::try_from(plan.groups.len())
         .map_err(|_| SopsError::DataKey("cannot be split into more than 255 groups".into()))?;
-    let threshold = u8::try_from(plan.threshold.unwrap_or(plan.groups.len()))
+    let threshold = u8::try_from(threshold.unwrap_or(plan.groups.len()))
         .ok()
         .filter(|t| (2..=n).contains(t))
         .ok_or_else(|| SopsError::DataKey(format!("needs a shamir_threshold between 2 and {n}")))?;
@@ -188,21 +192,78 @@ pub fn same_keys(meta: &Metadata, options: &EncryptOptions) -> bool {
         // The binary store writes no rule: nothing to compare there.
         && meta.rule.as_ref().is_none_or(|r| *r == options.rule)
         && meta.mac_only_encrypted == options.mac_only_encrypted
-        && (old.len() <= 1 || meta.shamir_threshold == options.keys.threshold)
+        && (old.len() <= 1
+            || meta.shamir_threshold.unwrap_or(old.len())
+                == options.keys.threshold.unwrap_or(old.len()))
 }
 
 /// The same metadata with the data key wrapped for a new set of recipients: values, MAC and
 /// `lastmodified` stay as they are (what `sops updatekeys` does).
 pub fn rewrap(meta: &Metadata, key: &DataKey, plan: &KeyPlan) -> Result<Metadata, SopsError> {
+    // One threshold for the split and for the metadata, or the shares would not recombine.
+    let threshold = (plan.groups.len() > 1)
+        .then(|| (plan.threshold.or(meta.shamir_threshold)).unwrap_or(plan.groups.len()));
     Ok(Metadata {
-        key_groups: seal_data_key(key, plan)?,
-        shamir_threshold: (plan.groups.len() > 1).then(|| {
-            plan.threshold
-                .or(meta.shamir_threshold)
-                .unwrap_or(plan.groups.len())
-        }),
+        key_groups: seal_data_key(key, plan, threshold)?,
+        shamir_threshold: threshold,
         ..meta.clone()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> (Identities, String) {
+        let (text, recipient) = crate::crypto::generate_identity();
+        let source = crate::crypto::IdentitySource {
+            origin: "test".into(),
+            contents: text,
+        };
+        (Identities::parse(&[source]).unwrap(), recipient)
+    }
+
+    /// Adding a group to a 2-of-2 file without naming a threshold keeps the file's 2: the
+    /// split and the metadata agree, so any two groups recover the key.
+    #[test]
+    fn rewrap_splits_with_the_threshold_it_records() {
+        let ids: Vec<_> = (0..3).map(|_| identity()).collect();
+        let group = |i: usize| vec![Recipient::parse(&ids[i].1).unwrap()];
+        let key = DataKey::generate();
+        let two = KeyPlan {
+            groups: vec![group(0), group(1)],
+            threshold: Some(2),
+        };
+        let meta = Metadata {
+            key_groups: seal_data_key(&key, &two, Some(2)).unwrap(),
+            shamir_threshold: Some(2),
+            lastmodified: "2026-01-01T00:00:00Z".into(),
+            mac: String::new(),
+            rule: None,
+            mac_only_encrypted: false,
+            version: "3.11.0".into(),
+        };
+        let three = KeyPlan {
+            groups: vec![group(0), group(1), group(2)],
+            threshold: None,
+        };
+        let rewrapped = rewrap(&meta, &key, &three).unwrap();
+        assert_eq!(rewrapped.shamir_threshold, Some(2));
+        for pair in [[0, 1], [0, 2], [1, 2]] {
+            // Each identity opens its own group's share; any two recover the same key.
+            let shares: Vec<_> = pair
+                .iter()
+                .map(|&g| {
+                    let plain = ids[g]
+                        .0
+                        .unwrap_key(&rewrapped.key_groups[g][0].enc)
+                        .unwrap();
+                    zeroize::Zeroizing::new(plain.expose().to_vec())
+                })
+                .collect();
+            assert_eq!(shamir::combine(&shares).unwrap().expose(), key.expose());
+        }
+    }
 }
 
 /// New metadata for a file written now (the MAC is filled in by the store).
@@ -211,10 +272,11 @@ pub fn new_metadata(
     options: &EncryptOptions,
     rule: Option<CryptRule>,
 ) -> Result<Metadata, SopsError> {
+    let groups = options.keys.groups.len();
+    let threshold = (groups > 1).then(|| options.keys.threshold.unwrap_or(groups));
     Ok(Metadata {
-        key_groups: seal_data_key(key, &options.keys)?,
-        shamir_threshold: (options.keys.groups.len() > 1)
-            .then(|| options.keys.threshold.unwrap_or(options.keys.groups.len())),
+        key_groups: seal_data_key(key, &options.keys, threshold)?,
+        shamir_threshold: threshold,
         lastmodified: mac::now_lastmodified(),
         mac: String::new(),
         rule,

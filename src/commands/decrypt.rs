@@ -204,15 +204,24 @@ fn apply_single(ctx: &Context, step: &Step<'_, '_>) -> Result<Stamp, Error> {
     };
     ctx.writer
         .write(&manifest.state_dir, &backup, &old.bytes, durable)?;
-    let stamp = fs::write_in_place(
+    let result = fs::write_in_place(
         &manifest.server_root,
         &entry.server,
         &old.bytes,
         plain.expose(),
         perms,
-    )?;
-    fs::remove(&manifest.state_dir, &backup)?;
-    Ok(stamp)
+    );
+    // The plaintext copy goes as soon as the target is whole again: written, or restored.
+    let restored = || {
+        fs::read(&manifest.server_root, &entry.server)
+            .ok()
+            .flatten()
+            .is_some_and(|now| now.bytes == old.bytes)
+    };
+    if result.is_ok() || restored() {
+        fs::remove(&manifest.state_dir, &backup)?;
+    }
+    Ok(result?)
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {

@@ -286,21 +286,20 @@ fn discard(job: &Job<'_>, staged: &Staged) {
     }
 }
 
-/// `syncfs` once for each file system the jobs write to.
+/// `syncfs` once for each file system the jobs' target folders lie on (a folder under the
+/// base may be another mount).
 fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
-    let bases: HashSet<&Path> = jobs
-        .iter()
-        .filter(|j| j.perms.durable)
-        .map(|j| j.base)
-        .collect();
     let mut devices = HashSet::new();
-    for base in bases {
-        let dir = File::open(base).map_err(|e| FsError::io(base, "open", e))?;
+    for job in jobs.iter().filter(|j| j.perms.durable) {
+        let target = job.base.join(job.relative);
+        let Some((dir, _)) = open_parent(job.base, job.relative, None)? else {
+            return Err(FsError::BadFolder { path: target });
+        };
         let dev = rfs::fstat(&dir)
-            .map_err(|e| FsError::io(base, "inspect", e))?
+            .map_err(|e| FsError::io(&target, "inspect the folder of", e))?
             .st_dev;
         if devices.insert(dev) {
-            rfs::syncfs(&dir).map_err(|e| FsError::io(base, "sync the file system of", e))?;
+            rfs::syncfs(&dir).map_err(|e| FsError::io(&target, "sync the file system of", e))?;
         }
     }
     Ok(())

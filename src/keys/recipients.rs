@@ -214,6 +214,14 @@ impl Recipients {
                 repo: entry.repo.clone(),
             });
         }
+        // A key group without age recipients (pgp or kms only) would throw its share away
+        // and could leave a file nobody can decrypt.
+        if options.keys.groups.iter().any(Vec::is_empty) {
+            return Err(config_error(format!(
+                "a key group of the rule for {} has no age recipients (only age keys are supported)",
+                entry.repo
+            )));
+        }
         Ok(options)
     }
 }

@@ -88,9 +88,13 @@ impl CryptRule {
                 let re = regex(r)?;
                 path.iter().any(|p| re.is_match(p))
             }
-            // The comment rules select by preceding comments; dotenv files written that way
-            // are rare, and encrypting everything is the safe reading.
-            Self::UnencryptedCommentRegex(_) | Self::EncryptedCommentRegex(_) => true,
+            // The comment rules select values by the comments before them; envsync does not
+            // implement them, and guessing would break the MAC or leave values in clear.
+            Self::UnencryptedCommentRegex(_) | Self::EncryptedCommentRegex(_) => {
+                return Err(SopsError::Metadata(
+                    "it uses unencrypted_comment_regex or encrypted_comment_regex, which envsync does not support yet".into(),
+                ))
+            }
         })
     }
 }
@@ -321,6 +325,10 @@ pub fn unflatten(pairs: &[(String, String)]) -> Result<Value, SopsError> {
             } else if let Some(r) = rest.strip_prefix("__list_") {
                 let end = next_marker(r).unwrap_or(r.len());
                 let index: usize = r[..end].parse().map_err(|_| bad())?;
+                // Indices come from the file: no more than a few thousand recipients.
+                if index > 4096 {
+                    return Err(bad());
+                }
                 (Some(Step::List(index)), &r[end..])
             } else {
                 return Err(bad());
@@ -391,6 +399,14 @@ mod tests {
         let mut back = flatten(&tree);
         back.sort();
         assert_eq!(back, pairs);
+    }
+
+    #[test]
+    fn huge_list_index_is_an_error_not_a_crash() {
+        for index in ["18446744073709551615", "100000000000", "4097"] {
+            let pairs = vec![(format!("age__list_{index}__map_enc"), "x".to_string())];
+            assert!(unflatten(&pairs).is_err(), "{index}");
+        }
     }
 
     #[test]
