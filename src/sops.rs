@@ -210,6 +210,25 @@ pub fn rewrap(meta: &Metadata, key: &DataKey, plan: &KeyPlan) -> Result<Metadata
     })
 }
 
+/// New metadata for a file written now (the MAC is filled in by the store).
+pub fn new_metadata(
+    key: &DataKey,
+    options: &EncryptOptions,
+    rule: Option<CryptRule>,
+) -> Result<Metadata, SopsError> {
+    let groups = options.keys.groups.len();
+    let threshold = (groups > 1).then(|| options.keys.threshold.unwrap_or(groups));
+    Ok(Metadata {
+        key_groups: seal_data_key(key, &options.keys, threshold)?,
+        shamir_threshold: threshold,
+        lastmodified: mac::now_lastmodified(),
+        mac: String::new(),
+        rule,
+        mac_only_encrypted: options.mac_only_encrypted,
+        version: metadata::SOPS_VERSION.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,23 +283,4 @@ mod tests {
             assert_eq!(shamir::combine(&shares).unwrap().expose(), key.expose());
         }
     }
-}
-
-/// New metadata for a file written now (the MAC is filled in by the store).
-pub fn new_metadata(
-    key: &DataKey,
-    options: &EncryptOptions,
-    rule: Option<CryptRule>,
-) -> Result<Metadata, SopsError> {
-    let groups = options.keys.groups.len();
-    let threshold = (groups > 1).then(|| options.keys.threshold.unwrap_or(groups));
-    Ok(Metadata {
-        key_groups: seal_data_key(key, &options.keys, threshold)?,
-        shamir_threshold: threshold,
-        lastmodified: mac::now_lastmodified(),
-        mac: String::new(),
-        rule,
-        mac_only_encrypted: options.mac_only_encrypted,
-        version: metadata::SOPS_VERSION.to_string(),
-    })
 }
