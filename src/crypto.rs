@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_pasted_private_key_is_not_echoed() {
-        let key = "age-secret-key-1qqqqQQqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq";
+        let key = "age-secret-key-1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq";
         let message = Recipient::parse(key).unwrap_err().to_string();
         assert!(!message.contains("qqqq"), "{message}");
         let message = Recipient::parse("nope").unwrap_err().to_string();
