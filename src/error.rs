@@ -60,7 +60,7 @@ impl Error {
     /// The exit status this error maps to.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Refused(_) => ExitStatus::Refused,
+            Self::Refused(_) | Self::Fs(FsError::Changed { .. }) => ExitStatus::Refused,
             _ => ExitStatus::Error,
         }
     }

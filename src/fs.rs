@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
 mod writer;
-pub use writer::{AtomicWriter, Job};
+pub use writer::{AtomicWriter, Expect, Job};
 
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
 pub(crate) const TEMP_PREFIX: &str = ".envsync.";
@@ -37,6 +37,8 @@ pub enum FsError {
     Exists { path: PathBuf },
     #[error("{}: is not a regular file", path.display())]
     NotAFile { path: PathBuf },
+    #[error("{}: changed while envsync was working, so nothing was written; run envsync status and try again", path.display())]
+    Changed { path: PathBuf },
     #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]
     BadFolder { path: PathBuf },
 }

@@ -71,6 +71,7 @@ pub fn repo_job<'a>(
             folder_mode: REPO_FOLDER_MODE,
             durable: true,
         },
+        expect: existing.map_or(fs::Expect::Absent, |e| fs::Expect::Stamp(e.stamp)),
     }
 }
 

@@ -128,3 +128,40 @@ fn batch_write_of_many_files() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     fx.envsync(["status"]).expect(0);
 }
+
+/// A server file edited after decrypt planned its run (here: while envsync is held in its
+/// lock by strace) is not overwritten: the batch stops before its first rename, exit 3.
+#[test]
+fn edit_during_a_run_is_not_overwritten() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("app.env.enc", b"A=new\n", "dotenv");
+    fx.manifest(&[Fixture::entry("app.env.enc", "app.env")]);
+    fx.write_server("app.env", b"A=old\n");
+    let child = std::process::Command::new(common::tool("strace"))
+        .args(["-f", "-o", "/dev/null", "-e", "trace=flock"])
+        .args(["-e", "inject=flock:delay_exit=1500000"])
+        .arg(common::envsync_bin())
+        .args(["decrypt", "--force"])
+        .current_dir(&fx.repo)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", &fx.home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    fs::write(fx.server_path("app.env"), b"A=edited meanwhile\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("changed while envsync was working"),
+        "{stderr}"
+    );
+    common::assert_no_leak(&stderr, "stderr");
+    assert_eq!(
+        fs::read(fx.server_path("app.env")).unwrap(),
+        b"A=edited meanwhile\n"
+    );
+}

@@ -14,7 +14,7 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::fs::{self, RunLock};
-use crate::fs::{Job, Perms, Stamp};
+use crate::fs::{Expect, Job, Perms, Stamp};
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::state::{Analysis, State};
@@ -159,6 +159,8 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 head: &[],
                 contents: s.plaintext()?.expose(),
                 perms: s.sides.server_perms(),
+                expect: (s.sides.server.as_ref())
+                    .map_or(Expect::Absent, |f| Expect::Stamp(f.stamp)),
             };
             Some((i, job))
         })

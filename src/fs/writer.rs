@@ -21,6 +21,19 @@ pub struct Job<'a> {
     pub head: &'a [u8],
     pub contents: &'a [u8],
     pub perms: Perms,
+    /// What the target must still be when the batch renames (what the plan was made from).
+    pub expect: Expect,
+}
+
+/// The target a job may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there (sync records).
+    Any,
+    /// Nothing.
+    Absent,
+    /// The file with this stamp.
+    Stamp(Stamp),
 }
 
 /// Batches larger than this are made durable with two `syncfs` calls instead of two fsyncs
@@ -60,8 +73,12 @@ impl AtomicWriter {
     /// file system); then each is renamed over its target, and the renames made durable with a
     /// second `syncfs`. A failure before the renames leaves every target as it was. Small
     /// batches take the per-file path. Stamps come back in job order.
+    ///
+    /// Every target is checked against what the plan saw (`expect`) before the first rename:
+    /// a file edited meanwhile stops the whole batch with [`FsError::Changed`].
     pub fn write_many(&self, jobs: &[Job<'_>]) -> Result<Vec<Stamp>, FsError> {
         if jobs.len() <= BATCH_FSYNC_LIMIT {
+            jobs.iter().try_for_each(check_unchanged)?;
             return jobs
                 .iter()
                 .map(|j| self.put(j.base, j.relative, &[j.head, j.contents], j.perms, false))
@@ -83,6 +100,12 @@ impl AtomicWriter {
             });
         }
         let staged: Vec<Staged> = results.into_iter().filter_map(Result::ok).collect();
+        if let Err(e) = jobs.iter().try_for_each(check_unchanged) {
+            for (job, s) in jobs.iter().zip(&staged) {
+                discard(job, s);
+            }
+            return Err(e);
+        }
         let durable = jobs.iter().any(|j| j.perms.durable);
         if durable {
             sync_file_systems(jobs)?;
@@ -277,6 +300,32 @@ fn commit(job: &Job<'_>, staged: &Staged) -> Result<Stamp, FsError> {
     rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| Stamp::of(&st))
         .map_err(|e| FsError::io(target, "inspect", e))
+}
+
+/// Whether a job's target is still what its plan saw.
+fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
+    if job.expect == Expect::Any {
+        return Ok(());
+    }
+    let target = job.base.join(job.relative);
+    let now = match open_parent(job.base, job.relative, None)? {
+        None => None,
+        Some((dir, name)) => match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(Stamp::of(&st)),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(FsError::io(&target, "inspect", e)),
+        },
+    };
+    let same = match (job.expect, now) {
+        (Expect::Absent, None) => true,
+        (Expect::Stamp(then), Some(now)) => then == now,
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(FsError::Changed { path: target })
+    }
 }
 
 /// Removes a staged temp that will not be renamed.

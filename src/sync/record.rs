@@ -163,6 +163,7 @@ pub fn store_records(
             head: &r.head,
             contents: Record::body(r.enc),
             perms: STATE_PERMS,
+            expect: fs::Expect::Any,
         })
         .collect();
     writer.write_many(&jobs)?;
