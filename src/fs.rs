@@ -137,18 +137,23 @@ impl Stamp {
 pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<Stamp, FsError> {
     let target = base.join(relative);
     let file = open_existing(base, relative, OFlags::RDONLY)?;
-    if perms.uid.is_some() || perms.gid.is_some() {
-        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)
-            .map_err(|e| FsError::io(&target, "change the owner of", e))?;
-    }
-    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
-        .map_err(|e| FsError::io(&target, "change the mode of", e))?;
+    apply_perms(&file, &target, perms)?;
     Stamp::of_file(&file, &target)
 }
 
+/// Owner and group, then mode (chown clears set-id bits), on an open descriptor.
+fn apply_perms(file: &File, target: &Path, perms: Perms) -> Result<(), FsError> {
+    if perms.uid.is_some() || perms.gid.is_some() {
+        std::os::unix::fs::fchown(file, perms.uid, perms.gid)
+            .map_err(|e| FsError::io(target, "change the owner of", e))?;
+    }
+    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
+        .map_err(|e| FsError::io(target, "change the mode of", e))
+}
+
 /// Rewrites an existing file's content in place, keeping its inode (a file bind-mounted
-/// alone into a container keeps seeing the old inode after a rename). `backup` has already
-/// saved the old content; if the write fails, the old content is written back.
+/// alone into a container keeps seeing the old inode after a rename). The caller has kept a
+/// copy of `old`; if the write fails, `old` is written back.
 pub fn write_in_place(
     base: &Path,
     relative: &str,
@@ -161,12 +166,7 @@ pub fn write_in_place(
     let file = open_existing(base, relative, OFlags::WRONLY)?;
     // Owner, group and mode first, on this descriptor: the new secret is never readable by
     // more than the entry allows, not even for a moment.
-    if perms.uid.is_some() || perms.gid.is_some() {
-        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)
-            .map_err(|e| FsError::io(&target, "change the owner of", e))?;
-    }
-    rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
-        .map_err(|e| FsError::io(&target, "change the mode of", e))?;
+    apply_perms(&file, &target, perms)?;
     let rewrite = |bytes: &[u8]| -> io::Result<()> {
         file.write_all_at(bytes, 0)?;
         file.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
