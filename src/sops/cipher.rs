@@ -4,8 +4,8 @@
 //! 32-byte IVs (GCM hashes any IV length into its counter block) and accepts any length on
 //! read, so decryption dispatches on the IV length it finds.
 
-use aes_gcm::aead::generic_array::typenum::{U12, U16, U24, U32, U48, U64, U8};
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::consts::{U12, U16, U24, U32, U48, U64, U8};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, Nonce, Tag};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -128,12 +128,14 @@ impl EncValue {
         macro_rules! open {
             ($n:ty) => {{
                 let cipher = AesGcm::<Aes256, $n>::new(key.expose().into());
+                let nonce = Nonce::<$n>::try_from(self.iv.as_slice())
+                    .map_err(|_| CipherError::IvLength(self.iv.len()))?;
                 cipher
-                    .decrypt_in_place_detached(
-                        Nonce::<$n>::from_slice(&self.iv),
+                    .decrypt_inout_detached(
+                        &nonce,
                         aad,
-                        buf.expose_mut(),
-                        Tag::from_slice(&self.tag),
+                        buf.expose_mut().as_mut_slice().into(),
+                        &Tag::from(self.tag),
                     )
                     .map_err(|_| CipherError::Authentication)
             }};
@@ -171,7 +173,7 @@ impl EncValue {
         let mut data = plaintext.to_vec();
         // Encryption in place cannot fail for inputs below GCM's 64 GiB limit.
         let tag = cipher
-            .encrypt_in_place_detached(Nonce::<U32>::from_slice(&iv), aad, &mut data)
+            .encrypt_inout_detached(&Nonce::<U32>::from(iv), aad, data.as_mut_slice().into())
             .unwrap_or_else(|_| unreachable!("AES-GCM input too large"));
         Self {
             data,
