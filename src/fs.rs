@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
 mod writer;
-pub use writer::{AtomicWriter, Expect, Job};
+pub use writer::{AtomicWriter, Expect, Job, Pending};
 
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
 pub(crate) const TEMP_PREFIX: &str = ".envsync.";
@@ -239,6 +239,18 @@ impl RunLock {
 
 /// Reads `base/relative` without following symlinks; `None` when it does not exist.
 pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
+    let Some((mut file, existing)) = open(base, relative)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(existing.stamp.size).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| FsError::io(&base.join(relative), "read", e))?;
+    Ok(Some(Existing { bytes, ..existing }))
+}
+
+/// Opens a regular file for reading, without following a symlink at any level; what it
+/// found is returned with no bytes read yet.
+pub fn open(base: &Path, relative: &str) -> Result<Option<(File, Existing)>, FsError> {
     let target = base.join(relative);
     let Some((dir, name)) = open_parent(base, relative, None)? else {
         return Ok(None);
@@ -258,17 +270,28 @@ pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(FsError::NotAFile { path: target });
     }
-    let mut file = File::from(fd);
-    let mut bytes = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
-    file.read_to_end(&mut bytes)
-        .map_err(|e| FsError::io(&target, "read", e))?;
-    Ok(Some(Existing {
-        bytes,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        stamp: Stamp::of(&st),
-    }))
+    Ok(Some((
+        File::from(fd),
+        Existing {
+            bytes: Vec::new(),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            stamp: Stamp::of(&st),
+        },
+    )))
+}
+
+/// The stamp of what is at `base/relative` (not following a symlink there), if anything.
+pub fn stamp(base: &Path, relative: &str) -> Result<Option<Stamp>, FsError> {
+    let Some((dir, name)) = open_parent(base, relative, None)? else {
+        return Ok(None);
+    };
+    match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Stamp::of(&st))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(FsError::io(&base.join(relative), "inspect", e)),
+    }
 }
 
 /// Opens the folder that holds `base/relative`, one component at a time with `O_NOFOLLOW`.

@@ -40,6 +40,49 @@ pub enum Expect {
 /// a file: with hundreds of files the per-file flushes dominate a run.
 const BATCH_FSYNC_LIMIT: usize = 8;
 
+/// A temp written and flushed by [`AtomicWriter::stage_with`], not yet renamed over its
+/// target: [`Pending::commit`] renames it; dropped uncommitted, it is removed.
+pub struct Pending<'a> {
+    job: Job<'a>,
+    staged: Option<Staged>,
+}
+
+impl Pending<'_> {
+    /// Renames the temp over its target if the target is still what the plan saw, and
+    /// makes the rename durable.
+    pub fn commit(mut self) -> Result<Stamp, FsError> {
+        let Some(staged) = self.staged.take() else {
+            unreachable!("a pending temp is committed once")
+        };
+        let committed = check_unchanged(&self.job).and_then(|()| commit(&self.job, &staged));
+        let stamp = committed.inspect_err(|_| discard(&self.job, &staged))?;
+        if self.job.perms.durable {
+            let (dir, _) =
+                open_parent(self.job.base, self.job.relative, None)?.ok_or_else(|| {
+                    FsError::BadFolder {
+                        path: staged.target.clone(),
+                    }
+                })?;
+            rfs::fsync(&dir).map_err(|e| {
+                FsError::io(
+                    &staged.target,
+                    "make durable (it was replaced, but fsync of its folder failed)",
+                    e,
+                )
+            })?;
+        }
+        Ok(stamp)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(staged) = self.staged.take() {
+            discard(&self.job, &staged);
+        }
+    }
+}
+
 /// A temp written and closed, waiting for its rename.
 struct Staged {
     target: PathBuf,
@@ -151,6 +194,30 @@ impl AtomicWriter {
             return Err(FsError::io(&target, "write", e));
         }
         Ok(Staged { target, temp })
+    }
+
+    /// Writes a temp for `job` (whose `head` and `contents` are ignored) with `fill`, then
+    /// gives it its owner and mode and flushes it; nothing is renamed until
+    /// [`Pending::commit`]. A `fill` error removes the temp and is returned as it is.
+    pub fn stage_with<'a, E: From<FsError>>(
+        &self,
+        job: Job<'a>,
+        fill: impl FnOnce(&mut File) -> Result<(), E>,
+    ) -> Result<Pending<'a>, E> {
+        let (dir, name, target) = self.prepare(job.base, job.relative, job.perms)?;
+        let temp = temp_name(&name);
+        let mut file = create_temp(&dir, &temp, &target)?;
+        let filled = fill(&mut file).and_then(|()| {
+            settle(&file, job.perms).map_err(|e| FsError::io(&target, "write", e).into())
+        });
+        if let Err(e) = filled {
+            let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        Ok(Pending {
+            job,
+            staged: Some(Staged { target, temp }),
+        })
     }
 
     /// Opens the target's folder (creating it), refuses a symlink or non-file at the
@@ -308,14 +375,7 @@ fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
         return Ok(());
     }
     let target = job.base.join(job.relative);
-    let now = match open_parent(job.base, job.relative, None)? {
-        None => None,
-        Some((dir, name)) => match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(Stamp::of(&st)),
-            Err(rustix::io::Errno::NOENT) => None,
-            Err(e) => return Err(FsError::io(&target, "inspect", e)),
-        },
-    };
+    let now = super::stamp(job.base, job.relative)?;
     let same = match (job.expect, now) {
         (Expect::Absent, None) => true,
         (Expect::Stamp(then), Some(now)) => then == now,
@@ -359,8 +419,13 @@ fn fill(file: &mut File, contents: &[&[u8]], perms: Perms) -> io::Result<()> {
     for part in contents {
         file.write_all(part)?;
     }
+    settle(file, perms)
+}
+
+/// Sets owner then mode of a written temp, and fsyncs it.
+fn settle(file: &File, perms: Perms) -> io::Result<()> {
     if perms.uid.is_some() || perms.gid.is_some() {
-        std::os::unix::fs::fchown(&file, perms.uid, perms.gid)?;
+        std::os::unix::fs::fchown(file, perms.uid, perms.gid)?;
     }
     rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
     if perms.durable {
