@@ -6,8 +6,10 @@
 //! the MAC) before a plaintext is handed out.
 
 pub mod binary;
+pub mod binary_stream;
 pub mod cipher;
 pub mod dotenv;
+pub mod gcm;
 pub mod mac;
 pub mod metadata;
 pub mod shamir;

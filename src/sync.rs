@@ -5,6 +5,7 @@
 //! Commands load every selected entry through here (in parallel) before they plan or write
 //! anything, so a bad file anywhere stops a run before its first write.
 
+pub mod large;
 pub mod record;
 pub mod state;
 
@@ -217,10 +218,15 @@ impl<'m> Sides<'m> {
 
     /// The permissions the server file should have.
     pub fn server_perms(&self) -> Perms {
+        Self::perms_for(self.entry)
+    }
+
+    /// The permissions `entry`'s server file should have.
+    pub fn perms_for(entry: &Entry) -> Perms {
         Perms {
-            mode: self.entry.mode,
-            uid: self.entry.uid,
-            gid: self.entry.gid,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
             folder_mode: SERVER_FOLDER_MODE,
             durable: true,
         }

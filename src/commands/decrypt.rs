@@ -5,6 +5,9 @@
 //! `conflict`, `new`) is refused, and then nothing at all is written, unless `--force`. Only
 //! when the whole plan is clean is anything written: each file through the atomic writer (or
 //! in place for `write = "in-place"`), then its sync record.
+//!
+//! A large binary `.enc` with no server file yet is the exception ([`crate::sync::large`]):
+//! it is streamed into its temp file, and authenticated there, before anything is renamed.
 
 use rayon::prelude::*;
 
@@ -13,12 +16,15 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
+use crate::format::Format;
 use crate::fs::{self, RunLock};
-use crate::fs::{Expect, Job, Perms, Stamp};
+use crate::fs::{Expect, Job, Pending, Perms, Stamp};
+use crate::manifest::Entry;
 use crate::output::Style;
-use crate::secret::SecretBytes;
+use crate::secret::{DataKey, SecretBytes};
+use crate::sync::large::LargeEntry;
 use crate::sync::state::{Analysis, State};
-use crate::sync::{backup_path, store_records, RecordWrite, Sides, STATE_PERMS};
+use crate::sync::{backup_path, store_records, Codec, RecordWrite, Sides, STATE_PERMS};
 
 /// What decrypt will do to one server file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +56,12 @@ struct Step<'s, 'm> {
     action: Action,
 }
 
+/// A streamed entry (always a `create`), with its data key.
+struct Streamed<'m> {
+    large: LargeEntry<'m>,
+    key: DataKey,
+}
+
 impl Step<'_, '_> {
     fn plaintext(&self) -> Option<&SecretBytes> {
         self.analysis.repo.as_ref().map(|o| &o.plaintext)
@@ -64,6 +76,7 @@ pub fn run(
 ) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
+    let (streamed, entries) = split_streamed(ctx, entries, identities.as_ref())?;
     let sides = ctx.read_all(&entries)?;
     let planned = collect(
         sides
@@ -78,18 +91,60 @@ pub fn run(
     }
     let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
     if dry_run {
-        report(ctx, &steps, true);
+        // A plan authenticates what it would write, streamed entries too.
+        for s in &streamed {
+            s.large.decrypt_into(&s.key, None)?;
+        }
+        report(ctx, &steps, &streamed, true);
         return Ok(ExitStatus::Success);
     }
     let manifest = &ctx.settings.manifest;
     let _lock = RunLock::acquire(&manifest.path)?;
-    for s in &steps {
-        ctx.writer
-            .sweep(&manifest.server_root, &s.sides.entry.server);
+    let servers =
+        (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.large.entry));
+    for entry in servers {
+        ctx.writer.sweep(&manifest.server_root, &entry.server);
     }
-    apply(ctx, &steps)?;
-    report(ctx, &steps, false);
+    apply(ctx, &steps, &streamed)?;
+    report(ctx, &steps, &streamed, false);
     Ok(ExitStatus::Success)
+}
+
+/// Separates the entries to stream (see [`crate::sync::large`]) from the rest, and unlocks
+/// the streamed ones' data keys.
+fn split_streamed<'m>(
+    ctx: &Context,
+    entries: Vec<&'m Entry>,
+    identities: Option<&Identities>,
+) -> Result<(Vec<Streamed<'m>>, Vec<&'m Entry>), Error> {
+    let Some(identities) = identities else {
+        return Ok((Vec::new(), entries));
+    };
+    let manifest = &ctx.settings.manifest;
+    let probed = collect(
+        entries
+            .par_iter()
+            .map(|e| Ok((*e, LargeEntry::probe(manifest, e)?)))
+            .collect(),
+    )?;
+    let mut streamed = Vec::new();
+    let mut rest = Vec::new();
+    for (entry, large) in probed {
+        match large {
+            Some(large) => streamed.push(large),
+            None => rest.push(entry),
+        }
+    }
+    let streamed = collect(
+        streamed
+            .into_iter()
+            .map(|large| {
+                let key = large.unlock(identities)?;
+                Ok(Streamed { large, key })
+            })
+            .collect(),
+    )?;
+    Ok((streamed, rest))
 }
 
 /// Decides one entry's action; `Err(line)` is a refusal naming the resolving command.
@@ -133,8 +188,13 @@ fn plan<'s, 'm>(
 
 /// Writes every server file that changes (the atomic ones as one batch), fixes modes,
 /// then stores the sync records of the entries this run synced.
-fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
+fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
+    // Streamed files are decrypted into their temps (and authenticated) before any rename.
+    let pending: Vec<(Pending<'_>, [u8; 32])> = streamed
+        .iter()
+        .map(|s| stage_streamed(ctx, s))
+        .collect::<Result<_, Error>>()?;
     let writes = |s: &Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
     let in_place = |s: &Step<'_, '_>| s.sides.entry.in_place && s.sides.server.is_some();
     // The rare one-by-one cases first: mode fixes and in-place rewrites.
@@ -169,6 +229,11 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     for ((i, _), stamp) in atomic.iter().zip(ctx.writer.write_many(&jobs)?) {
         stamps[*i] = Some(stamp);
     }
+    let mut streamed_records = Vec::with_capacity(pending.len());
+    for ((pending, digest), s) in pending.into_iter().zip(streamed) {
+        let stamp = pending.commit()?;
+        streamed_records.push(RecordWrite::of_large(s.large.entry, &stamp, digest));
+    }
     // The records: the .enc as synced, and the server file as this sync left it.
     let records: Vec<RecordWrite<'_>> = steps
         .iter()
@@ -181,9 +246,32 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 s.sides.repo_digest()
             }))
         })
+        .chain(streamed_records)
         .collect();
     store_records(&ctx.writer, manifest, &records)?;
     Ok(())
+}
+
+/// Decrypts a streamed entry into a temp beside its server file; the SHA-256 of its `.enc`
+/// comes back for the record.
+fn stage_streamed<'a>(
+    ctx: &'a Context,
+    s: &'a Streamed<'_>,
+) -> Result<(Pending<'a>, [u8; 32]), Error> {
+    let job = Job {
+        base: &ctx.settings.manifest.server_root,
+        relative: &s.large.entry.server,
+        head: &[],
+        contents: &[],
+        perms: s.large.server_perms(),
+        expect: Expect::Absent,
+    };
+    let mut digest = [0u8; 32];
+    let pending = ctx.writer.stage_with(job, |file| {
+        digest = s.large.decrypt_into(&s.key, Some(file))?;
+        Ok::<(), Error>(())
+    })?;
+    Ok((pending, digest))
 }
 
 /// A mode fix, or an in-place rewrite kept recoverable by a private backup copy.
@@ -226,8 +314,8 @@ fn apply_single(ctx: &Context, step: &Step<'_, '_>) -> Result<Stamp, Error> {
     Ok(result?)
 }
 
-fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
-    let outcomes: Vec<Outcome<'_>> = steps
+fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_run: bool) {
+    let mut outcomes: Vec<Outcome<'_>> = steps
         .iter()
         .map(|step| {
             let entry = step.sides.entry;
@@ -257,5 +345,16 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             }
         })
         .collect();
+    outcomes.extend(streamed.iter().map(|s| Outcome {
+        entry: s.large.entry,
+        codec: Codec::Encrypted(Format::Binary),
+        action: Action::Create.word(),
+        state: State::ServerMissing,
+        style: Style::Added,
+        idle: false,
+        detail: format!("{} (mode {:04o})", arrow(s.large.entry), s.large.entry.mode),
+        changes: Vec::new(),
+    }));
+    outcomes.sort_by_key(|o| o.entry.line);
     super::report(&ctx.settings.printer, "decrypt", dry_run, &outcomes);
 }

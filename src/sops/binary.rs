@@ -15,7 +15,8 @@ use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError,
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
 
-const AAD: &[u8] = b"data:";
+/// The additional data of the one value: its key path.
+pub(super) const AAD: &[u8] = b"data:";
 
 /// The file as parsed: `data` borrowed from the file's bytes when it has no escapes (a
 /// large secret is not copied), the metadata as a tree.
@@ -42,16 +43,28 @@ pub fn looks_encrypted(bytes: &[u8]) -> bool {
 
 /// Decrypts a SOPS binary file and checks its MAC.
 pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
-    let doc = parse(file)?;
-    let sops = doc
-        .sops
-        .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))?;
+    let (data, sops) = parse_parts(file)?;
     let metadata = Metadata::from_tree(&sops)?;
-    let data = doc
-        .data
-        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
-    let data: &str = &data.0;
     let data_key = unlock_data_key(&metadata, identities)?;
+    let plaintext = open_data(&data, &metadata, &data_key)?;
+    Ok(Decrypted {
+        plaintext,
+        keys: Unlocked { metadata, data_key },
+    })
+}
+
+/// Decrypts a SOPS binary file whose data key is already known, and checks its MAC.
+pub fn decrypt_with_key(file: &[u8], data_key: &DataKey) -> Result<SecretBytes, SopsError> {
+    let (data, sops) = parse_parts(file)?;
+    open_data(&data, &Metadata::from_tree(&sops)?, data_key)
+}
+
+/// The plaintext of the `data` string, authenticated by its tag and the file's MAC.
+fn open_data(
+    data: &str,
+    metadata: &Metadata,
+    data_key: &DataKey,
+) -> Result<SecretBytes, SopsError> {
     let plaintext = if data.is_empty() {
         SecretBytes::default()
     } else {
@@ -63,20 +76,17 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
             return Err(SopsError::NotEncrypted { key: "data".into() });
         }
         let enc = EncValue::parse(data).map_err(value_error)?;
-        enc.open(&data_key, AAD).map_err(value_error)?
+        enc.open(data_key, AAD).map_err(value_error)?
     };
     let mut hasher = MacHasher::new(metadata.mac_only_encrypted);
     hasher.add(plaintext.expose(), !plaintext.is_empty());
     mac::verify(
         &metadata.mac,
         &metadata.lastmodified,
-        &data_key,
+        data_key,
         &hasher.finish(),
     )?;
-    Ok(Decrypted {
-        plaintext,
-        keys: Unlocked { metadata, data_key },
-    })
+    Ok(plaintext)
 }
 
 /// Encrypts raw bytes into a SOPS binary file.
@@ -103,6 +113,18 @@ pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, Sop
         .data
         .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
     Ok(emit(&data.0, metadata))
+}
+
+/// The `data` string and the `sops` tree of a binary-store file.
+pub(super) fn parse_parts(file: &[u8]) -> Result<(Cow<'_, str>, Value), SopsError> {
+    let doc = parse(file)?;
+    let sops = doc
+        .sops
+        .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))?;
+    let data = doc
+        .data
+        .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
+    Ok((data.0, sops))
 }
 
 fn parse(file: &[u8]) -> Result<Wrapper<'_>, SopsError> {

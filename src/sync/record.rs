@@ -60,12 +60,12 @@ impl Record {
         }
     }
 
-    /// The header line of the record of `enc` for a server file with this stamp;
-    /// `digest` gives the `.enc`'s SHA-256 when it is needed (a large `.enc`).
-    pub fn header(server: &Stamp, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
+    /// The header line of the record of an `.enc` of `enc_len` bytes for a server file with
+    /// this stamp; `digest` gives the `.enc`'s SHA-256 when it is needed (a large `.enc`).
+    pub fn header(server: &Stamp, enc_len: usize, digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(server.encode().as_bytes());
-        if enc.len() > RECORD_COPY_LIMIT {
+        if enc_len > RECORD_COPY_LIMIT {
             out.extend_from_slice(DIGEST_FIELD.as_bytes());
             out.extend(
                 digest()
@@ -143,8 +143,17 @@ impl<'a> RecordWrite<'a> {
     ) -> Self {
         Self {
             path: record_path(entry),
-            head: Record::header(server, enc, digest),
+            head: Record::header(server, enc.len(), digest),
             enc,
+        }
+    }
+
+    /// The record of a large `.enc` that was streamed, not read: by its SHA-256.
+    pub fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
+        Self {
+            path: record_path(entry),
+            head: Record::header(server, RECORD_COPY_LIMIT + 1, || digest),
+            enc: &[],
         }
     }
 }

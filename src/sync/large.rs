@@ -1,0 +1,129 @@
+//! Entries decrypted as a stream: a large binary `.enc` whose server file does not exist yet
+//! (a first deploy, a new server) goes from the repo file to the server's temp file chunk by
+//! chunk, without the whole secret ever in memory.
+//!
+//! Such an entry is `server-missing` without looking at its plaintext, so nothing but the
+//! write needs it. Every other state needs the plaintext to compare, and an entry in one
+//! goes through [`super::Sides`] as usual.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+
+use super::{record::sha256, Sides};
+use crate::crypto::Identities;
+use crate::error::{Error, FileError};
+use crate::format::Format;
+use crate::fs::{self, FsError};
+use crate::manifest::{Entry, Manifest};
+use crate::secret::{DataKey, SecretBytes};
+use crate::sops::binary_stream::{LargeBinary, StreamError};
+use crate::sops::{binary, SopsError};
+
+/// `.enc` files from this size are streamed (below it, reading them whole is as fast).
+pub const STREAM_FROM: u64 = 8 << 20;
+
+/// A large binary `.enc` opened for streaming, its metadata read.
+#[derive(Debug)]
+pub struct LargeEntry<'m> {
+    pub entry: &'m Entry,
+    enc: File,
+    layout: LargeBinary,
+}
+
+impl<'m> LargeEntry<'m> {
+    /// The entry as a stream, when it is one: an encrypted binary entry, no server file, and
+    /// an `.enc` of at least [`STREAM_FROM`] bytes laid out as sops writes it.
+    pub fn probe(manifest: &Manifest, entry: &'m Entry) -> Result<Option<Self>, Error> {
+        if entry.plain || entry.format.is_some_and(|f| f != Format::Binary) {
+            return Ok(None);
+        }
+        // Two stats settle most entries: a small `.enc`, or a server file that exists.
+        let large = |stamp: Option<fs::Stamp>| stamp.is_some_and(|s| s.size >= STREAM_FROM);
+        if !large(fs::stamp(&manifest.repo_root, &entry.repo)?)
+            || fs::stamp(&manifest.server_root, &entry.server)?.is_some()
+        {
+            return Ok(None);
+        }
+        let Some((enc, existing)) = fs::open(&manifest.repo_root, &entry.repo)? else {
+            return Ok(None);
+        };
+        if existing.stamp.size < STREAM_FROM {
+            return Ok(None);
+        }
+        let layout = LargeBinary::find(&enc).map_err(|e| stream_error(entry, e))?;
+        Ok(layout.map(|layout| Self { entry, enc, layout }))
+    }
+
+    /// The file's data key (a wrong key fails here, before anything is written).
+    pub fn unlock(&self, identities: &Identities) -> Result<DataKey, Error> {
+        (self.layout.unlock(identities)).map_err(|e| self.file_error(e.into()))
+    }
+
+    /// Decrypts the `.enc` into `out` and returns its SHA-256 (for the sync record). `out`
+    /// holds authentic plaintext only when this returns `Ok`. A file sops could read but
+    /// not laid out for streaming is decrypted whole instead.
+    /// Without `out` the file is only authenticated (a dry run).
+    pub fn decrypt_into(
+        &self,
+        key: &DataKey,
+        mut out: Option<&mut File>,
+    ) -> Result<[u8; 32], Error> {
+        let streamed = match out.as_deref_mut() {
+            Some(file) => self.layout.decrypt_into(&self.enc, key, file),
+            None => self.layout.decrypt_into(&self.enc, key, &mut io::sink()),
+        };
+        match streamed {
+            Err(StreamError::Layout) => self.decrypt_whole(key, out),
+            Err(StreamError::Write(e)) => {
+                Err(FsError::io(&self.entry.server_path, "write", e).into())
+            }
+            other => other.map_err(|e| stream_error(self.entry, e)),
+        }
+    }
+
+    fn decrypt_whole(&self, key: &DataKey, out: Option<&mut File>) -> Result<[u8; 32], Error> {
+        let mut bytes = Vec::new();
+        let read = (&self.enc)
+            .rewind()
+            .and_then(|()| (&self.enc).read_to_end(&mut bytes));
+        read.map_err(|e| stream_error(self.entry, StreamError::Read(e)))?;
+        let plain: SecretBytes =
+            binary::decrypt_with_key(&bytes, key).map_err(|e| self.file_error(e.into()))?;
+        if let Some(out) = out {
+            // Replaces what the stream wrote before it stopped.
+            let written = out
+                .set_len(0)
+                .and_then(|()| out.rewind())
+                .and_then(|()| out.write_all(plain.expose()));
+            written.map_err(|e| FsError::io(&self.entry.server_path, "write", e))?;
+        }
+        Ok(sha256(&bytes))
+    }
+
+    fn file_error(&self, source: FileError) -> Error {
+        Error::File {
+            path: self.entry.repo_path.clone(),
+            source,
+        }
+    }
+
+    /// The permissions the server file gets.
+    pub fn server_perms(&self) -> fs::Perms {
+        Sides::perms_for(self.entry)
+    }
+}
+
+fn stream_error(entry: &Entry, e: StreamError) -> Error {
+    match e {
+        StreamError::Sops(e) => Error::File {
+            path: entry.repo_path.clone(),
+            source: e.into(),
+        },
+        StreamError::Read(e) => FsError::io(&entry.repo_path, "read", e).into(),
+        StreamError::Write(e) => FsError::io(&entry.server_path, "write", e).into(),
+        StreamError::Layout => Error::File {
+            path: entry.repo_path.clone(),
+            source: SopsError::NotSops("its data string is not base64".into()).into(),
+        },
+    }
+}
