@@ -204,14 +204,18 @@ impl AtomicWriter {
         job: Job<'a>,
         fill: impl FnOnce(&mut File) -> Result<(), E>,
     ) -> Result<Pending<'a>, E> {
+        let missing = missing_folders(job.base, job.relative)?;
         let (dir, name, target) = self.prepare(job.base, job.relative, job.perms)?;
         let temp = temp_name(&name);
-        let mut file = create_temp(&dir, &temp, &target)?;
-        let filled = fill(&mut file).and_then(|()| {
-            settle(&file, job.perms).map_err(|e| FsError::io(&target, "write", e).into())
-        });
+        let filled = create_temp(&dir, &temp, &target)
+            .map_err(E::from)
+            .and_then(|mut file| {
+                fill(&mut file)?;
+                settle(&file, job.perms).map_err(|e| FsError::io(&target, "write", e).into())
+            });
         if let Err(e) = filled {
             let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+            remove_empty_folders(job.base, &missing);
             return Err(e);
         }
         Ok(Pending {
@@ -385,6 +389,32 @@ fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
         Ok(())
     } else {
         Err(FsError::Changed { path: target })
+    }
+}
+
+/// The folders above `base/relative` that do not exist yet, deepest first.
+fn missing_folders(base: &Path, relative: &str) -> Result<Vec<String>, FsError> {
+    let mut missing = Vec::new();
+    for folder in Path::new(relative).ancestors().skip(1) {
+        let Some(folder) = folder.to_str().filter(|f| !f.is_empty()) else {
+            break;
+        };
+        if super::stamp(base, folder)?.is_some() {
+            break;
+        }
+        missing.push(folder.to_string());
+    }
+    Ok(missing)
+}
+
+/// Removes folders a failed write created, deepest first, each only if it is empty.
+fn remove_empty_folders(base: &Path, created: &[String]) {
+    for folder in created {
+        let removed = matches!(open_parent(base, folder, None), Ok(Some((dir, name)))
+            if rfs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR).is_ok());
+        if !removed {
+            return;
+        }
     }
 }
 
