@@ -3,7 +3,9 @@
 //!
 //! A store turns `.enc` bytes into the plaintext bytes that `sops -d` prints, and plaintext
 //! back into a file that sops reads. Everything is checked in memory (every value's tag, then
-//! the MAC) before a plaintext is handed out.
+//! the MAC) before a plaintext is handed out. The one exception is [`binary_stream`], which
+//! decrypts a large binary file chunk by chunk into a temp file and checks the tag and the
+//! MAC at the end, before its caller renames anything.
 
 pub mod binary;
 pub mod binary_stream;
