@@ -50,6 +50,8 @@ pub enum FileError {
     ServerEmpty,
     #[error("is not encrypted (no sops metadata and no age header); plaintext must never be committed: restore it from git, or delete it and run `envsync encrypt` to re-create it from the server copy")]
     UnknownFormat,
+    #[error("is damaged: it holds SOPS-encrypted values but no readable sops metadata (cut short?); restore it from git (git checkout -- {path}), or re-encrypt it from the server copy")]
+    Damaged { path: String },
     #[error(
         "is a {0} file; this version of envsync reads and writes dotenv, binary and age files only"
     )]

@@ -112,7 +112,14 @@ impl<'m> Sides<'m> {
         } else if let Some(existing) = &repo {
             Codec::Encrypted(Format::detect(&existing.bytes).ok_or_else(|| Error::File {
                 path: entry.repo_path.clone(),
-                source: FileError::UnknownFormat,
+                // Encrypted values without metadata: a damaged file, not plaintext.
+                source: if memchr::memmem::find(&existing.bytes, b"ENC[AES256_GCM,").is_some() {
+                    FileError::Damaged {
+                        path: entry.repo_path.display().to_string(),
+                    }
+                } else {
+                    FileError::UnknownFormat
+                },
             })?)
         } else {
             let name = Path::new(&entry.server)
