@@ -9,7 +9,7 @@ pub mod large;
 pub mod record;
 pub mod state;
 
-pub use record::{record_path, sha256, store_records, Record, RecordWrite, RECORD_COPY_LIMIT};
+pub use record::{enc_digest, record_path, store_records, Record, RecordWrite, RECORD_COPY_LIMIT};
 
 use std::path::Path;
 
@@ -47,8 +47,8 @@ pub struct Sides<'m> {
     pub server: Option<Existing>,
     /// The `.enc` as it was at the last successful sync, if any.
     pub record: Option<Record>,
-    /// SHA-256 of the `.enc`, computed once when a record needs it.
-    repo_sha256: std::sync::OnceLock<[u8; 32]>,
+    /// The `.enc`'s digest ([`enc_digest`]), computed once when a record needs it.
+    repo_digest_once: std::sync::OnceLock<[u8; 32]>,
     pub codec: Codec,
 }
 
@@ -141,7 +141,7 @@ impl<'m> Sides<'m> {
             repo,
             server,
             record,
-            repo_sha256: std::sync::OnceLock::new(),
+            repo_digest_once: std::sync::OnceLock::new(),
             codec,
         })
     }
@@ -211,11 +211,11 @@ impl<'m> Sides<'m> {
         }
     }
 
-    /// SHA-256 of the `.enc` (of nothing, when there is none), computed once.
+    /// The `.enc`'s digest (of nothing, when there is none), computed once.
     pub fn repo_digest(&self) -> [u8; 32] {
         *self
-            .repo_sha256
-            .get_or_init(|| sha256(self.repo.as_ref().map_or(&[][..], |r| &r.bytes)))
+            .repo_digest_once
+            .get_or_init(|| enc_digest(self.repo.as_ref().map_or(&[][..], |r| &r.bytes)))
     }
 
     /// Whether a record of this entry holds the `.enc`'s digest rather than a copy.

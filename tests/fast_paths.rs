@@ -31,7 +31,7 @@ fn large_binary_secret_and_digest_record() {
     let record = fs::read(record_file(&fx, "big.bin.enc")).unwrap();
     let text = String::from_utf8(record).unwrap();
     assert!(text.starts_with("envsync-record 1 server="), "{text}");
-    assert!(text.contains(" enc-sha256="), "{text}");
+    assert!(text.contains(" enc-blake3="), "{text}");
     assert_eq!(text.lines().count(), 1, "a digest record has no body");
 
     fx.envsync(["status"]).expect(0);
@@ -53,6 +53,41 @@ fn large_binary_secret_and_digest_record() {
     fx.envsync(["encrypt"]).expect(3);
     fx.envsync(["decrypt", "--force"]).expect(0);
     assert_eq!(fs::read(fx.server_path("big.bin")).unwrap(), other);
+}
+
+/// Records written before BLAKE3 hold the `.enc`'s SHA-256 (`enc-sha256=`): still
+/// understood. With the digest of the `.enc` as it is, a server edit reads as
+/// `server-changed`; with any other digest envsync cannot tell which side moved: `conflict`.
+#[test]
+fn sha256_records_of_earlier_versions_still_count() {
+    use sha2::{Digest, Sha256};
+    let fx = Fixture::new();
+    let blob: Vec<u8> = (0..(2u32 << 20)).map(|i| (i * 13 % 256) as u8).collect();
+    fx.sops_encrypt("big.bin.enc", &blob, "binary");
+    fx.manifest(&[Fixture::entry("big.bin.enc", "big.bin")]);
+    fx.envsync(["decrypt"]).expect(0);
+    let record = record_file(&fx, "big.bin.enc");
+    let text = fs::read_to_string(&record).unwrap();
+    let (head, blake) = text.trim_end().split_once(" enc-blake3=").unwrap();
+    let enc = fs::read(fx.repo_path("big.bin.enc")).unwrap();
+    assert_eq!(blake, blake3::hash(&enc).to_hex().as_str());
+    let sha256 = |bytes: &[u8]| -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    fs::write(fx.server_path("big.bin"), b"edited on the server").unwrap();
+    for (digest, state) in [
+        (sha256(&enc), "server-changed"),
+        (sha256(b"other"), "conflict"),
+    ] {
+        fs::write(&record, format!("{head} enc-sha256={digest}\n")).unwrap();
+        let run = fx.envsync(["status", "--json"]);
+        run.expect(1);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(doc["entries"][0]["state"], state, "{}", run.stdout);
+    }
 }
 
 /// A server file rewritten with the same bytes gets a new stamp: the slow path decrypts,

@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::{key_file, Fixture, Run};
-use sha2::{Digest, Sha256};
 
 /// Where the shared large `.enc` goes in each fixture's repo, and its server file.
 const ENC: &str = "big/data.bin.enc";
@@ -241,11 +240,11 @@ fn streamed_decrypt_onto_an_empty_server() {
         .join(".envsync/records")
         .join(ENC.replace('/', "%2F"));
     let record = fs::read_to_string(&record).unwrap();
-    let digest = hex(&Sha256::digest(&big.enc));
+    let digest = hex(blake3::hash(&big.enc).as_bytes());
     assert!(
         record.starts_with("envsync-record 1 ")
-            && record.contains(&format!(" enc-sha256={digest}")),
-        "the record does not hold the .enc's SHA-256 {digest}:\n{record}"
+            && record.contains(&format!(" enc-blake3={digest}")),
+        "the record does not hold the .enc's BLAKE3 digest {digest}:\n{record}"
     );
 
     assert_eq!(status_state(&fx), ("in-sync".to_string(), true));

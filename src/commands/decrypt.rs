@@ -252,7 +252,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
     Ok(())
 }
 
-/// Decrypts a streamed entry into a temp beside its server file; the SHA-256 of its `.enc`
+/// Decrypts a streamed entry into a temp beside its server file; the digest of its `.enc`
 /// comes back for the record.
 fn stage_streamed<'a>(
     ctx: &'a Context,

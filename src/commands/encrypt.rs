@@ -20,7 +20,7 @@ use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::state::{Analysis, State};
-use crate::sync::{repo_job, sha256, store_records, Codec, RecordWrite, Sides};
+use crate::sync::{enc_digest, repo_job, store_records, Codec, RecordWrite, Sides};
 
 /// What encrypt will do to one `.enc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +194,9 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 Action::Unchanged | Action::Skip => return None,
             };
             let server = &s.sides.server.as_ref()?.stamp;
-            Some(RecordWrite::new(s.sides.entry, server, enc, || sha256(enc)))
+            Some(RecordWrite::new(s.sides.entry, server, enc, || {
+                enc_digest(enc)
+            }))
         })
         .collect();
     store_records(&ctx.writer, manifest, &records)?;

@@ -21,7 +21,7 @@ use crate::fs::{Job, RunLock};
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{repo_job, sha256, store_records, Codec, RecordWrite, Sides};
+use crate::sync::{enc_digest, repo_job, store_records, Codec, RecordWrite, Sides};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -147,7 +147,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 .filter(|r| r.same_enc(&enc.bytes, || s.sides.repo_digest()))?;
             let server = old.server.as_ref()?;
             Some(RecordWrite::new(s.sides.entry, server, contents, || {
-                sha256(contents)
+                enc_digest(contents)
             }))
         })
         .collect();

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 
-use super::{record::sha256, Sides};
+use super::{record::enc_digest, Sides};
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::format::Format;
@@ -59,7 +59,7 @@ impl<'m> LargeEntry<'m> {
         (self.layout.unlock(identities)).map_err(|e| self.file_error(e.into()))
     }
 
-    /// Decrypts the `.enc` into `out` and returns its SHA-256 (for the sync record). `out`
+    /// Decrypts the `.enc` into `out` and returns its digest (for the sync record). `out`
     /// holds authentic plaintext only when this returns `Ok`. A file sops could read but
     /// not laid out for streaming is decrypted whole instead.
     /// Without `out` the file is only authenticated (a dry run).
@@ -97,7 +97,7 @@ impl<'m> LargeEntry<'m> {
                 .and_then(|()| out.write_all(plain.expose()));
             written.map_err(|e| FsError::io(&self.entry.server_path, "write", e))?;
         }
-        Ok(sha256(&bytes))
+        Ok(enc_digest(&bytes))
     }
 
     fn file_error(&self, source: FileError) -> Error {
