@@ -10,6 +10,7 @@ use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes256;
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
+use zeroize::Zeroizing;
 
 use super::cipher::CipherError;
 use crate::secret::DataKey;
@@ -19,16 +20,24 @@ const MAX_LEN: u64 = (1 << 36) - 32;
 
 /// Decrypts one AES-256-GCM value piece by piece.
 pub struct GcmDecryptor {
-    ctr: ctr::Ctr32BE<Aes256>,
+    auth: GcmAuth,
+    keystream: Keystream,
+}
+
+/// The authenticating half: GHASH over the ciphertext, and the tag check.
+pub struct GcmAuth {
     ghash: GHash,
     /// `E(K, J0)`: what the GHASH result is masked with to give the tag.
-    tag_mask: ghash::Block,
+    tag_mask: Zeroizing<[u8; 16]>,
     /// A ciphertext block begun in one chunk and ended in the next.
     partial: [u8; 16],
     partial_len: usize,
     aad_len: u64,
     len: u64,
 }
+
+/// The deciphering half: the CTR keystream, from the counter block after `J0`.
+pub struct Keystream(ctr::Ctr32BE<Aes256>);
 
 impl GcmDecryptor {
     /// Starts a value with this key, IV (any length but empty) and additional data.
@@ -38,28 +47,26 @@ impl GcmDecryptor {
         }
         let key: &aes::cipher::Key<Aes256> = key.expose().into();
         let cipher = Aes256::new(key);
-        let mut h = ghash::Block::default();
+        let mut h = Zeroizing::new(ghash::Block::default());
         cipher.encrypt_block(&mut h);
         let ghash = GHash::new(&h);
-        let j0 = if iv.len() == 12 {
-            let mut block = ghash::Block::default();
-            block[..12].copy_from_slice(iv);
-            block[15] = 1;
-            block
+        let mut j0 = Zeroizing::new(ghash::Block::default());
+        if iv.len() == 12 {
+            j0[..12].copy_from_slice(iv);
+            j0[15] = 1;
         } else {
             let mut iv_hash = ghash.clone();
             iv_hash.update_padded(iv);
             let mut lengths = ghash::Block::default();
             lengths[8..].copy_from_slice(&(iv.len() as u64 * 8).to_be_bytes());
             iv_hash.update(&[lengths]);
-            iv_hash.finalize()
-        };
+            *j0 = iv_hash.finalize();
+        }
         // The first counter block masks the tag; the keystream starts at the next one.
         let mut ctr = ctr::Ctr32BE::<Aes256>::new(key, &j0);
-        let mut tag_mask = ghash::Block::default();
-        ctr.apply_keystream(&mut tag_mask);
-        let mut decryptor = Self {
-            ctr,
+        let mut tag_mask = Zeroizing::new([0u8; 16]);
+        ctr.apply_keystream(tag_mask.as_mut());
+        let mut auth = GcmAuth {
             ghash,
             tag_mask,
             partial: [0; 16],
@@ -67,22 +74,57 @@ impl GcmDecryptor {
             aad_len: aad.len() as u64,
             len: 0,
         };
-        decryptor.ghash.update_padded(aad);
-        Ok(decryptor)
+        auth.ghash.update_padded(aad);
+        Ok(Self {
+            auth,
+            keystream: Keystream(ctr),
+        })
     }
 
     /// Deciphers the next chunk in place (unauthenticated until [`Self::finish`]).
     pub fn decrypt(&mut self, chunk: &mut [u8]) {
-        self.len = self.len.saturating_add(chunk.len() as u64);
-        if self.len > MAX_LEN {
-            // Past GCM's limit the counter would wrap: `finish` refuses the value.
-            return;
-        }
-        self.hash(chunk);
-        self.ctr.apply_keystream(chunk);
+        self.auth.absorb(chunk);
+        self.keystream.apply(chunk);
     }
 
     /// Checks the tag over everything deciphered; only then is the plaintext authentic.
+    pub fn finish(self, tag: &[u8; 16]) -> Result<(), CipherError> {
+        self.auth.finish(tag)
+    }
+
+    /// The two halves, for two threads: every chunk goes through [`GcmAuth::absorb`] and
+    /// then, in the same order, through [`Keystream::apply`].
+    pub fn split(self) -> (GcmAuth, Keystream) {
+        (self.auth, self.keystream)
+    }
+}
+
+impl GcmAuth {
+    /// Hashes the next chunk of ciphertext.
+    pub fn absorb(&mut self, mut data: &[u8]) {
+        self.len = self.len.saturating_add(data.len() as u64);
+        if self.len > MAX_LEN {
+            // Past GCM's limit the keystream would run out: `finish` refuses the value.
+            return;
+        }
+        if self.partial_len > 0 {
+            let take = (16 - self.partial_len).min(data.len());
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&data[..take]);
+            self.partial_len += take;
+            data = &data[take..];
+            if self.partial_len < 16 {
+                return;
+            }
+            self.ghash.update(&[ghash::Block::from(self.partial)]);
+            self.partial_len = 0;
+        }
+        let (blocks, tail) = ghash::Block::slice_as_chunks(data);
+        self.ghash.update(blocks);
+        self.partial[..tail.len()].copy_from_slice(tail);
+        self.partial_len = tail.len();
+    }
+
+    /// Checks the tag over everything absorbed.
     pub fn finish(mut self, tag: &[u8; 16]) -> Result<(), CipherError> {
         if self.len > MAX_LEN {
             return Err(CipherError::Authentication);
@@ -103,24 +145,13 @@ impl GcmDecryptor {
             .verify(&expected)
             .map_err(|_| CipherError::Authentication)
     }
+}
 
-    /// GHASH over ciphertext, carrying a partial block between chunks.
-    fn hash(&mut self, mut data: &[u8]) {
-        if self.partial_len > 0 {
-            let take = (16 - self.partial_len).min(data.len());
-            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&data[..take]);
-            self.partial_len += take;
-            data = &data[take..];
-            if self.partial_len < 16 {
-                return;
-            }
-            self.ghash.update(&[ghash::Block::from(self.partial)]);
-            self.partial_len = 0;
-        }
-        let (blocks, tail) = ghash::Block::slice_as_chunks(data);
-        self.ghash.update(blocks);
-        self.partial[..tail.len()].copy_from_slice(tail);
-        self.partial_len = tail.len();
+impl Keystream {
+    /// Deciphers the next chunk in place. Past GCM's limit it leaves the chunk as it is (the
+    /// tag check then fails) rather than panic.
+    pub fn apply(&mut self, chunk: &mut [u8]) {
+        let _ = self.0.try_apply_keystream(chunk);
     }
 }
 
@@ -182,6 +213,89 @@ mod tests {
         enc.tag = tag.into();
         let got = decrypt_in_chunks(&key, &enc, b"K:", &[5]).unwrap();
         assert_eq!(got, b"value of twelve");
+    }
+
+    #[test]
+    fn every_iv_length_matches_aes_gcm() {
+        use aes_gcm::aead::consts::{U16, U64, U8};
+        use aes_gcm::aead::{AeadInOut, KeyInit as _};
+        let key = DataKey::generate();
+        let plain: Vec<u8> = (0..777u32).map(|i| (i % 253) as u8).collect();
+        macro_rules! check {
+            ($n:ty, $len:expr) => {{
+                let cipher = aes_gcm::AesGcm::<Aes256, $n>::new(key.expose().into());
+                let iv = [0x5Au8; $len];
+                let mut data = plain.clone();
+                let tag = cipher
+                    .encrypt_inout_detached(&iv.into(), b"A:", data.as_mut_slice().into())
+                    .unwrap();
+                let enc = EncValue {
+                    data,
+                    iv: iv.to_vec(),
+                    tag: tag.into(),
+                    ty: ValueType::Str,
+                };
+                let got = decrypt_in_chunks(&key, &enc, b"A:", &[100]).unwrap();
+                assert_eq!(got, plain, "IV of {} bytes", $len);
+            }};
+        }
+        check!(U8, 8);
+        check!(U16, 16);
+        check!(U64, 64);
+    }
+
+    /// A 20-byte IV (no aes-gcm instance of that size here) still opens through `EncValue`,
+    /// and a wrong tag still fails.
+    #[test]
+    fn odd_iv_lengths_open_through_the_value_cipher() {
+        let key = DataKey::generate();
+        let mut enc = EncValue::encrypt(&key, b"x", b"K:", ValueType::Str);
+        enc.iv = vec![3u8; 20];
+        // Encrypted by hand: CTR is its own inverse, and the tag is GHASH of the ciphertext.
+        let mut data = b"twenty-byte iv value".to_vec();
+        let (mut auth, mut keystream) = GcmDecryptor::new(&key, &enc.iv, b"K:").unwrap().split();
+        keystream.apply(&mut data);
+        auth.absorb(&data);
+        enc.data = data;
+        enc.tag = tag_of(auth);
+        assert_eq!(
+            enc.decrypt(&key, b"K:").unwrap().expose(),
+            b"twenty-byte iv value"
+        );
+        enc.tag[3] ^= 1;
+        assert_eq!(enc.decrypt(&key, b"K:"), Err(CipherError::Authentication));
+    }
+
+    /// The tag `finish` expects, for building test values.
+    fn tag_of(auth: GcmAuth) -> [u8; 16] {
+        let mut auth = auth;
+        if auth.partial_len > 0 {
+            auth.ghash.update_padded(&auth.partial[..auth.partial_len]);
+        }
+        let mut lengths = ghash::Block::default();
+        lengths[..8].copy_from_slice(&(auth.aad_len * 8).to_be_bytes());
+        lengths[8..].copy_from_slice(&(auth.len * 8).to_be_bytes());
+        auth.ghash.update(&[lengths]);
+        let mut tag: [u8; 16] = auth.ghash.finalize().into();
+        for (t, m) in tag.iter_mut().zip(auth.tag_mask.iter()) {
+            *t ^= m;
+        }
+        tag
+    }
+
+    #[test]
+    fn split_halves_match_the_whole() {
+        let key = DataKey::generate();
+        let plain = vec![0x42u8; 5000];
+        let enc = EncValue::encrypt(&key, &plain, b"data:", ValueType::Str);
+        let (mut auth, mut keystream) = GcmDecryptor::new(&key, &enc.iv, b"data:").unwrap().split();
+        let mut data = enc.data.clone();
+        for chunk in data.chunks_mut(1001) {
+            auth.absorb(chunk);
+            keystream.apply(chunk);
+        }
+        auth.finish(&enc.tag).unwrap();
+        assert_eq!(data, plain);
     }
 
     #[test]
