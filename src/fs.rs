@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
 mod writer;
-pub use writer::{AtomicWriter, Expect, Job, Pending};
+pub use writer::{AtomicWriter, Expect, Job};
 
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
 pub(crate) const TEMP_PREFIX: &str = ".envsync.";

@@ -3,7 +3,9 @@
 //! them, and deciding from the three which side changed ([`state`]).
 //!
 //! Commands load every selected entry through here (in parallel) before they plan or write
-//! anything, so a bad file anywhere stops a run before its first write.
+//! anything, so a bad file anywhere stops a run before its first write. The one other way in
+//! is [`large`]: a large binary `.enc` going onto a new server file, decrypted as a stream in
+//! the same step.
 
 pub mod large;
 pub mod record;

@@ -265,10 +265,12 @@ fn streamed_decrypt_onto_an_empty_server() {
     assert_plain(&fx, "after the second decrypt");
 }
 
-/// The decrypt really streams: traced with strace, envsync never reads the `.enc` nor writes
-/// the plaintext in one call; the plaintext goes out in pieces (and comes out exact).
+/// The decrypt really streams, and authenticates before it writes: traced with strace,
+/// envsync never reads the `.enc` in one call (the stream reads it with `pread64`), and no
+/// plaintext is written before the last piece of it has been read, that is before the tag
+/// and the MAC could be checked. The output is exact.
 #[test]
-fn large_file_is_decrypted_in_pieces() {
+fn large_file_is_read_in_pieces_and_written_after_authentication() {
     let big = big();
     let fx = fixture_with(&big.enc, "");
     let log = fx.dir.path().join("strace.log");
@@ -298,8 +300,12 @@ fn large_file_is_decrypted_in_pieces() {
 
     // `pid name(args) = n`, or a call split by another thread: `<... name resumed>)   = n`.
     let trace = fs::read_to_string(&log).unwrap();
-    let (mut largest_read, mut largest_write, mut written) = (0u64, 0u64, 0u64);
-    for line in trace.lines() {
+    let (mut largest_read, mut written) = (0u64, 0u64);
+    let (mut last_pread, mut first_big_write) = (None, None);
+    for (i, line) in trace.lines().enumerate() {
+        if line.contains("pread64") {
+            last_pread = Some(i);
+        }
         let Some((_, result)) = line.rsplit_once(" = ") else {
             continue;
         };
@@ -319,18 +325,27 @@ fn large_file_is_decrypted_in_pieces() {
         if name.contains("read") {
             largest_read = largest_read.max(n);
         } else if name.contains("write") {
-            largest_write = largest_write.max(n);
             written += n;
+            // Plaintext goes out in large writes; messages and records are small.
+            if n >= 1 << 16 && first_big_write.is_none() {
+                first_big_write = Some(i);
+            }
         }
     }
+    let (Some(last_pread), Some(first_big_write)) = (last_pread, first_big_write) else {
+        panic!(
+            "no pread64 or no large write in the trace:\n{}",
+            &trace[..trace.len().min(4000)]
+        );
+    };
+    assert!(
+        first_big_write > last_pread,
+        "a write (trace line {first_big_write}) came before the .enc was read to its end (line {last_pread})"
+    );
     assert!(
         written >= PLAIN_LEN as u64,
         "the trace shows {written} bytes written, less than the plaintext ({PLAIN_LEN}):\n{}",
         &trace[..trace.len().min(4000)]
-    );
-    assert!(
-        largest_write <= (PLAIN_LEN / 4) as u64,
-        "the plaintext was written in one piece of {largest_write} bytes, not streamed"
     );
     assert!(
         largest_read <= (big.enc.len() / 4) as u64,
@@ -523,6 +538,46 @@ fn wrong_key_writes_nothing() {
     // The dry run refuses it too.
     let run = fx.envsync(["decrypt", "--dry-run"]);
     assert_refused(&fx, &run, "wrong key, dry run");
+}
+
+/// Padding inside the base64 (the first 1 MiB of characters encoding 786,430 bytes and ending
+/// in `==`, the rest encoded after it): the same bytes, so tag and MAC would pass, but sops
+/// refuses such base64, and so does envsync, streamed or not.
+#[test]
+fn padding_inside_the_base64_is_refused() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let big = big();
+    let (start, end) = base64_range(&big.enc);
+    let cipher = B64.decode(&big.enc[start..end]).unwrap();
+    let first = (1 << 20) / 4 * 3 - 2;
+    let mut text = B64.encode(&cipher[..first]);
+    assert!(text.ends_with("==") && text.len() == 1 << 20);
+    text.push_str(&B64.encode(&cipher[first..]));
+    let enc = tampered(|e| {
+        e.splice(start..end, text.into_bytes());
+    });
+    let sops_reads = |enc: &[u8]| {
+        let fx = fixture_with(enc, "");
+        let out = Command::new(common::sops())
+            .args([
+                "decrypt",
+                "--input-type",
+                "binary",
+                "--output-type",
+                "binary",
+            ])
+            .arg(fx.repo_path(ENC))
+            .env("SOPS_AGE_KEY_FILE", key_file(1))
+            .output()
+            .unwrap();
+        out.status.success() && out.stdout == big.plain
+    };
+    assert!(sops_reads(&big.enc), "sops cannot read the untouched file");
+    assert!(!sops_reads(&enc), "sops reads the padded base64");
+    let fx = fixture_with(&enc, "");
+    let run = fx.envsync(["decrypt"]);
+    assert_refused(&fx, &run, "padding inside the base64");
 }
 
 // ---------------------------------------------------------------------------------------------

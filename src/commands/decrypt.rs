@@ -6,8 +6,9 @@
 //! when the whole plan is clean is anything written: each file through the atomic writer (or
 //! in place for `write = "in-place"`), then its sync record.
 //!
-//! A large binary `.enc` with no server file yet is the exception ([`crate::sync::large`]):
-//! it is streamed into its temp file, and authenticated there, before anything is renamed.
+//! A large binary `.enc` with no server file yet is decrypted as a stream from its file
+//! ([`crate::sync::large`]) instead of being read whole first; it is authenticated in the
+//! same step as every other entry, and written in the same batch.
 
 use rayon::prelude::*;
 
@@ -18,10 +19,10 @@ use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format::Format;
 use crate::fs::{self, RunLock};
-use crate::fs::{Expect, Job, Pending, Perms, Stamp};
+use crate::fs::{Expect, Job, Perms, Stamp};
 use crate::manifest::Entry;
 use crate::output::Style;
-use crate::secret::{DataKey, SecretBytes};
+use crate::secret::SecretBytes;
 use crate::sync::large::LargeEntry;
 use crate::sync::state::{Analysis, State};
 use crate::sync::{backup_path, store_records, Codec, RecordWrite, Sides, STATE_PERMS};
@@ -56,10 +57,12 @@ struct Step<'s, 'm> {
     action: Action,
 }
 
-/// A streamed entry (always a `create`), with its data key.
+/// A streamed entry (always a `create`), decrypted and authenticated.
 struct Streamed<'m> {
-    large: LargeEntry<'m>,
-    key: DataKey,
+    entry: &'m Entry,
+    plaintext: SecretBytes,
+    /// The digest of its `.enc`, for the sync record.
+    digest: [u8; 32],
 }
 
 impl Step<'_, '_> {
@@ -76,14 +79,23 @@ pub fn run(
 ) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
-    let (streamed, entries) = split_streamed(ctx, entries, identities.as_ref())?;
+    let (large, entries) = split_large(ctx, entries, identities.as_ref())?;
     let sides = ctx.read_all(&entries)?;
-    let planned = collect(
-        sides
-            .par_iter()
-            .map(|s| plan(s, identities.as_ref(), force))
-            .collect(),
-    )?;
+    let planned = sides
+        .par_iter()
+        .map(|s| plan(s, identities.as_ref(), force))
+        .collect();
+    // One after the other: each streamed entry keeps both cores busy on its own.
+    let streamed = match identities.as_ref() {
+        Some(ids) => large.iter().map(|l| open_streamed(l, ids)).collect(),
+        None => Vec::new(),
+    };
+    // Every entry's errors are reported together.
+    let (planned, streamed) = match (collect(planned), collect(streamed)) {
+        (Ok(planned), Ok(streamed)) => (planned, streamed),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+        (Err(a), Err(b)) => return Err(Error::Several(vec![a, b])),
+    };
     let (steps, refusals): (Vec<_>, Vec<_>) = planned.into_iter().partition(Result::is_ok);
     let refusals: Vec<String> = refusals.into_iter().filter_map(Result::err).collect();
     if !refusals.is_empty() {
@@ -91,17 +103,12 @@ pub fn run(
     }
     let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
     if dry_run {
-        // A plan authenticates what it would write, streamed entries too.
-        for s in &streamed {
-            s.large.decrypt_into(&s.key, None)?;
-        }
         report(ctx, &steps, &streamed, true);
         return Ok(ExitStatus::Success);
     }
     let manifest = &ctx.settings.manifest;
     let _lock = RunLock::acquire(&manifest.path)?;
-    let servers =
-        (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.large.entry));
+    let servers = (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.entry));
     for entry in servers {
         ctx.writer.sweep(&manifest.server_root, &entry.server);
     }
@@ -110,16 +117,16 @@ pub fn run(
     Ok(ExitStatus::Success)
 }
 
-/// Separates the entries to stream (see [`crate::sync::large`]) from the rest, and unlocks
-/// the streamed ones' data keys.
-fn split_streamed<'m>(
+/// Separates the entries to stream (see [`crate::sync::large`]) from the rest.
+fn split_large<'m>(
     ctx: &Context,
     entries: Vec<&'m Entry>,
     identities: Option<&Identities>,
-) -> Result<(Vec<Streamed<'m>>, Vec<&'m Entry>), Error> {
-    let Some(identities) = identities else {
+) -> Result<(Vec<LargeEntry<'m>>, Vec<&'m Entry>), Error> {
+    // Without identities nothing can be decrypted, streamed or not.
+    if identities.is_none() {
         return Ok((Vec::new(), entries));
-    };
+    }
     let manifest = &ctx.settings.manifest;
     let probed = collect(
         entries
@@ -127,24 +134,29 @@ fn split_streamed<'m>(
             .map(|e| Ok((*e, LargeEntry::probe(manifest, e)?)))
             .collect(),
     )?;
-    let mut streamed = Vec::new();
+    let mut large = Vec::new();
     let mut rest = Vec::new();
-    for (entry, large) in probed {
-        match large {
-            Some(large) => streamed.push(large),
+    for (entry, probed) in probed {
+        match probed {
+            Some(l) => large.push(l),
             None => rest.push(entry),
         }
     }
-    let streamed = collect(
-        streamed
-            .into_iter()
-            .map(|large| {
-                let key = large.unlock(identities)?;
-                Ok(Streamed { large, key })
-            })
-            .collect(),
-    )?;
-    Ok((streamed, rest))
+    Ok((large, rest))
+}
+
+/// Decrypts and authenticates a streamed entry.
+fn open_streamed<'m>(
+    large: &LargeEntry<'m>,
+    identities: &Identities,
+) -> Result<Streamed<'m>, Error> {
+    let key = large.unlock(identities)?;
+    let (plaintext, digest) = large.decrypt(&key)?;
+    Ok(Streamed {
+        entry: large.entry,
+        plaintext,
+        digest,
+    })
 }
 
 /// Decides one entry's action; `Err(line)` is a refusal naming the resolving command.
@@ -190,11 +202,6 @@ fn plan<'s, 'm>(
 /// then stores the sync records of the entries this run synced.
 fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    // Streamed files are decrypted into their temps (and authenticated) before any rename.
-    let pending: Vec<(Pending<'_>, [u8; 32])> = streamed
-        .iter()
-        .map(|s| stage_streamed(ctx, s))
-        .collect::<Result<_, Error>>()?;
     let writes = |s: &Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
     let in_place = |s: &Step<'_, '_>| s.sides.entry.in_place && s.sides.server.is_some();
     // The rare one-by-one cases first: mode fixes and in-place rewrites.
@@ -225,15 +232,25 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
             Some((i, job))
         })
         .collect();
-    let jobs: Vec<Job<'_>> = atomic.iter().map(|(_, j)| *j).collect();
-    for ((i, _), stamp) in atomic.iter().zip(ctx.writer.write_many(&jobs)?) {
+    // Streamed entries are new files in the same batch.
+    let streamed_jobs = streamed.iter().map(|s| Job {
+        base: &manifest.server_root,
+        relative: &s.entry.server,
+        head: &[],
+        contents: s.plaintext.expose(),
+        perms: Sides::perms_for(s.entry),
+        expect: Expect::Absent,
+    });
+    let jobs: Vec<Job<'_>> = (atomic.iter().map(|(_, j)| *j))
+        .chain(streamed_jobs)
+        .collect();
+    let mut written = ctx.writer.write_many(&jobs)?.into_iter();
+    for ((i, _), stamp) in atomic.iter().zip(written.by_ref()) {
         stamps[*i] = Some(stamp);
     }
-    let mut streamed_records = Vec::with_capacity(pending.len());
-    for ((pending, digest), s) in pending.into_iter().zip(streamed) {
-        let stamp = pending.commit()?;
-        streamed_records.push(RecordWrite::of_large(s.large.entry, &stamp, digest));
-    }
+    let streamed_records: Vec<RecordWrite<'_>> = (streamed.iter().zip(written))
+        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest))
+        .collect();
     // The records: the .enc as synced, and the server file as this sync left it.
     let records: Vec<RecordWrite<'_>> = steps
         .iter()
@@ -250,28 +267,6 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
         .collect();
     store_records(&ctx.writer, manifest, &records)?;
     Ok(())
-}
-
-/// Decrypts a streamed entry into a temp beside its server file; the digest of its `.enc`
-/// comes back for the record.
-fn stage_streamed<'a>(
-    ctx: &'a Context,
-    s: &'a Streamed<'_>,
-) -> Result<(Pending<'a>, [u8; 32]), Error> {
-    let job = Job {
-        base: &ctx.settings.manifest.server_root,
-        relative: &s.large.entry.server,
-        head: &[],
-        contents: &[],
-        perms: s.large.server_perms(),
-        expect: Expect::Absent,
-    };
-    let mut digest = [0u8; 32];
-    let pending = ctx.writer.stage_with(job, |file| {
-        digest = s.large.decrypt_into(&s.key, Some(file))?;
-        Ok::<(), Error>(())
-    })?;
-    Ok((pending, digest))
 }
 
 /// A mode fix, or an in-place rewrite kept recoverable by a private backup copy.
@@ -346,13 +341,13 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_
         })
         .collect();
     outcomes.extend(streamed.iter().map(|s| Outcome {
-        entry: s.large.entry,
+        entry: s.entry,
         codec: Codec::Encrypted(Format::Binary),
         action: Action::Create.word(),
         state: State::ServerMissing,
         style: Style::Added,
         idle: false,
-        detail: format!("{} (mode {:04o})", arrow(s.large.entry), s.large.entry.mode),
+        detail: format!("{} (mode {:04o})", arrow(s.entry), s.entry.mode),
         changes: Vec::new(),
     }));
     outcomes.sort_by_key(|o| o.entry.line);

@@ -1,15 +1,16 @@
 //! Entries decrypted as a stream: a large binary `.enc` whose server file does not exist yet
-//! (a first deploy, a new server) goes from the repo file to the server's temp file chunk by
-//! chunk, without the whole secret ever in memory.
+//! (a first deploy, a new server) is decrypted from the repo file chunk by chunk
+//! ([`crate::sops::binary_stream`]) instead of being read whole first: an 89 MB `.enc` for a
+//! 64 MiB secret never sits in memory beside its plaintext.
 //!
-//! Such an entry is `server-missing` without looking at its plaintext, so nothing but the
-//! write needs it. Every other state needs the plaintext to compare, and an entry in one
-//! goes through [`super::Sides`] as usual.
+//! Such an entry is `server-missing` whatever its plaintext, so nothing but the write needs
+//! the rest of [`super::Sides`]; in every other state the plaintext is compared with the
+//! server's, and the entry goes through [`super::Sides`] as usual.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{Read, Seek};
 
-use super::{record::enc_digest, Sides};
+use super::record::enc_digest;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::format::Format;
@@ -59,45 +60,23 @@ impl<'m> LargeEntry<'m> {
         (self.layout.unlock(identities)).map_err(|e| self.file_error(e.into()))
     }
 
-    /// Decrypts the `.enc` into `out` and returns its digest (for the sync record). `out`
-    /// holds authentic plaintext only when this returns `Ok`. A file sops could read but
-    /// not laid out for streaming is decrypted whole instead.
-    /// Without `out` the file is only authenticated (a dry run).
-    pub fn decrypt_into(
-        &self,
-        key: &DataKey,
-        mut out: Option<&mut File>,
-    ) -> Result<[u8; 32], Error> {
-        let streamed = match out.as_deref_mut() {
-            Some(file) => self.layout.decrypt_into(&self.enc, key, file),
-            None => self.layout.decrypt_into(&self.enc, key, &mut io::sink()),
-        };
-        match streamed {
-            Err(StreamError::Layout) => self.decrypt_whole(key, out),
-            Err(StreamError::Write(e)) => {
-                Err(FsError::io(&self.entry.server_path, "write", e).into())
-            }
+    /// Decrypts and authenticates the `.enc`: its plaintext, and its digest for the sync
+    /// record. A file sops could read but not laid out for streaming is read whole instead.
+    pub fn decrypt(&self, key: &DataKey) -> Result<(SecretBytes, [u8; 32]), Error> {
+        match self.layout.decrypt(&self.enc, key) {
+            Err(StreamError::Layout) => self.decrypt_whole(key),
             other => other.map_err(|e| stream_error(self.entry, e)),
         }
     }
 
-    fn decrypt_whole(&self, key: &DataKey, out: Option<&mut File>) -> Result<[u8; 32], Error> {
+    fn decrypt_whole(&self, key: &DataKey) -> Result<(SecretBytes, [u8; 32]), Error> {
         let mut bytes = Vec::new();
         let read = (&self.enc)
             .rewind()
             .and_then(|()| (&self.enc).read_to_end(&mut bytes));
         read.map_err(|e| stream_error(self.entry, StreamError::Read(e)))?;
-        let plain: SecretBytes =
-            binary::decrypt_with_key(&bytes, key).map_err(|e| self.file_error(e.into()))?;
-        if let Some(out) = out {
-            // Replaces what the stream wrote before it stopped.
-            let written = out
-                .set_len(0)
-                .and_then(|()| out.rewind())
-                .and_then(|()| out.write_all(plain.expose()));
-            written.map_err(|e| FsError::io(&self.entry.server_path, "write", e))?;
-        }
-        Ok(enc_digest(&bytes))
+        let plain = binary::decrypt_with_key(&bytes, key).map_err(|e| self.file_error(e.into()))?;
+        Ok((plain, enc_digest(&bytes)))
     }
 
     fn file_error(&self, source: FileError) -> Error {
@@ -105,11 +84,6 @@ impl<'m> LargeEntry<'m> {
             path: self.entry.repo_path.clone(),
             source,
         }
-    }
-
-    /// The permissions the server file gets.
-    pub fn server_perms(&self) -> fs::Perms {
-        Sides::perms_for(self.entry)
     }
 }
 
@@ -120,7 +94,6 @@ fn stream_error(entry: &Entry, e: StreamError) -> Error {
             source: e.into(),
         },
         StreamError::Read(e) => FsError::io(&entry.repo_path, "read", e).into(),
-        StreamError::Write(e) => FsError::io(&entry.server_path, "write", e).into(),
         StreamError::Layout => Error::File {
             path: entry.repo_path.clone(),
             source: SopsError::NotSops("its data string is not base64".into()).into(),

@@ -69,7 +69,7 @@ impl Record {
     }
 
     /// The header line of the record of an `.enc` of `enc_len` bytes for a server file with
-    /// this stamp; `digest` gives the `.enc`'s SHA-256 when it is needed (a large `.enc`).
+    /// this stamp; `digest` gives the `.enc`'s digest when it is needed (a large `.enc`).
     pub fn header(server: &Stamp, enc_len: usize, digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(server.encode().as_bytes());
@@ -83,6 +83,12 @@ impl Record {
         }
         out.push(b'\n');
         out
+    }
+
+    /// Whether the record was written by an earlier version (a SHA-256 digest): a sync
+    /// rewrites it, so that later runs digest the `.enc` with BLAKE3 only.
+    pub fn is_legacy(&self) -> bool {
+        matches!(self.enc, RecordedEnc::Sha256(_))
     }
 
     /// What follows the header: the `.enc` itself, unless it is recorded by its digest.
@@ -146,7 +152,7 @@ pub struct RecordWrite<'a> {
 
 impl<'a> RecordWrite<'a> {
     /// The record of `enc` for `entry`, whose server file now has the stamp `server`;
-    /// `digest` gives the `.enc`'s SHA-256 when the record holds a digest.
+    /// `digest` gives the `.enc`'s digest when the record holds one.
     pub fn new(
         entry: &Entry,
         server: &Stamp,
@@ -164,7 +170,8 @@ impl<'a> RecordWrite<'a> {
     pub fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
         Self {
             path: record_path(entry),
-            head: Record::header(server, RECORD_COPY_LIMIT + 1, || digest),
+            // Streamed files are far over the copy limit: the header holds the digest.
+            head: Record::header(server, usize::MAX, || digest),
             enc: &[],
         }
     }

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::Sides;
+use super::{Record, Sides};
 use crate::crypto::Identities;
 use crate::error::Error;
 use crate::format::Opened;
@@ -85,7 +85,7 @@ impl Sides<'_> {
                 state: State::InSync,
                 repo: None,
                 server: None,
-                record_stale: false,
+                record_stale: self.record.as_ref().is_some_and(Record::is_legacy),
             });
         }
         let record_stale = true;
