@@ -129,13 +129,7 @@ impl GcmAuth {
         if self.len > MAX_LEN {
             return Err(CipherError::Authentication);
         }
-        if self.partial_len > 0 {
-            self.ghash.update_padded(&self.partial[..self.partial_len]);
-        }
-        let mut lengths = ghash::Block::default();
-        lengths[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
-        lengths[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
-        self.ghash.update(&[lengths]);
+        self.close();
         let mut expected = ghash::Block::from(*tag);
         for (e, m) in expected.iter_mut().zip(self.tag_mask.iter()) {
             *e ^= m;
@@ -144,6 +138,17 @@ impl GcmAuth {
         self.ghash
             .verify(&expected)
             .map_err(|_| CipherError::Authentication)
+    }
+
+    /// Ends the GHASH input: the last partial block, then the lengths block.
+    fn close(&mut self) {
+        if self.partial_len > 0 {
+            self.ghash.update_padded(&self.partial[..self.partial_len]);
+        }
+        let mut lengths = ghash::Block::default();
+        lengths[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
+        lengths[8..].copy_from_slice(&(self.len * 8).to_be_bytes());
+        self.ghash.update(&[lengths]);
     }
 }
 
@@ -267,15 +272,8 @@ mod tests {
     }
 
     /// The tag `finish` expects, for building test values.
-    fn tag_of(auth: GcmAuth) -> [u8; 16] {
-        let mut auth = auth;
-        if auth.partial_len > 0 {
-            auth.ghash.update_padded(&auth.partial[..auth.partial_len]);
-        }
-        let mut lengths = ghash::Block::default();
-        lengths[..8].copy_from_slice(&(auth.aad_len * 8).to_be_bytes());
-        lengths[8..].copy_from_slice(&(auth.len * 8).to_be_bytes());
-        auth.ghash.update(&[lengths]);
+    fn tag_of(mut auth: GcmAuth) -> [u8; 16] {
+        auth.close();
         let mut tag: [u8; 16] = auth.ghash.finalize().into();
         for (t, m) in tag.iter_mut().zip(auth.tag_mask.iter()) {
             *t ^= m;
