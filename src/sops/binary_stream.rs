@@ -13,8 +13,9 @@
 //! ```
 //!
 //! (SHA-512 over the plaintext is the longest single job, about 75 ms for 64 MiB here; the
-//! first touch of the buffer's fresh pages, on the worker, costs about 50.) As everywhere else, the plaintext is handed out only after the GCM
-//! tag and the MAC have been checked, and nothing reaches the disk before.
+//! first touch of the buffer's fresh pages, on the worker, costs about 50.) As everywhere
+//! else, the plaintext is handed out only after the GCM tag and the MAC have been checked, and
+//! nothing reaches the disk before.
 //!
 //! When every byte of the range is base64 the file is the JSON document the in-memory store
 //! parses, so both read the same values. A JSON escape (`\/`, which sops never writes but a
