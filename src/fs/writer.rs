@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -350,30 +350,9 @@ fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
 /// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
 fn fill(file: &mut File, contents: &[&[u8]], perms: Perms) -> io::Result<()> {
     for part in contents {
-        write_part(file, part)?;
+        file.write_all(part)?;
     }
     settle(file, perms)
-}
-
-/// Writes `bytes` at the file's position; a large secret in two halves from two threads
-/// (`pwrite`), since filling the page cache is CPU work: about 23 ms for 64 MiB on one core
-/// here.
-fn write_part(file: &mut File, bytes: &[u8]) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
-    use std::os::unix::fs::FileExt;
-    const PARALLEL_FROM: usize = 16 << 20;
-    if bytes.len() < PARALLEL_FROM {
-        return file.write_all(bytes);
-    }
-    let at = file.stream_position()?;
-    let (first, second) = bytes.split_at(bytes.len() / 2);
-    let file_ref = &*file;
-    let (a, b) = rayon::join(
-        || file_ref.write_all_at(first, at),
-        || file_ref.write_all_at(second, at + first.len() as u64),
-    );
-    a.and(b)?;
-    file.seek(SeekFrom::Current(bytes.len() as i64)).map(drop)
 }
 
 /// Sets owner then mode of a written temp, and fsyncs it.

@@ -3,8 +3,8 @@
 //! The construction is the one `aes-gcm` implements (NIST SP 800-38D, any IV length), split
 //! so that a ciphertext can flow through it chunk by chunk: each chunk is hashed (GHASH over
 //! the ciphertext) and then deciphered (CTR). The plaintext handed back is **not
-//! authenticated** until [`GcmDecryptor::finish`] accepts the tag: a caller may only put it
-//! where it can be thrown away (a private temp file) until then.
+//! authenticated** until [`GcmDecryptor::finish`] accepts the tag: a caller keeps it in
+//! memory, and writes nothing of it, until then.
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes256;
@@ -25,7 +25,7 @@ pub struct GcmDecryptor {
 }
 
 /// The authenticating half: GHASH over the ciphertext, and the tag check.
-pub struct GcmAuth {
+struct GcmAuth {
     ghash: GHash,
     /// `E(K, J0)`: what the GHASH result is masked with to give the tag.
     tag_mask: Zeroizing<[u8; 16]>,
@@ -37,7 +37,7 @@ pub struct GcmAuth {
 }
 
 /// The deciphering half: the CTR keystream, from the counter block after `J0`.
-pub struct Keystream(ctr::Ctr32BE<Aes256>);
+struct Keystream(ctr::Ctr32BE<Aes256>);
 
 impl GcmDecryptor {
     /// Starts a value with this key, IV (any length but empty) and additional data.
@@ -91,17 +91,11 @@ impl GcmDecryptor {
     pub fn finish(self, tag: &[u8; 16]) -> Result<(), CipherError> {
         self.auth.finish(tag)
     }
-
-    /// The two halves, for two threads: every chunk goes through [`GcmAuth::absorb`] and
-    /// then, in the same order, through [`Keystream::apply`].
-    pub fn split(self) -> (GcmAuth, Keystream) {
-        (self.auth, self.keystream)
-    }
 }
 
 impl GcmAuth {
     /// Hashes the next chunk of ciphertext.
-    pub fn absorb(&mut self, mut data: &[u8]) {
+    fn absorb(&mut self, mut data: &[u8]) {
         self.len = self.len.saturating_add(data.len() as u64);
         if self.len > MAX_LEN {
             // Past GCM's limit the keystream would run out: `finish` refuses the value.
@@ -125,7 +119,7 @@ impl GcmAuth {
     }
 
     /// Checks the tag over everything absorbed.
-    pub fn finish(mut self, tag: &[u8; 16]) -> Result<(), CipherError> {
+    fn finish(mut self, tag: &[u8; 16]) -> Result<(), CipherError> {
         if self.len > MAX_LEN {
             return Err(CipherError::Authentication);
         }
@@ -155,7 +149,7 @@ impl GcmAuth {
 impl Keystream {
     /// Deciphers the next chunk in place. Past GCM's limit it leaves the chunk as it is (the
     /// tag check then fails) rather than panic.
-    pub fn apply(&mut self, chunk: &mut [u8]) {
+    fn apply(&mut self, chunk: &mut [u8]) {
         let _ = self.0.try_apply_keystream(chunk);
     }
 }
@@ -258,7 +252,10 @@ mod tests {
         enc.iv = vec![3u8; 20];
         // Encrypted by hand: CTR is its own inverse, and the tag is GHASH of the ciphertext.
         let mut data = b"twenty-byte iv value".to_vec();
-        let (mut auth, mut keystream) = GcmDecryptor::new(&key, &enc.iv, b"K:").unwrap().split();
+        let GcmDecryptor {
+            mut auth,
+            mut keystream,
+        } = GcmDecryptor::new(&key, &enc.iv, b"K:").unwrap();
         keystream.apply(&mut data);
         auth.absorb(&data);
         enc.data = data;
@@ -279,21 +276,6 @@ mod tests {
             *t ^= m;
         }
         tag
-    }
-
-    #[test]
-    fn split_halves_match_the_whole() {
-        let key = DataKey::generate();
-        let plain = vec![0x42u8; 5000];
-        let enc = EncValue::encrypt(&key, &plain, b"data:", ValueType::Str);
-        let (mut auth, mut keystream) = GcmDecryptor::new(&key, &enc.iv, b"data:").unwrap().split();
-        let mut data = enc.data.clone();
-        for chunk in data.chunks_mut(1001) {
-            auth.absorb(chunk);
-            keystream.apply(chunk);
-        }
-        auth.finish(&enc.tag).unwrap();
-        assert_eq!(data, plain);
     }
 
     #[test]
