@@ -4,7 +4,8 @@
 //! `lastmodified` (re-formatted as RFC 3339) as additional data. Only values are hashed, never
 //! key names: renames are caught by each value's AAD instead.
 
-use sha2::{Digest, Sha256, Sha512};
+use ring::digest::{Context, SHA512};
+use sha2::{Digest, Sha256};
 use subtle_compare::constant_time_eq;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -15,15 +16,17 @@ use crate::secret::{DataKey, SecretBytes};
 
 /// Accumulates values in file order.
 pub struct MacHasher {
-    hasher: Sha512,
+    /// ring's SHA-512 (OpenSSL's assembly): for a 64 MiB secret the MAC is the one job that
+    /// cannot be split, and this is 10 to 16% faster than the `sha2` crate's here.
+    hasher: Context,
     only_encrypted: bool,
 }
 
 impl MacHasher {
     pub fn new(mac_only_encrypted: bool) -> Self {
-        let mut hasher = Sha512::new();
+        let mut hasher = Context::new(&SHA512);
         if mac_only_encrypted {
-            hasher.update(Sha256::digest(b"sops"));
+            hasher.update(&Sha256::digest(b"sops"));
         }
         Self {
             hasher,
@@ -41,7 +44,8 @@ impl MacHasher {
     /// The digest as sops stores it: 128 upper-case hex characters.
     pub fn finish(self) -> String {
         self.hasher
-            .finalize()
+            .finish()
+            .as_ref()
             .iter()
             .map(|b| format!("{b:02X}"))
             .collect()
