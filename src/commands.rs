@@ -20,15 +20,17 @@ use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::fs::AtomicWriter;
+use crate::fs::{AtomicWriter, RunLock};
 use crate::keys;
 
+use crate::error::FileError;
 use crate::format::Format;
 use crate::manifest::Entry;
 use crate::output::{Printer, Style};
 use crate::settings::Settings;
 use crate::sops::dotenv;
-use crate::sync::state::State;
+use crate::sync::decision::{decide, Decision, Direction, Failure, Next, Situation};
+use crate::sync::state::{Analysis, State};
 use crate::sync::{Codec, Sides};
 
 /// What a command runs with.
@@ -111,6 +113,26 @@ impl Context {
             .filter(|(_, e)| glob.is_match(&e.repo) || glob.is_match(&e.server))
             .map(|(i, _)| i)
             .collect())
+    }
+
+    /// Before a plan is applied: takes the run's lock and removes the temps a killed run
+    /// left beside the targets (server side or repo side). The targets are checked against
+    /// the plan only after this, so an edit made while the run waited for its lock stops it.
+    pub fn prepare_writes<'e>(
+        &self,
+        entries: impl IntoIterator<Item = &'e Entry>,
+        server_side: bool,
+    ) -> Result<RunLock, Error> {
+        let manifest = &self.settings.manifest;
+        let lock = RunLock::acquire(&manifest.path)?;
+        for entry in entries {
+            if server_side {
+                self.writer.sweep(&manifest.server_root, &entry.server);
+            } else {
+                self.writer.sweep(&manifest.repo_root, &entry.repo);
+            }
+        }
+        Ok(lock)
     }
 
     /// Loads identities when any selected entry is encrypted.
@@ -234,14 +256,111 @@ pub fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
     }
 }
 
-/// The refusal line for an entry `command` must not write, with the commands that resolve it.
-pub fn refusal(entry: &Entry, state: State, command: &str) -> String {
+/// One entry's place in a decrypt or encrypt plan: its files, what they were judged to be,
+/// and what the run does to it.
+#[derive(Debug)]
+pub struct Step<'s, 'm> {
+    pub sides: &'s Sides<'m>,
+    pub analysis: Analysis,
+    pub decision: Decision,
+    /// encrypt: the new `.enc` (empty unless the decision writes).
+    pub contents: Vec<u8>,
+}
+
+/// Decides one entry, as [`decide`] says for `direction`.
+pub fn step<'s, 'm>(
+    direction: Direction,
+    sides: &'s Sides<'m>,
+    analysis: Analysis,
+    flags: Flags,
+) -> Step<'s, 'm> {
+    let situation = Situation {
+        state: analysis.state,
+        perms_drift: sides.server_perms_drift(),
+        server_empty: sides.server.as_ref().is_some_and(|s| s.bytes.is_empty()),
+        force: flags.force,
+        allow_empty: flags.allow_empty,
+        optional: sides.entry.optional,
+    };
+    Step {
+        sides,
+        analysis,
+        decision: decide(direction, situation),
+        contents: Vec::new(),
+    }
+}
+
+/// Flags of a writing command.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    pub dry_run: bool,
+    pub force: bool,
+    pub allow_empty: bool,
+}
+
+/// Checks a whole plan before anything is written: every entry's error first (all of
+/// them), then every refusal (all of them). Only a plan that can be applied comes back.
+pub fn settle<'s, 'm>(
+    direction: Direction,
+    planned: Vec<Result<Step<'s, 'm>, Error>>,
+) -> Result<Vec<Step<'s, 'm>>, Error> {
+    let steps = collect(
+        planned
+            .into_iter()
+            .map(|step| {
+                let step = step?;
+                match step.decision {
+                    Decision::Fail(failure) => Err(failure_error(step.sides.entry, failure)),
+                    _ => Ok(step),
+                }
+            })
+            .collect(),
+    )?;
+    let refusals: Vec<String> = steps
+        .iter()
+        .filter_map(|s| match s.decision {
+            Decision::Refuse(next) => {
+                Some(refusal(s.sides.entry, s.analysis.state, direction, next))
+            }
+            _ => None,
+        })
+        .collect();
+    if refusals.is_empty() {
+        Ok(steps)
+    } else {
+        Err(Error::Refused(refusals))
+    }
+}
+
+/// The error for an entry that cannot be synced.
+fn failure_error(entry: &Entry, failure: Failure) -> Error {
+    match failure {
+        Failure::RepoMissing => Error::File {
+            path: entry.repo_path.clone(),
+            source: FileError::RepoMissing {
+                server: entry.server.clone(),
+            },
+        },
+        Failure::ServerMissing => Error::File {
+            path: entry.server_path.clone(),
+            source: FileError::ServerMissing,
+        },
+        Failure::ServerEmpty => Error::File {
+            path: entry.server_path.clone(),
+            source: FileError::ServerEmpty,
+        },
+    }
+}
+
+/// The refusal line for an entry `direction` must not write, with the commands that
+/// resolve it.
+pub fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> String {
     let repo = &entry.repo;
-    let resolve = match (command, state) {
-        ("decrypt", State::ServerChanged) => format!(
+    let resolve = match (direction, next) {
+        (Direction::Decrypt, Next::Encrypt) => format!(
             "keep the edit with `envsync encrypt {repo}`, or discard it with `envsync decrypt --force {repo}`"
         ),
-        ("encrypt", State::RepoChanged) => format!(
+        (Direction::Encrypt, Next::Decrypt) => format!(
             "apply the pulled change with `envsync decrypt {repo}`, or overwrite it with `envsync encrypt --force {repo}`"
         ),
         _ => format!(
@@ -274,7 +393,15 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
             selection,
             dry_run,
             force,
-        } => decrypt::run(ctx, selection, *dry_run, *force),
+        } => decrypt::run(
+            ctx,
+            selection,
+            Flags {
+                dry_run: *dry_run,
+                force: *force,
+                allow_empty: false,
+            },
+        ),
         Command::Encrypt {
             selection,
             dry_run,
@@ -283,7 +410,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
         } => encrypt::run(
             ctx,
             selection,
-            encrypt::Flags {
+            Flags {
                 dry_run: *dry_run,
                 force: *force,
                 allow_empty: *allow_empty,

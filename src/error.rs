@@ -62,7 +62,8 @@ impl Error {
     /// The exit status this error maps to.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Refused(_) | Self::Fs(FsError::Changed { .. }) => ExitStatus::Refused,
+            Self::Refused(_) => ExitStatus::Refused,
+            Self::Fs(e) if matches!(e.cause(), FsError::Changed { .. }) => ExitStatus::Refused,
             _ => ExitStatus::Error,
         }
     }

@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 
+use crate::secret::SecretBytes;
+
+mod batch;
 mod writer;
+pub use batch::{Op, Owner};
+pub use writer::Previous;
 pub use writer::{AtomicWriter, Expect, Job};
 
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
@@ -41,9 +46,37 @@ pub enum FsError {
     Changed { path: PathBuf },
     #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]
     BadFolder { path: PathBuf },
+    /// A batch failed part way and was undone: `kept` lists the files that could not be
+    /// put back (empty: nothing was written).
+    #[error("{source}; {}", undone_note(kept))]
+    Undone {
+        source: Box<FsError>,
+        kept: Vec<PathBuf>,
+    },
+}
+
+fn undone_note(kept: &[PathBuf]) -> String {
+    if kept.is_empty() {
+        "nothing was written (the files already replaced were put back)".into()
+    } else {
+        let list: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "these files hold new content and could not be put back: {}",
+            list.join(", ")
+        )
+    }
 }
 
 impl FsError {
+    /// The error at the root of an undone batch when the undo was complete (the batch then
+    /// counts as never written); otherwise this error.
+    pub(crate) fn cause(&self) -> &Self {
+        match self {
+            Self::Undone { source, kept } if kept.is_empty() => source.cause(),
+            other => other,
+        }
+    }
+
     pub(crate) fn io(path: &Path, action: &'static str, source: impl Into<io::Error>) -> Self {
         Self::Io {
             path: path.to_path_buf(),
@@ -66,14 +99,45 @@ pub struct Perms {
     pub durable: bool,
 }
 
+impl Perms {
+    /// A private file (0600, owner unchanged), not flushed.
+    pub(crate) const PRIVATE: Self = Self {
+        mode: 0o600,
+        uid: None,
+        gid: None,
+        folder_mode: 0o700,
+        durable: false,
+    };
+}
+
 /// What a read found at a path.
 #[derive(Debug)]
 pub struct Existing {
-    pub bytes: Vec<u8>,
+    /// The content: a server file's is plaintext, so every read lands in a zeroizing buffer.
+    pub bytes: SecretBytes,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     pub stamp: Stamp,
+}
+
+impl Existing {
+    /// Its mode, owner and group, as a batch puts them back.
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
+    /// What a batch keeps to put this file back.
+    pub(crate) fn previous(&self) -> Previous<'_> {
+        Previous {
+            bytes: self.bytes.expose(),
+            owner: self.owner(),
+        }
+    }
 }
 
 /// Which file version a path holds: device, inode, size, modification and change times.
@@ -237,15 +301,30 @@ impl RunLock {
     }
 }
 
-/// Reads `base/relative` without following symlinks; `None` when it does not exist.
+/// Reads `base/relative` without following symlinks; `None` when it does not exist. The
+/// bytes go straight into a zeroizing buffer of the size the file had when it was opened
+/// (never grown, so no copy is left behind); a file that changes size while it is read is
+/// reported as changed.
 pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
     let Some((mut file, existing)) = open(base, relative)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::with_capacity(usize::try_from(existing.stamp.size).unwrap_or(0));
-    file.read_to_end(&mut bytes)
-        .map_err(|e| FsError::io(&base.join(relative), "read", e))?;
-    Ok(Some(Existing { bytes, ..existing }))
+    let target = || base.join(relative);
+    let size = usize::try_from(existing.stamp.size)
+        .map_err(|_| FsError::io(&target(), "read", io::ErrorKind::OutOfMemory))?;
+    let mut bytes = SecretBytes::new(vec![0u8; size]);
+    let changed = || FsError::Changed { path: target() };
+    match file.read_exact(&mut bytes.expose_mut()[..]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed()),
+        Err(e) => return Err(FsError::io(&target(), "read", e)),
+    }
+    let mut probe = zeroize::Zeroizing::new([0u8; 1]);
+    match file.read(probe.as_mut()) {
+        Ok(0) => Ok(Some(Existing { bytes, ..existing })),
+        Ok(_) => Err(changed()),
+        Err(e) => Err(FsError::io(&target(), "read", e)),
+    }
 }
 
 /// Opens a regular file for reading, without following a symlink at any level; what it
@@ -273,7 +352,7 @@ pub fn open(base: &Path, relative: &str) -> Result<Option<(File, Existing)>, FsE
     Ok(Some((
         File::from(fd),
         Existing {
-            bytes: Vec::new(),
+            bytes: SecretBytes::default(),
             mode: st.st_mode & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,

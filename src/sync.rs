@@ -7,11 +7,12 @@
 //! is [`large`]: a large binary `.enc` going onto a new server file, decrypted as a stream in
 //! the same step.
 
+pub mod decision;
 pub mod large;
 pub mod record;
 pub mod state;
 
-pub use record::{enc_digest, record_path, store_records, Record, RecordWrite, RECORD_COPY_LIMIT};
+pub use record::{enc_digest, record_ops, record_path, Record, RecordWrite, RECORD_COPY_LIMIT};
 
 use std::path::Path;
 
@@ -60,7 +61,7 @@ pub fn repo_job<'a>(
     manifest: &'a Manifest,
     entry: &'a Entry,
     contents: &'a [u8],
-    existing: Option<&Existing>,
+    existing: Option<&'a Existing>,
 ) -> fs::Job<'a> {
     fs::Job {
         base: &manifest.repo_root,
@@ -75,6 +76,7 @@ pub fn repo_job<'a>(
             durable: true,
         },
         expect: existing.map_or(fs::Expect::Absent, |e| fs::Expect::Stamp(e.stamp)),
+        previous: existing.map(Existing::previous),
     }
 }
 
@@ -83,13 +85,14 @@ pub fn backup_path(entry: &Entry) -> String {
     format!("backup/{}", entry.server)
 }
 
-/// Permissions of everything in the state folder.
+/// Permissions of everything in the state folder. Records are durable before a run reports
+/// success: a record lost in a crash would make a synced entry look `new`.
 pub const STATE_PERMS: Perms = Perms {
     mode: 0o600,
     uid: None,
     gid: None,
     folder_mode: 0o700,
-    durable: false,
+    durable: true,
 };
 
 /// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
@@ -105,23 +108,27 @@ impl<'m> Sides<'m> {
     pub fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
         let repo = fs::read(&manifest.repo_root, &entry.repo)?;
         let server = fs::read(&manifest.server_root, &entry.server)?;
-        let record =
-            fs::read(&manifest.state_dir, &record_path(entry))?.map(|r| Record::parse(r.bytes));
+        let record = fs::read(&manifest.state_dir, &record_path(entry))?
+            .map(|r| Record::parse(r.bytes.expose().to_vec()));
         let codec = if entry.plain {
             Codec::Plain
         } else if let Some(format) = entry.format {
             Codec::Encrypted(format)
         } else if let Some(existing) = &repo {
-            Codec::Encrypted(Format::detect(&existing.bytes).ok_or_else(|| Error::File {
-                path: entry.repo_path.clone(),
-                // Encrypted values without metadata: a damaged file, not plaintext.
-                source: if memchr::memmem::find(&existing.bytes, b"ENC[AES256_GCM,").is_some() {
-                    FileError::Damaged {
-                        path: entry.repo_path.display().to_string(),
-                    }
-                } else {
-                    FileError::UnknownFormat
-                },
+            Codec::Encrypted(Format::detect(existing.bytes.expose()).ok_or_else(|| {
+                Error::File {
+                    path: entry.repo_path.clone(),
+                    // Encrypted values without metadata: a damaged file, not plaintext.
+                    source: if memchr::memmem::find(existing.bytes.expose(), b"ENC[AES256_GCM,")
+                        .is_some()
+                    {
+                        FileError::Damaged {
+                            path: entry.repo_path.display().to_string(),
+                        }
+                    } else {
+                        FileError::UnknownFormat
+                    },
+                }
             })?)
         } else {
             let name = Path::new(&entry.server)
@@ -154,7 +161,7 @@ impl<'m> Sides<'m> {
         let Some(repo) = &self.repo else {
             return Ok(None);
         };
-        self.open(&repo.bytes, identities)
+        self.open(repo.bytes.expose(), identities)
             .map_err(|source| Error::File {
                 path: self.entry.repo_path.clone(),
                 source,
@@ -189,13 +196,13 @@ impl<'m> Sides<'m> {
         };
         Ok(Some(match self.codec {
             Codec::Encrypted(Format::Dotenv) => {
-                let items = dotenv::parse(&server.bytes).map_err(|e| Error::File {
+                let items = dotenv::parse(server.bytes.expose()).map_err(|e| Error::File {
                     path: self.entry.server_path.clone(),
                     source: e.into(),
                 })?;
                 dotenv::emit(&items)
             }
-            _ => SecretBytes::from(server.bytes.as_slice()),
+            _ => server.bytes.clone(),
         }))
     }
 
@@ -206,8 +213,8 @@ impl<'m> Sides<'m> {
     pub fn unchanged_since_sync(&self, identities: Option<&Identities>) -> bool {
         match (&self.record, &self.repo, &self.server) {
             (Some(record), Some(enc), Some(server)) => {
-                record.matches(&enc.bytes, &server.stamp, || self.repo_digest())
-                    && identities.is_none_or(|ids| ids.named_in(&enc.bytes))
+                record.matches(enc.bytes.expose(), &server.stamp, || self.repo_digest())
+                    && identities.is_none_or(|ids| ids.named_in(enc.bytes.expose()))
             }
             _ => false,
         }
@@ -217,7 +224,7 @@ impl<'m> Sides<'m> {
     pub fn repo_digest(&self) -> [u8; 32] {
         *self
             .repo_digest_once
-            .get_or_init(|| enc_digest(self.repo.as_ref().map_or(&[][..], |r| &r.bytes)))
+            .get_or_init(|| enc_digest(self.repo.as_ref().map_or(&[][..], |r| r.bytes.expose())))
     }
 
     /// Whether a record of this entry holds the `.enc`'s digest rather than a copy.

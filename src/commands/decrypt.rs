@@ -1,61 +1,35 @@
 //! `envsync decrypt`: repo → server.
 //!
-//! Every selected `.enc` is decrypted and authenticated in memory first and each entry's
-//! state decided; an entry whose server file holds an unsynced edit (`server-changed`,
-//! `conflict`, `new`) is refused, and then nothing at all is written, unless `--force`. Only
-//! when the whole plan is clean is anything written: each file through the atomic writer (or
-//! in place for `write = "in-place"`), then its sync record.
+//! Load, plan, apply. Every selected `.enc` is decrypted and authenticated in memory first
+//! and each entry's state decided; what happens to it is [`decide`]'s answer. An entry whose
+//! server file holds an unsynced edit (`server-changed`, `conflict`, `new`) is refused, and
+//! then nothing at all is written, unless `--force`. Only when the whole plan is clean is
+//! anything written, as one batch ([`crate::fs::Batch`]): every server file (atomically, or
+//! in place for `write = "in-place"`), every mode fix, then the sync records; a failure
+//! anywhere puts everything back.
 //!
 //! A large binary `.enc` with no server file yet is decrypted as a stream from its file
 //! ([`crate::sync::large`]) instead of being read whole first; it is authenticated in the
 //! same step as every other entry, and written in the same batch.
+//!
+//! [`decide`]: crate::sync::decision::decide
 
 use rayon::prelude::*;
 
-use super::{arrow, collect, plan_changes, refusal, Context, Outcome};
+use super::{arrow, collect, plan_changes, settle, step, Context, Flags, Outcome, Step};
 use crate::cli::Selection;
 use crate::crypto::Identities;
-use crate::error::{Error, FileError};
+use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
-use crate::fs::{self, RunLock};
-use crate::fs::{Expect, Job, Perms, Stamp};
+use crate::fs::{Expect, Job, Op};
 use crate::manifest::Entry;
 use crate::output::Style;
 use crate::secret::SecretBytes;
+use crate::sync::decision::{Decision, Direction};
 use crate::sync::large::LargeEntry;
-use crate::sync::state::{Analysis, State};
-use crate::sync::{backup_path, store_records, Codec, RecordWrite, Sides, STATE_PERMS};
-
-/// What decrypt will do to one server file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Update,
-    /// Content is right; mode, owner or group are not (fixed without rewriting).
-    FixPerms,
-    Unchanged,
-    /// An optional entry with no `.enc`.
-    Skip,
-}
-
-impl Action {
-    fn word(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::FixPerms => "fix-mode",
-            Self::Unchanged => "unchanged",
-            Self::Skip => "skip",
-        }
-    }
-}
-
-struct Step<'s, 'm> {
-    sides: &'s Sides<'m>,
-    analysis: Analysis,
-    action: Action,
-}
+use crate::sync::state::State;
+use crate::sync::{backup_path, record_ops, Codec, RecordWrite, Sides, STATE_PERMS};
 
 /// A streamed entry (always a `create`), decrypted and authenticated.
 struct Streamed<'m> {
@@ -65,25 +39,21 @@ struct Streamed<'m> {
     digest: [u8; 32],
 }
 
-impl Step<'_, '_> {
-    fn plaintext(&self) -> Option<&SecretBytes> {
-        self.analysis.repo.as_ref().map(|o| &o.plaintext)
-    }
+/// The plaintext decrypt writes for a step.
+fn plaintext<'a>(step: &'a Step<'_, '_>) -> Option<&'a SecretBytes> {
+    step.analysis.repo.as_ref().map(|o| &o.plaintext)
 }
 
-pub fn run(
-    ctx: &Context,
-    selection: &Selection,
-    dry_run: bool,
-    force: bool,
-) -> Result<ExitStatus, Error> {
+pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+    // Load: every selected entry's files, decrypted and authenticated.
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
     let (large, entries) = split_large(ctx, entries, identities.as_ref())?;
     let sides = ctx.read_all(&entries)?;
+    // Plan: each entry's decision; errors and refusals stop the run here.
     let planned = sides
         .par_iter()
-        .map(|s| plan(s, identities.as_ref(), force))
+        .map(|s| plan(s, identities.as_ref(), flags))
         .collect();
     // One after the other: each streamed entry keeps both cores busy on its own.
     let streamed = match identities.as_ref() {
@@ -91,30 +61,35 @@ pub fn run(
         None => Vec::new(),
     };
     // Every entry's errors are reported together.
-    let (planned, streamed) = match (collect(planned), collect(streamed)) {
-        (Ok(planned), Ok(streamed)) => (planned, streamed),
+    let (steps, streamed) = match (settle(Direction::Decrypt, planned), collect(streamed)) {
+        (Ok(steps), Ok(streamed)) => (steps, streamed),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
         (Err(a), Err(b)) => return Err(Error::Several(vec![a, b])),
     };
-    let (steps, refusals): (Vec<_>, Vec<_>) = planned.into_iter().partition(Result::is_ok);
-    let refusals: Vec<String> = refusals.into_iter().filter_map(Result::err).collect();
-    if !refusals.is_empty() {
-        return Err(Error::Refused(refusals));
-    }
-    let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
-    if dry_run {
+    if flags.dry_run {
         report(ctx, &steps, &streamed, true);
         return Ok(ExitStatus::Success);
     }
-    let manifest = &ctx.settings.manifest;
-    let _lock = RunLock::acquire(&manifest.path)?;
+    // Apply: one batch, all or nothing.
     let servers = (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.entry));
-    for entry in servers {
-        ctx.writer.sweep(&manifest.server_root, &entry.server);
-    }
+    let _lock = ctx.prepare_writes(servers, true)?;
     apply(ctx, &steps, &streamed)?;
     report(ctx, &steps, &streamed, false);
     Ok(ExitStatus::Success)
+}
+
+/// Decides one entry.
+fn plan<'s, 'm>(
+    sides: &'s Sides<'m>,
+    identities: Option<&Identities>,
+    flags: Flags,
+) -> Result<Step<'s, 'm>, Error> {
+    // A large .enc's record holds its digest: hash it on the other core while it decrypts.
+    let (analysis, _) = rayon::join(
+        || sides.analyse(identities),
+        || sides.large().then(|| sides.repo_digest()),
+    );
+    Ok(step(Direction::Decrypt, sides, analysis?, flags))
 }
 
 /// Separates the entries to stream (see [`crate::sync::large`]) from the rest.
@@ -159,154 +134,108 @@ fn open_streamed<'m>(
     })
 }
 
-/// Decides one entry's action; `Err(line)` is a refusal naming the resolving command.
-fn plan<'s, 'm>(
-    sides: &'s Sides<'m>,
-    identities: Option<&Identities>,
-    force: bool,
-) -> Result<Result<Step<'s, 'm>, String>, Error> {
-    let entry = sides.entry;
-    // A large .enc's record holds its digest: hash it on the other core while it decrypts.
-    let (analysis, _) = rayon::join(
-        || sides.analyse(identities),
-        || sides.large().then(|| sides.repo_digest()),
-    );
-    let analysis = analysis?;
-    let action = match analysis.state {
-        State::InSync if sides.server_perms_drift() => Action::FixPerms,
-        State::InSync => Action::Unchanged,
-        State::RepoChanged => Action::Update,
-        State::ServerMissing => Action::Create,
-        State::ServerChanged | State::Conflict | State::New if force => Action::Update,
-        state @ (State::ServerChanged | State::Conflict | State::New) => {
-            return Ok(Err(refusal(entry, state, "decrypt")));
-        }
-        State::RepoMissing | State::Missing if entry.optional => Action::Skip,
-        State::RepoMissing | State::Missing => {
-            return Err(Error::File {
-                path: entry.repo_path.clone(),
-                source: FileError::RepoMissing {
-                    server: entry.server.clone(),
-                },
+/// The batch step that brings one entry's server file in line, if any.
+fn server_op<'a>(ctx: &'a Context, step: &'a Step<'_, '_>, backup: &'a str) -> Option<Op<'a>> {
+    let manifest = &ctx.settings.manifest;
+    let entry = step.sides.entry;
+    let server = step.sides.server.as_ref();
+    let perms = step.sides.server_perms();
+    match step.decision {
+        Decision::FixPerms => {
+            let server = server?;
+            Some(Op::Perms {
+                base: &manifest.server_root,
+                relative: &entry.server,
+                perms,
+                expect: server.stamp,
+                before: server.owner(),
             })
         }
-    };
-    Ok(Ok(Step {
-        sides,
-        analysis,
-        action,
-    }))
-}
-
-/// Writes every server file that changes (the atomic ones as one batch), fixes modes,
-/// then stores the sync records of the entries this run synced.
-fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Result<(), Error> {
-    let manifest = &ctx.settings.manifest;
-    let writes = |s: &Step<'_, '_>| matches!(s.action, Action::Create | Action::Update);
-    let in_place = |s: &Step<'_, '_>| s.sides.entry.in_place && s.sides.server.is_some();
-    // The rare one-by-one cases first: mode fixes and in-place rewrites.
-    let single: Vec<Result<(usize, Stamp), Error>> = steps
-        .par_iter()
-        .enumerate()
-        .filter(|(_, s)| s.action == Action::FixPerms || (writes(s) && in_place(s)))
-        .map(|(i, s)| Ok((i, apply_single(ctx, s)?)))
-        .collect();
-    let mut stamps: Vec<Option<Stamp>> = vec![None; steps.len()];
-    for (i, stamp) in collect(single)? {
-        stamps[i] = Some(stamp);
-    }
-    let atomic: Vec<(usize, Job<'_>)> = steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| writes(s) && !in_place(s))
-        .filter_map(|(i, s)| {
+        d if d.writes() => {
             let job = Job {
                 base: &manifest.server_root,
-                relative: &s.sides.entry.server,
+                relative: &entry.server,
                 head: &[],
-                contents: s.plaintext()?.expose(),
-                perms: s.sides.server_perms(),
-                expect: (s.sides.server.as_ref())
-                    .map_or(Expect::Absent, |f| Expect::Stamp(f.stamp)),
+                contents: plaintext(step)?.expose(),
+                perms,
+                expect: server.map_or(Expect::Absent, |f| Expect::Stamp(f.stamp)),
+                previous: server.map(|f| f.previous()).filter(|_| !entry.in_place),
             };
-            Some((i, job))
-        })
-        .collect();
+            match server.filter(|_| entry.in_place) {
+                // Kept recoverable by a private backup copy until the batch is durable.
+                Some(old) => Some(Op::InPlace {
+                    job,
+                    old: old.bytes.expose(),
+                    before: old.owner(),
+                    backup: Job {
+                        base: &manifest.state_dir,
+                        relative: backup,
+                        head: &[],
+                        contents: old.bytes.expose(),
+                        perms: STATE_PERMS,
+                        expect: Expect::Any,
+                        previous: None,
+                    },
+                }),
+                None => Some(Op::Write(job)),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Writes every server file that changes and fixes modes, then stores the sync records of
+/// the entries this run synced: one batch, undone as a whole if any part fails.
+fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Result<(), Error> {
+    let manifest = &ctx.settings.manifest;
+    let backups: Vec<String> = steps.iter().map(|s| backup_path(s.sides.entry)).collect();
+    let (indices, mut ops): (Vec<usize>, Vec<Op<'_>>) = steps
+        .iter()
+        .zip(&backups)
+        .enumerate()
+        .filter_map(|(i, (s, backup))| Some((i, server_op(ctx, s, backup)?)))
+        .unzip();
     // Streamed entries are new files in the same batch.
-    let streamed_jobs = streamed.iter().map(|s| Job {
-        base: &manifest.server_root,
-        relative: &s.entry.server,
-        head: &[],
-        contents: s.plaintext.expose(),
-        perms: Sides::perms_for(s.entry),
-        expect: Expect::Absent,
-    });
-    let jobs: Vec<Job<'_>> = (atomic.iter().map(|(_, j)| *j))
-        .chain(streamed_jobs)
-        .collect();
-    let mut written = ctx.writer.write_many(&jobs)?.into_iter();
-    for ((i, _), stamp) in atomic.iter().zip(written.by_ref()) {
+    ops.extend(streamed.iter().map(|s| {
+        Op::Write(Job {
+            base: &manifest.server_root,
+            relative: &s.entry.server,
+            head: &[],
+            contents: s.plaintext.expose(),
+            perms: Sides::perms_for(s.entry),
+            expect: Expect::Absent,
+            previous: None,
+        })
+    }));
+    // Declared before the batch, which borrows them until it is finished or undone (and is
+    // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
+    #[allow(clippy::needless_late_init)]
+    let records: Vec<RecordWrite<'_>>;
+    let mut batch = ctx.writer.batch();
+    let mut written = batch.apply(&ops)?.into_iter();
+    let mut stamps = vec![None; steps.len()];
+    for (i, stamp) in indices.iter().zip(written.by_ref()) {
         stamps[*i] = Some(stamp);
     }
-    let streamed_records: Vec<RecordWrite<'_>> = (streamed.iter().zip(written))
-        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest))
-        .collect();
+    let streamed_records = (streamed.iter().zip(written))
+        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest));
     // The records: the .enc as synced, and the server file as this sync left it.
-    let records: Vec<RecordWrite<'_>> = steps
+    records = steps
         .iter()
         .zip(&stamps)
-        .filter(|(s, _)| s.analysis.record_stale && s.action != Action::Skip)
+        .filter(|(s, _)| s.analysis.record_stale && s.decision != Decision::Skip)
         .filter_map(|(s, stamp)| {
             let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
-            let enc = s.sides.repo.as_ref()?.bytes.as_slice();
+            let enc = s.sides.repo.as_ref()?.bytes.expose();
             Some(RecordWrite::new(s.sides.entry, &server, enc, || {
                 s.sides.repo_digest()
             }))
         })
         .chain(streamed_records)
         .collect();
-    store_records(&ctx.writer, manifest, &records)?;
+    batch.apply(&record_ops(manifest, &records))?;
+    batch.finish()?;
     Ok(())
-}
-
-/// A mode fix, or an in-place rewrite kept recoverable by a private backup copy.
-fn apply_single(ctx: &Context, step: &Step<'_, '_>) -> Result<Stamp, Error> {
-    let manifest = &ctx.settings.manifest;
-    let entry = step.sides.entry;
-    let perms = step.sides.server_perms();
-    let (Some(plain), Some(old), false) = (
-        step.plaintext(),
-        &step.sides.server,
-        step.action == Action::FixPerms,
-    ) else {
-        return Ok(fs::set_perms(&manifest.server_root, &entry.server, perms)?);
-    };
-    // Keep a private copy first: it is what a failed rewrite is restored from.
-    let backup = backup_path(entry);
-    let durable = Perms {
-        durable: true,
-        ..STATE_PERMS
-    };
-    ctx.writer
-        .write(&manifest.state_dir, &backup, &old.bytes, durable)?;
-    let result = fs::write_in_place(
-        &manifest.server_root,
-        &entry.server,
-        &old.bytes,
-        plain.expose(),
-        perms,
-    );
-    // The plaintext copy goes as soon as the target is whole again: written, or restored.
-    let restored = || {
-        fs::read(&manifest.server_root, &entry.server)
-            .ok()
-            .flatten()
-            .is_some_and(|now| now.bytes == old.bytes)
-    };
-    if result.is_ok() || restored() {
-        fs::remove(&manifest.state_dir, &backup)?;
-    }
-    Ok(result?)
 }
 
 fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_run: bool) {
@@ -316,8 +245,8 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_
             let entry = step.sides.entry;
             let mut changes = Vec::new();
             if dry_run {
-                if let (Some(new), Action::Update) = (step.plaintext(), step.action) {
-                    let old = step.sides.server.as_ref().map(|s| s.bytes.as_slice());
+                if let (Some(new), Decision::Update) = (plaintext(step), step.decision) {
+                    let old = step.sides.server.as_ref().map(|s| s.bytes.expose());
                     changes = plan_changes(step.sides.codec, old.unwrap_or_default(), new.expose());
                 }
                 if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {
@@ -327,14 +256,14 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_
             Outcome {
                 entry,
                 codec: step.sides.codec,
-                action: step.action.word(),
+                action: step.decision.word(),
                 state: step.analysis.state,
-                style: match step.action {
-                    Action::Create => Style::Added,
-                    Action::Update | Action::FixPerms => Style::Changed,
-                    Action::Unchanged | Action::Skip => Style::Plain,
+                style: match step.decision {
+                    Decision::Create => Style::Added,
+                    Decision::Update | Decision::FixPerms => Style::Changed,
+                    _ => Style::Plain,
                 },
-                idle: step.action == Action::Unchanged,
+                idle: step.decision == Decision::Unchanged,
                 detail: format!("{} (mode {:04o})", arrow(entry), entry.mode),
                 changes,
             }
@@ -343,7 +272,7 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_
     outcomes.extend(streamed.iter().map(|s| Outcome {
         entry: s.entry,
         codec: Codec::Encrypted(Format::Binary),
-        action: Action::Create.word(),
+        action: Decision::Create.word(),
         state: State::ServerMissing,
         style: Style::Added,
         idle: false,

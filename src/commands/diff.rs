@@ -17,10 +17,11 @@ use crate::output::Style;
 use crate::sops::dotenv;
 use crate::sync::{Codec, Sides};
 
-/// How one entry compares.
+/// How one entry's two sides compare, as `diff` reports it (content only: the sync state
+/// is `status`'s business).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum State {
+enum Comparison {
     InSync,
     Drift,
     ServerMissing,
@@ -32,7 +33,7 @@ enum State {
 struct EntryDiff {
     repo: String,
     server: String,
-    state: State,
+    state: Comparison,
     /// dotenv: key-level changes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     changes: Vec<KeyChange>,
@@ -51,7 +52,7 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
             .map(|s| compare(s, identities.as_ref()))
             .collect(),
     )?;
-    let drift = diffs.iter().any(|d| !matches!(d.state, State::InSync));
+    let drift = diffs.iter().any(|d| !matches!(d.state, Comparison::InSync));
     report(ctx, &sides, &diffs);
     Ok(if drift {
         ExitStatus::Drift
@@ -68,7 +69,7 @@ fn compare(
     let mut result = EntryDiff {
         repo: entry.repo.clone(),
         server: entry.server.clone(),
-        state: State::InSync,
+        state: Comparison::InSync,
         changes: Vec::new(),
         lines: Vec::new(),
     };
@@ -79,15 +80,15 @@ fn compare(
     let server = sides.server.as_ref();
     let (repo, server) = match (repo, server) {
         (None, None) => {
-            result.state = State::BothMissing;
+            result.state = Comparison::BothMissing;
             return Ok(result);
         }
         (None, Some(_)) => {
-            result.state = State::RepoMissing;
+            result.state = Comparison::RepoMissing;
             return Ok(result);
         }
         (Some(_), None) => {
-            result.state = State::ServerMissing;
+            result.state = Comparison::ServerMissing;
             return Ok(result);
         }
         (Some(r), Some(s)) => (r, s),
@@ -100,14 +101,14 @@ fn compare(
             })
         };
         let old = parse(repo.plaintext.expose(), &entry.repo_path)?;
-        let new = parse(&server.bytes, &entry.server_path)?;
+        let new = parse(server.bytes.expose(), &entry.server_path)?;
         result.changes = diff::dotenv(&old, &new);
         if !result.changes.is_empty() {
-            result.state = State::Drift;
+            result.state = Comparison::Drift;
         }
-    } else if let Some(lines) = diff::masked_text(repo.plaintext.expose(), &server.bytes) {
+    } else if let Some(lines) = diff::masked_text(repo.plaintext.expose(), server.bytes.expose()) {
         result.lines = lines;
-        result.state = State::Drift;
+        result.state = Comparison::Drift;
     }
     Ok(result)
 }
@@ -118,7 +119,7 @@ fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
         printer.json(&json!({
             "version": 1,
             "command": "diff",
-            "drift": diffs.iter().any(|d| !matches!(d.state, State::InSync)),
+            "drift": diffs.iter().any(|d| !matches!(d.state, Comparison::InSync)),
             "entries": diffs,
         }));
         return;
@@ -126,19 +127,19 @@ fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
     for (side, d) in sides.iter().zip(diffs) {
         let head = arrow(side.entry);
         match d.state {
-            State::InSync => printer.verbose(&format!("in sync   {head}")),
-            State::ServerMissing => printer.data(
+            Comparison::InSync => printer.verbose(&format!("in sync   {head}")),
+            Comparison::ServerMissing => printer.data(
                 Style::Removed,
                 &format!("{head}: server file missing (envsync decrypt creates it)"),
             ),
-            State::RepoMissing => printer.data(
+            Comparison::RepoMissing => printer.data(
                 Style::Added,
                 &format!("{head}: repo file missing (envsync encrypt creates it)"),
             ),
-            State::BothMissing => {
+            Comparison::BothMissing => {
                 printer.data(Style::Removed, &format!("{head}: both files missing"))
             }
-            State::Drift => {
+            Comparison::Drift => {
                 printer.data(Style::Header, &format!("{head}:"));
                 let lines = d.changes.iter().map(|c| c.describe(diff::DRIFT));
                 for line in lines.chain(d.lines.iter().cloned()) {

@@ -9,57 +9,20 @@
 
 use rayon::prelude::*;
 
-use super::{collect, plan_changes, refusal, Context, Outcome};
+use super::{plan_changes, settle, step, Context, Flags, Outcome, Step};
 use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Job, RunLock};
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
-use crate::sync::state::{Analysis, State};
-use crate::sync::{enc_digest, repo_job, store_records, Codec, RecordWrite, Sides};
-
-/// What encrypt will do to one `.enc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
-    Create,
-    Update,
-    Unchanged,
-    /// An optional entry whose server file is missing.
-    Skip,
-}
-
-impl Action {
-    fn word(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Unchanged => "unchanged",
-            Self::Skip => "skip",
-        }
-    }
-}
-
-struct Step<'s, 'm> {
-    sides: &'s Sides<'m>,
-    analysis: Analysis,
-    action: Action,
-    /// The new `.enc` (empty unless the action writes).
-    contents: Vec<u8>,
-}
-
-/// Options of one encrypt run.
-#[derive(Clone, Copy, Debug)]
-pub struct Flags {
-    pub dry_run: bool,
-    pub force: bool,
-    pub allow_empty: bool,
-}
+use crate::sync::decision::{Decision, Direction};
+use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
 pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+    // Load.
     let entries = ctx.select(selection)?;
     let manifest = &ctx.settings.manifest;
     let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
@@ -75,44 +38,30 @@ pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitSta
         Err(e) => return Err(e),
     };
     let sides = ctx.read_all(&entries)?;
-    let planned = collect(
-        sides
-            .par_iter()
-            .map(|s| plan(s, &recipients, identities.as_ref(), flags))
-            .collect(),
-    )?;
-    let (steps, refusals): (Vec<_>, Vec<_>) = planned.into_iter().partition(Result::is_ok);
-    let refusals: Vec<String> = refusals.into_iter().filter_map(Result::err).collect();
-    if !refusals.is_empty() {
-        return Err(Error::Refused(refusals));
-    }
-    let steps: Vec<Step<'_, '_>> = steps.into_iter().filter_map(Result::ok).collect();
+    // Plan: each entry's decision and new `.enc`; errors and refusals stop the run here.
+    let planned = sides
+        .par_iter()
+        .map(|s| plan(s, &recipients, identities.as_ref(), flags))
+        .collect();
+    let steps = settle(Direction::Encrypt, planned)?;
+    // Apply: one batch, all or nothing.
     if !flags.dry_run {
-        let manifest = &ctx.settings.manifest;
-        let _lock = RunLock::acquire(&manifest.path)?;
-        for s in &steps {
-            ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
-        }
+        let _lock = ctx.prepare_writes(steps.iter().map(|s| s.sides.entry), false)?;
         apply(ctx, &steps)?;
     }
     report(ctx, &steps, flags.dry_run);
     Ok(ExitStatus::Success)
 }
 
+/// Decides one entry and, when it is written, makes its new `.enc`.
 fn plan<'s, 'm>(
     sides: &'s Sides<'m>,
     recipients: &Recipients,
     identities: Option<&Identities>,
     flags: Flags,
-) -> Result<Result<Step<'s, 'm>, String>, Error> {
+) -> Result<Step<'s, 'm>, Error> {
     let entry = sides.entry;
-    let server_error = |source| Error::File {
-        path: entry.server_path.clone(),
-        source,
-    };
-    if sides.server.as_ref().is_some_and(|s| s.bytes.is_empty()) && !flags.allow_empty {
-        return Err(server_error(FileError::ServerEmpty));
-    }
+    let empty = sides.server.as_ref().is_some_and(|s| s.bytes.is_empty());
     let analysis = match sides.analyse(identities) {
         Ok(a) => a,
         // A file no identity here opens is judged like one without an identity.
@@ -120,48 +69,34 @@ fn plan<'s, 'm>(
             source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
             ..
         }) => sides.analyse(None)?,
+        // An empty server file is refused whatever the state (even one that cannot be told).
+        Err(_) if empty && !flags.allow_empty => {
+            return Err(Error::File {
+                path: entry.server_path.clone(),
+                source: FileError::ServerEmpty,
+            })
+        }
         Err(e) => return Err(e),
     };
-    let write = match analysis.state {
-        State::InSync => Action::Unchanged,
-        State::ServerChanged => Action::Update,
-        State::RepoMissing => Action::Create,
-        State::RepoChanged | State::Conflict | State::New if flags.force => Action::Update,
-        state @ (State::RepoChanged | State::Conflict | State::New) => {
-            return Ok(Err(refusal(entry, state, "encrypt")));
-        }
-        State::ServerMissing | State::Missing if entry.optional => Action::Skip,
-        State::ServerMissing | State::Missing => {
-            return Err(server_error(FileError::ServerMissing))
-        }
-    };
-    let step = |analysis, action, contents| {
-        Ok(Ok(Step {
-            sides,
-            analysis,
-            action,
-            contents,
-        }))
-    };
-    if matches!(write, Action::Unchanged | Action::Skip) {
-        return step(analysis, write, Vec::new());
+    let mut step = step(Direction::Encrypt, sides, analysis, flags);
+    if !step.decision.writes() {
+        return Ok(step);
     }
-    let plaintext = analysis.server.clone().unwrap_or_default();
+    let plaintext = step.analysis.server.clone().unwrap_or_default();
     let Codec::Encrypted(format) = sides.codec else {
-        return step(analysis, write, plaintext.expose().to_vec());
+        step.contents = plaintext.expose().to_vec();
+        return Ok(step);
     };
     let options = recipients.options_for(entry)?;
-    let reusable = analysis
-        .repo
-        .as_ref()
+    let reusable = (step.analysis.repo.as_ref())
         .filter(|p| {
             p.sops
                 .as_ref()
                 .is_some_and(|d| same_keys(&d.metadata, &options))
         })
         .zip(sides.repo.as_ref())
-        .map(|(p, r)| (p, r.bytes.as_slice()));
-    let contents =
+        .map(|(p, r)| (p, r.bytes.expose()));
+    step.contents =
         format::encrypt(format, plaintext.expose(), &options, reusable).map_err(|e| {
             let path = match e {
                 SopsError::Syntax { .. } | SopsError::AlreadyEncrypted => entry.server_path.clone(),
@@ -172,26 +107,37 @@ fn plan<'s, 'm>(
                 source: e.into(),
             }
         })?;
-    step(analysis, write, contents)
+    Ok(step)
 }
 
-/// Writes every `.enc` that changes as one batch, then the sync records.
+/// Writes every `.enc` that changes, then the sync records: one batch, undone as a whole
+/// if any part fails.
 fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    let jobs: Vec<Job<'_>> = steps
+    let ops: Vec<_> = steps
         .iter()
-        .filter(|s| matches!(s.action, Action::Create | Action::Update))
-        .map(|s| repo_job(manifest, s.sides.entry, &s.contents, s.sides.repo.as_ref()))
+        .filter(|s| s.decision.writes())
+        .map(|s| {
+            let job = repo_job(manifest, s.sides.entry, &s.contents, s.sides.repo.as_ref());
+            crate::fs::Op::Write(job)
+        })
         .collect();
-    ctx.writer.write_many(&jobs)?;
+    // Declared before the batch, which borrows them until it is finished or undone (and is
+    // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
+    #[allow(clippy::needless_late_init)]
+    let records: Vec<RecordWrite<'_>>;
+    let mut batch = ctx.writer.batch();
+    batch.apply(&ops)?;
     // The records: the .enc as this sync left it, and the server file it was made from.
-    let records: Vec<RecordWrite<'_>> = steps
+    records = steps
         .iter()
         .filter_map(|s| {
-            let enc = match s.action {
-                Action::Create | Action::Update => s.contents.as_slice(),
-                Action::Unchanged if s.analysis.record_stale => &s.sides.repo.as_ref()?.bytes,
-                Action::Unchanged | Action::Skip => return None,
+            let enc = match s.decision {
+                d if d.writes() => s.contents.as_slice(),
+                Decision::Unchanged if s.analysis.record_stale => {
+                    s.sides.repo.as_ref()?.bytes.expose()
+                }
+                _ => return None,
             };
             let server = &s.sides.server.as_ref()?.stamp;
             Some(RecordWrite::new(s.sides.entry, server, enc, || {
@@ -199,7 +145,8 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
             }))
         })
         .collect();
-    store_records(&ctx.writer, manifest, &records)?;
+    batch.apply(&record_ops(manifest, &records))?;
+    batch.finish()?;
     Ok(())
 }
 
@@ -208,13 +155,13 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
         .iter()
         .map(|step| {
             let entry = step.sides.entry;
-            let note = if step.action == Action::Skip {
+            let note = if step.decision == Decision::Skip {
                 " (optional, no server file)"
             } else {
                 ""
             };
             let mut changes = Vec::new();
-            if dry_run && matches!(step.action, Action::Update | Action::Create) {
+            if dry_run && step.decision.writes() {
                 let old = step.analysis.repo.as_ref().map(|o| o.plaintext.expose());
                 let new = step.analysis.server.as_ref().map(|s| s.expose());
                 changes = plan_changes(
@@ -226,14 +173,14 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             Outcome {
                 entry,
                 codec: step.sides.codec,
-                action: step.action.word(),
+                action: step.decision.word(),
                 state: step.analysis.state,
-                style: match step.action {
-                    Action::Create => Style::Added,
-                    Action::Update => Style::Changed,
-                    Action::Unchanged | Action::Skip => Style::Plain,
+                style: match step.decision {
+                    Decision::Create => Style::Added,
+                    Decision::Update => Style::Changed,
+                    _ => Style::Plain,
                 },
-                idle: step.action == Action::Unchanged,
+                idle: step.decision == Decision::Unchanged,
                 detail: format!("{} ← {}{note}", entry.repo, entry.server),
                 changes,
             }

@@ -17,11 +17,11 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
-use crate::fs::{Job, RunLock};
+use crate::fs::Op;
 use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::same_keys;
-use crate::sync::{enc_digest, repo_job, store_records, Codec, RecordWrite, Sides};
+use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
@@ -51,10 +51,7 @@ pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitSta
             .collect(),
     )?;
     if !flags.dry_run {
-        let _lock = RunLock::acquire(&manifest.path)?;
-        for s in &steps {
-            ctx.writer.sweep(&manifest.repo_root, &s.sides.entry.repo);
-        }
+        let _lock = ctx.prepare_writes(steps.iter().map(|s| s.sides.entry), false)?;
         apply(ctx, &steps)?;
     }
     report(ctx, &steps, flags);
@@ -117,7 +114,7 @@ fn plan<'s, 'm>(
     } else if up_to_date {
         None
     } else {
-        Some(format::rekey(format, &enc.bytes, &opened, &options.keys).map_err(to_error)?)
+        Some(format::rekey(format, enc.bytes.expose(), &opened, &options.keys).map_err(to_error)?)
     };
     Ok(Step {
         sides,
@@ -127,31 +124,38 @@ fn plan<'s, 'm>(
     })
 }
 
-/// Writes every rewritten `.enc` as one batch; an entry whose record matched the old `.enc`
-/// gets a record of the new one (same plaintext, same server file).
+/// Writes every rewritten `.enc`; an entry whose record matched the old `.enc` gets a
+/// record of the new one (same plaintext, same server file): one batch, undone as a whole
+/// if any part fails.
 fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
     let rewritten: Vec<(&Step<'_, '_>, &Vec<u8>, &crate::fs::Existing)> = steps
         .iter()
         .filter_map(|s| Some((s, s.contents.as_ref()?, s.sides.repo.as_ref()?)))
         .collect();
-    let jobs: Vec<Job<'_>> = rewritten
+    let ops: Vec<Op<'_>> = rewritten
         .iter()
-        .map(|(s, contents, enc)| repo_job(manifest, s.sides.entry, contents, Some(enc)))
+        .map(|(s, contents, enc)| Op::Write(repo_job(manifest, s.sides.entry, contents, Some(enc))))
         .collect();
-    ctx.writer.write_many(&jobs)?;
-    let records: Vec<RecordWrite<'_>> = rewritten
+    // Declared before the batch, which borrows them until it is finished or undone (and is
+    // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
+    #[allow(clippy::needless_late_init)]
+    let records: Vec<RecordWrite<'_>>;
+    let mut batch = ctx.writer.batch();
+    batch.apply(&ops)?;
+    records = rewritten
         .iter()
         .filter_map(|(s, contents, enc)| {
             let old = (s.sides.record.as_ref())
-                .filter(|r| r.same_enc(&enc.bytes, || s.sides.repo_digest()))?;
+                .filter(|r| r.same_enc(enc.bytes.expose(), || s.sides.repo_digest()))?;
             let server = old.server.as_ref()?;
             Some(RecordWrite::new(s.sides.entry, server, contents, || {
                 enc_digest(contents)
             }))
         })
         .collect();
-    store_records(&ctx.writer, manifest, &records)?;
+    batch.apply(&record_ops(manifest, &records))?;
+    batch.finish()?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::cli::Selection;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::Style;
+use crate::sync::decision::{next, Next};
 use crate::sync::state::State;
 use crate::sync::Sides;
 
@@ -114,22 +115,17 @@ fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
             }
         }
     }
-    let both_ways = format!(
-        "envsync diff {repo}, then envsync encrypt --force {repo} or envsync decrypt --force {repo}"
-    );
-    let next = match state {
-        State::InSync if drift.is_empty() => None,
-        State::Missing if entry.optional => None,
-        State::InSync | State::RepoChanged | State::ServerMissing => {
-            Some(format!("envsync decrypt {repo}"))
-        }
-        State::ServerChanged | State::RepoMissing => Some(format!("envsync encrypt {repo}")),
-        State::Conflict | State::New => Some(both_ways),
-        State::Missing => Some(format!(
+    let next = next(state, !drift.is_empty(), entry.optional).map(|next| match next {
+        Next::Decrypt => format!("envsync decrypt {repo}"),
+        Next::Encrypt => format!("envsync encrypt {repo}"),
+        Next::Compare => format!(
+            "envsync diff {repo}, then envsync encrypt --force {repo} or envsync decrypt --force {repo}"
+        ),
+        Next::Restore => format!(
             "restore {repo} from git, or create {} and run envsync encrypt {repo}",
             entry.server
-        )),
-    };
+        ),
+    });
     EntryStatus {
         repo: repo.clone(),
         server: entry.server.clone(),

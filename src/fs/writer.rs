@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use super::{open_parent, FsError, Perms, Stamp, TEMP_PREFIX};
@@ -24,6 +23,16 @@ pub struct Job<'a> {
     pub perms: Perms,
     /// What the target must still be when the batch renames (what the plan was made from).
     pub expect: Expect,
+    /// The target's content and permissions now, when the plan read them: a batch keeps a
+    /// copy beside the target until it is finished, so that it can be put back.
+    pub previous: Option<Previous<'a>>,
+}
+
+/// A target as the plan read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    pub bytes: &'a [u8],
+    pub owner: super::Owner,
 }
 
 /// The target a job may replace.
@@ -37,14 +46,17 @@ pub enum Expect {
     Stamp(Stamp),
 }
 
-/// Batches larger than this are made durable with two `syncfs` calls instead of two fsyncs
-/// a file: with hundreds of files the per-file flushes dominate a run.
-const BATCH_FSYNC_LIMIT: usize = 8;
-
 /// A temp written and closed, waiting for its rename.
-struct Staged {
-    target: PathBuf,
-    temp: String,
+#[derive(Debug)]
+pub(super) struct Staged {
+    pub(super) target: PathBuf,
+    pub(super) temp: String,
+    /// The name of the copy of the target's previous version, if one was kept.
+    pub(super) kept: Option<String>,
+    /// The target's folder, kept open from the temp's creation to its rename and the
+    /// folder's fsync in a small batch (a large one reopens it: thousands of open folders
+    /// would exceed the descriptor limit).
+    pub(super) dir: Option<OwnedFd>,
 }
 
 /// The atomic writer of one run. It remembers which folders it has swept of stale temps.
@@ -69,89 +81,52 @@ impl AtomicWriter {
         self.put(base, relative, &[contents], perms, false)
     }
 
-    /// Writes many files with the same guarantees as [`Self::write`], in three steps: every
-    /// temp is written (in parallel); all are made durable at once (`syncfs`, once for each
-    /// file system); then each is renamed over its target, and the renames made durable with a
-    /// second `syncfs`. A failure before the renames leaves every target as it was. Small
-    /// batches take the per-file path. Stamps come back in job order.
-    ///
-    /// Every target is checked against what the plan saw (`expect`) before the first rename:
-    /// a file edited meanwhile stops the whole batch with [`FsError::Changed`].
-    pub fn write_many(&self, jobs: &[Job<'_>]) -> Result<Vec<Stamp>, FsError> {
-        if jobs.len() <= BATCH_FSYNC_LIMIT {
-            jobs.iter().try_for_each(check_unchanged)?;
-            return jobs
-                .iter()
-                .map(|j| self.put(j.base, j.relative, &[j.head, j.contents], j.perms, false))
-                .collect();
-        }
-        let results: Vec<Result<Staged, FsError>> =
-            jobs.par_iter().map(|job| self.stage(job)).collect();
-        if let Some(index) = results.iter().position(Result::is_err) {
-            // Nothing is renamed: remove the temps that were written.
-            for (job, result) in jobs.iter().zip(&results) {
-                if let Ok(s) = result {
-                    discard(job, s);
-                }
-            }
-            let mut results = results;
-            return Err(match results.swap_remove(index) {
-                Err(e) => e,
-                Ok(_) => unreachable!("position() found an error at this index"),
-            });
-        }
-        let staged: Vec<Staged> = results.into_iter().filter_map(Result::ok).collect();
-        if let Err(e) = jobs.iter().try_for_each(check_unchanged) {
-            for (job, s) in jobs.iter().zip(&staged) {
-                discard(job, s);
-            }
-            return Err(e);
-        }
-        let durable = jobs.iter().any(|j| j.perms.durable);
-        if durable {
-            sync_file_systems(jobs)?;
-        }
-        let mut stamps = Vec::with_capacity(jobs.len());
-        for (i, (job, s)) in jobs.iter().zip(&staged).enumerate() {
-            match commit(job, s) {
-                Ok(stamp) => stamps.push(stamp),
-                Err(e) => {
-                    for (job, s) in jobs.iter().zip(&staged).skip(i + 1) {
-                        discard(job, s);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        if durable {
-            sync_file_systems(jobs).map_err(|e| match e {
-                FsError::Io { path, source, .. } => FsError::Io {
-                    path,
-                    action:
-                        "make durable (files were replaced, but syncing the file system failed)",
-                    source,
-                },
-                other => other,
-            })?;
-        }
-        Ok(stamps)
-    }
-
     /// Writes one job's temp: checked target, swept folder, 0600 `O_EXCL` temp, content,
-    /// owner and mode; not yet flushed, not yet renamed.
-    fn stage(&self, job: &Job<'_>) -> Result<Staged, FsError> {
+    /// owner and mode; fsynced when `fsync` (a large batch flushes with one `syncfs`
+    /// instead), not yet renamed.
+    pub(super) fn stage(&self, job: &Job<'_>, fsync: bool) -> Result<Staged, FsError> {
         let (dir, name, target) = self.prepare(job.base, job.relative, job.perms)?;
         let temp = temp_name(&name);
         let mut file = create_temp(&dir, &temp, &target)?;
-        let unsynced = Perms {
-            durable: false,
+        let perms = Perms {
+            durable: fsync && job.perms.durable,
             ..job.perms
         };
-        if let Err(e) = fill(&mut file, &[job.head, job.contents], unsynced) {
+        if let Err(e) = fill(&mut file, &[job.head, job.contents], perms) {
             let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
             return Err(FsError::io(&target, "write", e));
         }
-        Ok(Staged { target, temp })
+        // The previous version, copied beside the target with its own permissions (no wider
+        // than the target has now): a failed batch renames it back.
+        let kept = match job.previous {
+            Some(previous) => {
+                let kept = temp_name(&name);
+                let copy = create_temp(&dir, &kept, &target).and_then(|mut file| {
+                    let perms = Perms {
+                        mode: previous.owner.mode,
+                        uid: Some(previous.owner.uid),
+                        gid: Some(previous.owner.gid),
+                        durable: false,
+                        ..job.perms
+                    };
+                    fill(&mut file, &[previous.bytes], perms)
+                        .map_err(|e| FsError::io(&target, "keep a copy of", e))
+                });
+                if let Err(e) = copy {
+                    let _ = rfs::unlinkat(&dir, kept.as_str(), AtFlags::empty());
+                    let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+                    return Err(e);
+                }
+                Some(kept)
+            }
+            None => None,
+        };
+        Ok(Staged {
+            target,
+            temp,
+            kept,
+            dir: fsync.then_some(dir),
+        })
     }
 
     /// Opens the target's folder (creating it), refuses a symlink or non-file at the
@@ -273,7 +248,7 @@ impl AtomicWriter {
     }
 }
 
-fn temp_name(name: &str) -> String {
+pub(super) fn temp_name(name: &str) -> String {
     format!("{TEMP_PREFIX}{name}.{:016x}.tmp", rand::random::<u64>())
 }
 
@@ -289,22 +264,8 @@ fn create_temp(dir: &OwnedFd, temp: &str, target: &Path) -> Result<File, FsError
     .map_err(|e| FsError::io(target, "create a temp file beside", e))
 }
 
-/// Renames a staged temp over its target and returns the target's stamp.
-fn commit(job: &Job<'_>, staged: &Staged) -> Result<Stamp, FsError> {
-    let target = &staged.target;
-    let (dir, name) =
-        open_parent(job.base, job.relative, None)?.ok_or_else(|| FsError::BadFolder {
-            path: target.clone(),
-        })?;
-    rfs::renameat(&dir, staged.temp.as_str(), &dir, name.as_str())
-        .map_err(|e| FsError::io(target, "rename a temp file over", e))?;
-    rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-        .map(|st| Stamp::of(&st))
-        .map_err(|e| FsError::io(target, "inspect", e))
-}
-
 /// Whether a job's target is still what its plan saw.
-fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
+pub(super) fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
     if job.expect == Expect::Any {
         return Ok(());
     }
@@ -322,16 +283,19 @@ fn check_unchanged(job: &Job<'_>) -> Result<(), FsError> {
     }
 }
 
-/// Removes a staged temp that will not be renamed.
-fn discard(job: &Job<'_>, staged: &Staged) {
+/// Removes a staged temp (and its kept copy) that will not be renamed.
+pub(super) fn discard(job: &Job<'_>, staged: &Staged) {
     if let Ok(Some((dir, _))) = open_parent(job.base, job.relative, None) {
         let _ = rfs::unlinkat(&dir, staged.temp.as_str(), AtFlags::empty());
+        if let Some(kept) = &staged.kept {
+            let _ = rfs::unlinkat(&dir, kept.as_str(), AtFlags::empty());
+        }
     }
 }
 
 /// `syncfs` once for each file system the jobs' target folders lie on (a folder under the
 /// base may be another mount).
-fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
+pub(super) fn sync_file_systems(jobs: &[Job<'_>]) -> Result<(), FsError> {
     let mut devices = HashSet::new();
     for job in jobs.iter().filter(|j| j.perms.durable) {
         let target = job.base.join(job.relative);

@@ -177,25 +177,22 @@ impl<'a> RecordWrite<'a> {
     }
 }
 
-/// Stores sync records as one (non-durable) batch.
-pub fn store_records(
-    writer: &fs::AtomicWriter,
-    manifest: &Manifest,
-    records: &[RecordWrite<'_>],
-) -> Result<(), fs::FsError> {
-    let jobs: Vec<fs::Job<'_>> = records
+/// The batch steps that store `records` (applied after the files they describe).
+pub fn record_ops<'a>(manifest: &'a Manifest, records: &'a [RecordWrite<'a>]) -> Vec<fs::Op<'a>> {
+    records
         .iter()
-        .map(|r| fs::Job {
-            base: &manifest.state_dir,
-            relative: &r.path,
-            head: &r.head,
-            contents: Record::body(r.enc),
-            perms: STATE_PERMS,
-            expect: fs::Expect::Any,
+        .map(|r| {
+            fs::Op::Write(fs::Job {
+                base: &manifest.state_dir,
+                relative: &r.path,
+                head: &r.head,
+                contents: Record::body(r.enc),
+                perms: STATE_PERMS,
+                expect: fs::Expect::Any,
+                previous: None,
+            })
         })
-        .collect();
-    writer.write_many(&jobs)?;
-    Ok(())
+        .collect()
 }
 
 /// Where an entry's sync record lives inside the state folder: one flat folder, the repo

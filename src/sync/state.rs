@@ -96,7 +96,7 @@ impl Sides<'_> {
             (Some(_), None) => State::ServerMissing,
             (None, Some(_)) => State::RepoMissing,
             (Some(enc), Some(server_plain)) => {
-                self.classify(identities, &enc.bytes, repo.as_ref(), server_plain)
+                self.classify(identities, enc.bytes.expose(), repo.as_ref(), server_plain)
             }
         };
         Ok(Analysis {

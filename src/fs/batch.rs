@@ -1,0 +1,691 @@
+//! The apply protocol, the same at every batch size: stage every file and make it durable,
+//! check every target against the plan, apply them all, then make the result durable and
+//! only then drop the previous versions.
+//!
+//! Until [`Batch::finish`] every applied step can be undone: a replaced file's previous
+//! version stays in its folder under a temp name (a copy staged with the new file, or a
+//! second name), so that putting it back is one rename; an in-place rewrite keeps
+//! the old content in memory and in a durable private backup, a mode fix remembers the old
+//! mode and owner. A failure anywhere, in this call or a later one of the same batch, puts
+//! every target back as it was and removes every temp; so does dropping an unfinished batch
+//! (an error path, or a panic). An error says exactly which files, if any, could not be put
+//! back.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rustix::fs::{self as rfs, AtFlags};
+use rustix::io::Errno;
+
+use super::writer::{check_unchanged, discard, sync_file_systems, Staged};
+use super::{open_parent, AtomicWriter, FsError, Job, Perms, Stamp};
+
+/// Batches larger than this are made durable with one `syncfs` for each file system
+/// instead of one fsync a file and a folder: with hundreds of files the per-file flushes
+/// dominate a run. The protocol is the same either way.
+const BATCH_FSYNC_LIMIT: usize = 8;
+
+/// A file's mode, owner and group, as they were before a batch changed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One step of a batch.
+// An in-place step carries two jobs; a batch holds a handful of short-lived ops, so their
+// size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy)]
+pub enum Op<'a> {
+    /// Replace (or create) a file through a temp beside it and a rename.
+    Write(Job<'a>),
+    /// Rewrite an existing file's content in place, keeping its inode (a file bind-mounted
+    /// alone into a container). `old` is its content now, also kept at `backup` (a private,
+    /// durable copy in the state folder) until the batch is finished or undone.
+    InPlace {
+        job: Job<'a>,
+        old: &'a [u8],
+        before: Owner,
+        backup: Job<'a>,
+    },
+    /// Set an existing file's owner, group and mode without touching its content.
+    Perms {
+        base: &'a Path,
+        relative: &'a str,
+        perms: Perms,
+        expect: Stamp,
+        before: Owner,
+    },
+}
+
+impl<'a> Op<'a> {
+    fn target(&self) -> (&'a Path, &'a str) {
+        match *self {
+            Self::Write(job) | Self::InPlace { job, .. } => (job.base, job.relative),
+            Self::Perms { base, relative, .. } => (base, relative),
+        }
+    }
+
+    fn check(&self) -> Result<(), FsError> {
+        match *self {
+            Self::Write(job) | Self::InPlace { job, .. } => check_unchanged(&job),
+            Self::Perms {
+                base,
+                relative,
+                expect,
+                ..
+            } => check_unchanged(&Job {
+                base,
+                relative,
+                head: &[],
+                contents: &[],
+                perms: Perms::PRIVATE,
+                expect: super::Expect::Stamp(expect),
+                previous: None,
+            }),
+        }
+    }
+}
+
+/// What an applied step changed, and how to put it back.
+#[derive(Debug)]
+enum Applied<'a> {
+    /// A file that did not exist: undone by removing it.
+    Created {
+        base: &'a Path,
+        relative: &'a str,
+        dir: Option<OwnedFd>,
+    },
+    /// A file replaced; its previous version is `old`, a copy or a second name in the same
+    /// folder.
+    Replaced {
+        base: &'a Path,
+        relative: &'a str,
+        old: String,
+        dir: Option<OwnedFd>,
+    },
+    /// A file replaced whose previous version could not be kept (the file system refused a
+    /// hard link): it cannot be put back.
+    Overwritten {
+        base: &'a Path,
+        relative: &'a str,
+        dir: Option<OwnedFd>,
+    },
+    /// A file rewritten in place; `old` and `before` are what it held.
+    InPlace {
+        base: &'a Path,
+        relative: &'a str,
+        old: &'a [u8],
+        before: Owner,
+        backup: Job<'a>,
+    },
+    /// A file whose mode and owner were set.
+    Perms {
+        base: &'a Path,
+        relative: &'a str,
+        before: Owner,
+    },
+}
+
+impl Applied<'_> {
+    fn target(&self) -> PathBuf {
+        match self {
+            Self::Created { base, relative, .. }
+            | Self::Replaced { base, relative, .. }
+            | Self::Overwritten { base, relative, .. }
+            | Self::InPlace { base, relative, .. }
+            | Self::Perms { base, relative, .. } => base.join(relative),
+        }
+    }
+
+    /// The folder it changed, when still open.
+    fn dir(&self) -> Option<&OwnedFd> {
+        match self {
+            Self::Created { dir, .. }
+            | Self::Replaced { dir, .. }
+            | Self::Overwritten { dir, .. } => dir.as_ref(),
+            Self::InPlace { .. } | Self::Perms { .. } => None,
+        }
+    }
+
+    /// Puts the target back as it was before the step.
+    fn undo(&self) -> Result<(), FsError> {
+        match self {
+            Self::Created { base, relative, .. } => {
+                let (dir, name) = parent(base, relative)?;
+                match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Err(e) => Err(FsError::io(&base.join(relative), "remove", e)),
+                }
+            }
+            Self::Replaced {
+                base,
+                relative,
+                old,
+                ..
+            } => {
+                let (dir, name) = parent(base, relative)?;
+                rfs::renameat(&dir, old.as_str(), &dir, name.as_str())
+                    .map_err(|e| FsError::io(&base.join(relative), "put back", e))
+            }
+            Self::Overwritten { base, relative, .. } => Err(FsError::io(
+                &base.join(relative),
+                "put back",
+                std::io::ErrorKind::Unsupported,
+            )),
+            Self::InPlace {
+                base,
+                relative,
+                old,
+                before,
+                ..
+            } => {
+                super::write_in_place(base, relative, old, old, before.perms())?;
+                Ok(())
+            }
+            Self::Perms {
+                base,
+                relative,
+                before,
+            } => super::set_perms(base, relative, before.perms()).map(|_| ()),
+        }
+    }
+
+    /// Drops what was kept for an undo, once the batch is durable.
+    fn forget(&self) {
+        match self {
+            Self::Replaced {
+                base,
+                relative,
+                old,
+                dir,
+            } => {
+                let reopened = dir.is_none().then(|| parent(base, relative).ok()).flatten();
+                if let Some(dir) = dir.as_ref().or(reopened.as_ref().map(|(d, _)| d)) {
+                    let _ = rfs::unlinkat(dir, old.as_str(), AtFlags::empty());
+                }
+            }
+            Self::InPlace { backup, .. } => {
+                let _ = super::remove(backup.base, backup.relative);
+            }
+            Self::Created { .. } | Self::Overwritten { .. } | Self::Perms { .. } => {}
+        }
+    }
+}
+
+impl Owner {
+    fn perms(self) -> Perms {
+        Perms {
+            mode: self.mode,
+            uid: Some(self.uid),
+            gid: Some(self.gid),
+            folder_mode: 0o700,
+            durable: true,
+        }
+    }
+}
+
+/// A set of writes applied all or nothing. Dropped before [`Batch::finish`], it undoes
+/// everything it applied.
+#[derive(Debug)]
+pub(crate) struct Batch<'w, 'a> {
+    writer: &'w AtomicWriter,
+    applied: Vec<Applied<'a>>,
+    /// A file in each folder that the batch changed (made durable at the end).
+    touched: Vec<(&'a Path, &'a str)>,
+    /// Some call was a large batch: flushed with `syncfs`.
+    large: bool,
+    finished: bool,
+}
+
+impl AtomicWriter {
+    /// Starts a batch.
+    pub(crate) fn batch<'a>(&self) -> Batch<'_, 'a> {
+        Batch {
+            writer: self,
+            applied: Vec::new(),
+            touched: Vec::new(),
+            large: false,
+            finished: false,
+        }
+    }
+}
+
+impl<'a> Batch<'_, 'a> {
+    /// Applies `ops`: every temp (and in-place backup) is written and made durable, every
+    /// target is checked against what the plan saw, then each step is applied in order.
+    /// Stamps come back in op order. On failure everything this batch applied (in this
+    /// call and earlier ones) is undone, and the error says so.
+    pub(crate) fn apply(&mut self, ops: &[Op<'a>]) -> Result<Vec<Stamp>, FsError> {
+        self.large |= ops.len() > BATCH_FSYNC_LIMIT;
+        let mut staged = match self.stage_all(ops) {
+            Ok(staged) => staged,
+            Err(e) => return Err(self.undo_after(e)),
+        };
+        let mut stamps = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let result = if i == 0 {
+                // Every target is checked before the first step is applied.
+                ops.iter().try_for_each(Op::check)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.apply_one(op, staged[i].take()));
+            match result {
+                Ok(stamp) => {
+                    self.touched.push(op.target());
+                    stamps.push(stamp);
+                }
+                Err(e) => {
+                    let unused = (ops.iter().zip(&staged)).skip(i);
+                    for (op, staged) in unused {
+                        if let (Op::Write(job), Some(s)) = (op, staged) {
+                            discard(job, s);
+                        }
+                    }
+                    return Err(self.undo_after(e));
+                }
+            }
+        }
+        Ok(stamps)
+    }
+
+    /// Writes every temp and in-place backup, and makes them durable.
+    fn stage_all(&mut self, ops: &[Op<'a>]) -> Result<Vec<Option<Staged>>, FsError> {
+        let large = ops.len() > BATCH_FSYNC_LIMIT;
+        let writer = self.writer;
+        let stage_one = |op: &Op<'a>| match op {
+            Op::Write(job) => writer.stage(job, !large).map(Some),
+            Op::InPlace { backup, .. } => {
+                let perms = Perms {
+                    durable: true,
+                    ..backup.perms
+                };
+                let contents = backup.contents;
+                writer.write(backup.base, backup.relative, contents, perms)?;
+                Ok(None)
+            }
+            Op::Perms { .. } => Ok(None),
+        };
+        // A small batch is staged on this thread: each file's temp, rename and folder fsync
+        // then go through one open folder, in order.
+        let results: Vec<Result<Option<Staged>, FsError>> = if large {
+            ops.par_iter().map(stage_one).collect()
+        } else {
+            ops.iter().map(stage_one).collect()
+        };
+        let failed = results.iter().position(Result::is_err);
+        let mut staged = Vec::with_capacity(ops.len());
+        let mut first_error = None;
+        for (op, result) in ops.iter().zip(results) {
+            match result {
+                Ok(s) => staged.push(s),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    staged.push(None);
+                }
+            }
+            let _ = op;
+        }
+        if let (Some(_), Some(e)) = (failed, first_error) {
+            discard_all(ops, &staged);
+            return Err(e);
+        }
+        if large {
+            let jobs: Vec<Job<'_>> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Write(job) => Some(*job),
+                    _ => None,
+                })
+                .collect();
+            if let Err(e) = sync_file_systems(&jobs) {
+                discard_all(ops, &staged);
+                return Err(e);
+            }
+        }
+        Ok(staged)
+    }
+
+    fn apply_one(&mut self, op: &Op<'a>, staged: Option<Staged>) -> Result<Stamp, FsError> {
+        match *op {
+            Op::Write(job) => {
+                let staged = staged.ok_or_else(|| FsError::BadFolder {
+                    path: job.base.join(job.relative),
+                })?;
+                let (applied, stamp) = commit(&job, staged)?;
+                self.applied.push(applied);
+                Ok(stamp)
+            }
+            Op::InPlace {
+                job,
+                old,
+                before,
+                backup,
+            } => {
+                let stamp =
+                    super::write_in_place(job.base, job.relative, old, job.contents, job.perms)?;
+                self.applied.push(Applied::InPlace {
+                    base: job.base,
+                    relative: job.relative,
+                    old,
+                    before,
+                    backup,
+                });
+                Ok(stamp)
+            }
+            Op::Perms {
+                base,
+                relative,
+                perms,
+                before,
+                ..
+            } => {
+                let stamp = super::set_perms(base, relative, perms)?;
+                self.applied.push(Applied::Perms {
+                    base,
+                    relative,
+                    before,
+                });
+                Ok(stamp)
+            }
+        }
+    }
+
+    /// Makes everything applied durable, then drops the previous versions kept for undo.
+    /// A failure to make it durable undoes the batch.
+    pub(crate) fn finish(mut self) -> Result<(), FsError> {
+        if let Err(e) = self.make_durable() {
+            return Err(self.undo_after(e));
+        }
+        self.finished = true;
+        for applied in &self.applied {
+            applied.forget();
+        }
+        Ok(())
+    }
+
+    fn make_durable(&self) -> Result<(), FsError> {
+        if self.large {
+            let jobs: Vec<Job<'_>> = (self.touched.iter())
+                .map(|(base, relative)| Job {
+                    base,
+                    relative,
+                    head: &[],
+                    contents: &[],
+                    perms: Perms {
+                        durable: true,
+                        ..Perms::PRIVATE
+                    },
+                    expect: super::Expect::Any,
+                    previous: None,
+                })
+                .collect();
+            return sync_file_systems(&jobs);
+        }
+        let mut synced = std::collections::HashSet::new();
+        let open: Vec<Option<&OwnedFd>> = self.applied.iter().map(Applied::dir).collect();
+        for (i, (base, relative)) in self.touched.iter().enumerate() {
+            let target = base.join(relative);
+            let reopened;
+            let dir = match open.get(i).copied().flatten() {
+                Some(dir) => dir,
+                None => {
+                    reopened = parent(base, relative)?.0;
+                    &reopened
+                }
+            };
+            let st =
+                rfs::fstat(dir).map_err(|e| FsError::io(&target, "inspect the folder of", e))?;
+            if synced.insert((st.st_dev, st.st_ino)) {
+                rfs::fsync(dir)
+                    .map_err(|e| FsError::io(&target, "make durable the folder of", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes every applied step, newest first, and wraps `cause` with the outcome.
+    fn undo_after(&mut self, cause: FsError) -> FsError {
+        if self.applied.is_empty() {
+            // Nothing was applied yet: the batch is simply not written.
+            self.finished = true;
+            return cause;
+        }
+        let kept = self.undo();
+        FsError::Undone {
+            source: Box::new(cause),
+            kept,
+        }
+    }
+
+    /// Puts every target back; returns the ones that still hold new content.
+    fn undo(&mut self) -> Vec<PathBuf> {
+        let mut kept = Vec::new();
+        for applied in self.applied.iter().rev() {
+            if applied.undo().is_ok() {
+                if let Applied::InPlace { backup, .. } = applied {
+                    let _ = super::remove(backup.base, backup.relative);
+                }
+            } else {
+                kept.push(applied.target());
+            }
+        }
+        kept.reverse();
+        // Applied steps are now either undone or reported; none is to be undone again.
+        self.applied.clear();
+        self.finished = true;
+        kept
+    }
+}
+
+impl Drop for Batch<'_, '_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.undo();
+        }
+    }
+}
+
+/// Removes the temps of a batch that will not be applied.
+fn discard_all(ops: &[Op<'_>], staged: &[Option<Staged>]) {
+    for (op, staged) in ops.iter().zip(staged) {
+        match (op, staged) {
+            (Op::Write(job), Some(s)) => discard(job, s),
+            (Op::InPlace { backup, .. }, _) => {
+                let _ = super::remove(backup.base, backup.relative);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parent(base: &Path, relative: &str) -> Result<(std::os::fd::OwnedFd, String), FsError> {
+    open_parent(base, relative, None)?.ok_or_else(|| FsError::BadFolder {
+        path: base.join(relative),
+    })
+}
+
+/// Renames a staged temp over its target (a plain `renameat`, as every file envsync
+/// writes). The previous version of a target that exists survives until the batch is
+/// finished, so that an undo is one rename back: as the copy staged beside it when the plan
+/// read the target, else as a second name (a hard link) made just before the rename. (A
+/// target the plan checks is never linked: a leftover link from a killed run would share its
+/// inode, and sweeping it would change the target under the next run's plan.)
+fn commit<'a>(job: &Job<'a>, staged: Staged) -> Result<(Applied<'a>, Stamp), FsError> {
+    let Staged {
+        target,
+        temp,
+        kept,
+        dir,
+    } = staged;
+    let (dir, name) = match dir {
+        Some(dir) => (dir, target_name(job.relative)),
+        None => parent(job.base, job.relative)?,
+    };
+    let kept = match kept {
+        // A copy made when the temp was staged (the plan read the target).
+        Some(copy) => Some(copy),
+        // Not read by the plan (a sync record): a second name keeps the previous version.
+        None => {
+            let old = super::writer::temp_name(&name);
+            match rfs::linkat(&dir, name.as_str(), &dir, old.as_str(), AtFlags::empty()) {
+                Ok(()) => Some(old),
+                Err(Errno::NOENT) => None,
+                // A file system without hard links (or one that refuses this one): the
+                // previous version cannot be kept, and the step cannot be undone.
+                Err(_) => Some(String::new()),
+            }
+        }
+    };
+    if let Err(e) = rfs::renameat(&dir, temp.as_str(), &dir, name.as_str()) {
+        if let Some(old) = kept.as_deref().filter(|o| !o.is_empty()) {
+            let _ = rfs::unlinkat(&dir, old, AtFlags::empty());
+        }
+        let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Err(FsError::io(&target, "rename a temp file over", e));
+    }
+    let stamp = rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| Stamp::of(&st))
+        .map_err(|e| FsError::io(&target, "inspect", e));
+    let (base, relative, dir) = (job.base, job.relative, Some(dir));
+    let applied = match kept {
+        None => Applied::Created {
+            base,
+            relative,
+            dir,
+        },
+        Some(old) if old.is_empty() => Applied::Overwritten {
+            base,
+            relative,
+            dir,
+        },
+        Some(old) => Applied::Replaced {
+            base,
+            relative,
+            old,
+            dir,
+        },
+    };
+    match stamp {
+        Ok(stamp) => Ok((applied, stamp)),
+        Err(e) => {
+            let _ = applied.undo();
+            applied.forget();
+            Err(e)
+        }
+    }
+}
+
+/// The last component of a relative path.
+fn target_name(relative: &str) -> String {
+    relative
+        .rsplit('/')
+        .find(|p| !p.is_empty())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Expect;
+
+    fn job<'a>(base: &'a Path, relative: &'a str, contents: &'a [u8], expect: Expect) -> Job<'a> {
+        Job {
+            base,
+            relative,
+            head: &[],
+            contents,
+            perms: Perms {
+                durable: true,
+                ..Perms::PRIVATE
+            },
+            expect,
+            previous: None,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A step that fails after others were applied puts every earlier one back: replaced
+    /// files hold their old content, created ones are gone, no temp is left.
+    #[test]
+    fn a_failed_step_undoes_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("a"), b"old a").unwrap();
+        std::fs::write(base.join("c"), b"old c").unwrap();
+        let stamp = |name: &str| crate::fs::stamp(base, name).unwrap().unwrap();
+        let (a, c) = (stamp("a"), stamp("c"));
+        let writer = AtomicWriter::new();
+        let mut batch = writer.batch();
+        batch
+            .apply(&[
+                Op::Write(job(base, "a", b"new a", Expect::Stamp(a))),
+                Op::Write(job(base, "b", b"new b", Expect::Absent)),
+            ])
+            .unwrap();
+        // `c` changes after the plan saw it: the record-like second call fails its check.
+        std::fs::write(base.join("c"), b"edited c").unwrap();
+        let err = batch
+            .apply(&[Op::Write(job(base, "c", b"new c", Expect::Stamp(c)))])
+            .unwrap_err();
+        assert!(
+            matches!(&err, FsError::Undone { kept, .. } if kept.is_empty()),
+            "{err}"
+        );
+        drop(batch);
+        assert_eq!(std::fs::read(base.join("a")).unwrap(), b"old a");
+        assert_eq!(std::fs::read(base.join("c")).unwrap(), b"edited c");
+        assert_eq!(names(base), ["a", "c"]);
+    }
+
+    /// A finished batch keeps its writes and removes the previous versions.
+    #[test]
+    fn a_finished_batch_keeps_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("a"), b"old").unwrap();
+        let a = crate::fs::stamp(base, "a").unwrap().unwrap();
+        let writer = AtomicWriter::new();
+        let mut batch = writer.batch();
+        batch
+            .apply(&[
+                Op::Write(job(base, "a", b"new", Expect::Stamp(a))),
+                Op::Write(job(base, "sub/b", b"b", Expect::Absent)),
+            ])
+            .unwrap();
+        batch.finish().unwrap();
+        assert_eq!(std::fs::read(base.join("a")).unwrap(), b"new");
+        assert_eq!(std::fs::read(base.join("sub/b")).unwrap(), b"b");
+        assert_eq!(names(base), ["a", "sub"]);
+    }
+
+    /// Dropping an unfinished batch (an error path elsewhere, a panic) undoes it.
+    #[test]
+    fn dropping_an_unfinished_batch_undoes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("a"), b"old").unwrap();
+        let a = crate::fs::stamp(base, "a").unwrap().unwrap();
+        let writer = AtomicWriter::new();
+        let mut batch = writer.batch();
+        batch
+            .apply(&[Op::Write(job(base, "a", b"new", Expect::Stamp(a)))])
+            .unwrap();
+        drop(batch);
+        assert_eq!(std::fs::read(base.join("a")).unwrap(), b"old");
+        assert_eq!(names(base), ["a"]);
+    }
+}
