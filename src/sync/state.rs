@@ -64,6 +64,63 @@ impl State {
     }
 }
 
+/// What the sync record says about an entry whose two sides both exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synced {
+    /// No record, or one that does not open: nothing is known of the last sync.
+    Unknown,
+    /// The record holds exactly the `.enc` that is in the repo now.
+    SameEnc,
+    /// The record holds another `.enc`, by its digest only; whether the server file is still
+    /// the one that sync left.
+    OtherEnc { server_untouched: bool },
+    /// The record's plaintext, compared with each side.
+    Compared {
+        repo_changed: bool,
+        server_changed: bool,
+    },
+}
+
+/// An entry's state from what is known of it: which files exist, whether their plaintexts
+/// agree (`None`: the `.enc` could not be opened, no identity), and what the record says.
+/// Pure, so that every case is in one unit-test table.
+pub fn classify(repo: bool, server: bool, same_plaintext: Option<bool>, synced: Synced) -> State {
+    match (repo, server) {
+        (false, false) => return State::Missing,
+        (true, false) => return State::ServerMissing,
+        (false, true) => return State::RepoMissing,
+        (true, true) => {}
+    }
+    match (same_plaintext, synced) {
+        (Some(true), _) => State::InSync,
+        // Without an identity only an `.enc` untouched since the sync says who changed.
+        (None, Synced::SameEnc) => State::ServerChanged,
+        (None, _) | (Some(false), Synced::Unknown) => State::New,
+        // The sides differ and the `.enc` is the synced one: the server moved.
+        (Some(false), Synced::SameEnc) => State::ServerChanged,
+        (Some(false), Synced::OtherEnc { server_untouched }) => {
+            if server_untouched {
+                State::RepoChanged
+            } else {
+                State::Conflict
+            }
+        }
+        (
+            Some(false),
+            Synced::Compared {
+                repo_changed,
+                server_changed,
+            },
+        ) => match (repo_changed, server_changed) {
+            (true, true) => State::Conflict,
+            (true, false) => State::RepoChanged,
+            // Neither changed yet they differ (cannot happen with one plaintext), or only the
+            // server did: the server moved.
+            _ => State::ServerChanged,
+        },
+    }
+}
+
 /// An entry's state and the plaintexts it was judged from.
 #[derive(Debug)]
 pub struct Analysis {
@@ -92,12 +149,10 @@ impl Sides<'_> {
         let repo = self.open_repo(identities)?;
         let server = self.server_canonical()?;
         let state = match (&self.repo, &server) {
-            (None, None) => State::Missing,
-            (Some(_), None) => State::ServerMissing,
-            (None, Some(_)) => State::RepoMissing,
             (Some(enc), Some(server_plain)) => {
                 self.classify(identities, enc.bytes.expose(), repo.as_ref(), server_plain)
             }
+            (repo, server) => classify(repo.is_some(), server.is_some(), None, Synced::Unknown),
         };
         Ok(Analysis {
             state,
@@ -107,6 +162,7 @@ impl Sides<'_> {
         })
     }
 
+    /// Gathers what [`classify`] needs, opening the record only when the answer depends on it.
     fn classify(
         &self,
         identities: Option<&Identities>,
@@ -114,50 +170,136 @@ impl Sides<'_> {
         repo: Option<&Opened>,
         server: &SecretBytes,
     ) -> State {
-        let Some(repo) = repo else {
-            // No identity: only an untouched .enc (equal to its record) lets encrypt proceed.
-            return if self
-                .record
+        let same_enc = || {
+            self.record
                 .as_ref()
                 .is_some_and(|r| r.same_enc(enc, || self.repo_digest()))
-            {
-                State::ServerChanged
+        };
+        let Some(repo) = repo else {
+            // No identity: only an untouched .enc (equal to its record) lets encrypt proceed.
+            let synced = if same_enc() {
+                Synced::SameEnc
             } else {
-                State::New
+                Synced::Unknown
             };
+            return classify(true, true, None, synced);
         };
-        if &repo.plaintext == server {
-            return State::InSync;
-        }
-        let Some(record) = &self.record else {
-            return State::New;
-        };
-        let synced = if record.same_enc(enc, || self.repo_digest()) {
-            Some(repo.plaintext.clone())
+        let same = &repo.plaintext == server;
+        let synced = if same {
+            Synced::Unknown
         } else {
-            // A record that no longer opens (another key, another format, or kept as a
-            // digest) tells nothing more than that the .enc changed.
-            let Some(copy) = record.copy() else {
-                let server_untouched =
-                    (self.server.as_ref()).is_some_and(|s| record.server == Some(s.stamp));
-                return if server_untouched {
-                    State::RepoChanged
-                } else {
-                    State::Conflict
-                };
-            };
-            self.open(copy, identities)
-                .ok()
-                .flatten()
-                .map(|o| o.plaintext)
+            self.synced(identities, repo, server, same_enc())
         };
-        let Some(synced) = synced else {
-            return State::New;
+        classify(true, true, Some(same), synced)
+    }
+
+    /// What the record says about two sides that differ.
+    fn synced(
+        &self,
+        identities: Option<&Identities>,
+        repo: &Opened,
+        server: &SecretBytes,
+        same_enc: bool,
+    ) -> Synced {
+        let Some(record) = &self.record else {
+            return Synced::Unknown;
         };
-        match (repo.plaintext != synced, server != &synced) {
-            (true, true) => State::Conflict,
-            (true, false) => State::RepoChanged,
-            _ => State::ServerChanged,
+        if same_enc {
+            return Synced::SameEnc;
+        }
+        // A record that holds only a digest tells nothing more than that the .enc changed.
+        let Some(copy) = record.copy() else {
+            let server_untouched =
+                (self.server.as_ref()).is_some_and(|s| record.server == Some(s.stamp));
+            return Synced::OtherEnc { server_untouched };
+        };
+        // A record that no longer opens (another key, another format) tells nothing.
+        match self.open(copy, identities).ok().flatten() {
+            Some(synced) => Synced::Compared {
+                repo_changed: repo.plaintext != synced.plaintext,
+                server_changed: *server != synced.plaintext,
+            },
+            None => Synced::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_from_what_is_known() {
+        let compared = |repo_changed, server_changed| Synced::Compared {
+            repo_changed,
+            server_changed,
+        };
+        let other = |server_untouched| Synced::OtherEnc { server_untouched };
+        let rows = [
+            // Which files exist decides first, whatever else is known.
+            (false, false, Some(true), Synced::SameEnc, State::Missing),
+            (true, false, None, Synced::Unknown, State::ServerMissing),
+            (
+                false,
+                true,
+                Some(false),
+                compared(true, true),
+                State::RepoMissing,
+            ),
+            // Equal plaintexts are in sync, whatever the record says (a rekey is no change).
+            (true, true, Some(true), Synced::Unknown, State::InSync),
+            (true, true, Some(true), other(false), State::InSync),
+            // No identity: judged on the .enc's bytes against the record.
+            (true, true, None, Synced::SameEnc, State::ServerChanged),
+            (true, true, None, Synced::Unknown, State::New),
+            (true, true, None, other(true), State::New),
+            (true, true, None, compared(false, true), State::New),
+            // Differing plaintexts.
+            (true, true, Some(false), Synced::Unknown, State::New),
+            (
+                true,
+                true,
+                Some(false),
+                Synced::SameEnc,
+                State::ServerChanged,
+            ),
+            (true, true, Some(false), other(true), State::RepoChanged),
+            (true, true, Some(false), other(false), State::Conflict),
+            (
+                true,
+                true,
+                Some(false),
+                compared(true, true),
+                State::Conflict,
+            ),
+            (
+                true,
+                true,
+                Some(false),
+                compared(true, false),
+                State::RepoChanged,
+            ),
+            (
+                true,
+                true,
+                Some(false),
+                compared(false, true),
+                State::ServerChanged,
+            ),
+            (
+                true,
+                true,
+                Some(false),
+                compared(false, false),
+                State::ServerChanged,
+            ),
+        ];
+        for (repo, server, same, synced, want) in rows {
+            assert_eq!(
+                classify(repo, server, same, synced),
+                want,
+                "repo {repo} server {server} same {same:?} {synced:?}"
+            );
         }
     }
 }
