@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::ColorChoice;
-
 /// Keep server secrets and their SOPS+age encrypted copies in git in step.
 #[derive(Debug, Parser)]
 #[command(name = "envsync", version, about, propagate_version = true)]
@@ -108,4 +106,12 @@ pub enum Command {
         #[command(flatten)]
         selection: Selection,
     },
+}
+
+/// When to colour output (`--color`; `auto` honours `NO_COLOR` and a terminal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }

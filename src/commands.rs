@@ -3,12 +3,12 @@
 //! Every command flows load → plan → apply: it reads and checks all selected entries first,
 //! builds a plan, and only then writes (or, with `--dry-run`, prints the plan).
 
-pub mod decrypt;
-pub mod diff;
-pub mod encrypt;
-pub mod keygen;
-pub mod rekey;
-pub mod status;
+pub(crate) mod decrypt;
+pub(crate) mod diff;
+pub(crate) mod encrypt;
+pub(crate) mod keygen;
+pub(crate) mod rekey;
+pub(crate) mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -35,14 +35,14 @@ use crate::sync::{Codec, Sides};
 
 /// What a command runs with.
 #[derive(Debug)]
-pub struct Context {
-    pub settings: Settings,
-    pub cwd: PathBuf,
-    pub writer: AtomicWriter,
+pub(crate) struct Context {
+    pub(crate) settings: Settings,
+    pub(crate) cwd: PathBuf,
+    pub(crate) writer: AtomicWriter,
 }
 
 impl Context {
-    pub fn new(settings: Settings, cwd: PathBuf) -> Self {
+    pub(crate) fn new(settings: Settings, cwd: PathBuf) -> Self {
         Self {
             settings,
             cwd,
@@ -51,7 +51,7 @@ impl Context {
     }
 
     /// The entries a selection names, in manifest order.
-    pub fn select(&self, selection: &Selection) -> Result<Vec<&Entry>, Error> {
+    pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<&Entry>, Error> {
         let manifest = &self.settings.manifest;
         let mut chosen = vec![selection.files.is_empty(); manifest.entries.len()];
         for pattern in &selection.files {
@@ -118,7 +118,7 @@ impl Context {
     /// Before a plan is applied: takes the run's lock and removes the temps a killed run
     /// left beside the targets (server side or repo side). The targets are checked against
     /// the plan only after this, so an edit made while the run waited for its lock stops it.
-    pub fn prepare_writes<'e>(
+    pub(crate) fn prepare_writes<'e>(
         &self,
         entries: impl IntoIterator<Item = &'e Entry>,
         server_side: bool,
@@ -136,7 +136,7 @@ impl Context {
     }
 
     /// Loads identities when any selected entry is encrypted.
-    pub fn identities(&self, entries: &[&Entry]) -> Result<Option<Identities>, Error> {
+    pub(crate) fn identities(&self, entries: &[&Entry]) -> Result<Option<Identities>, Error> {
         if entries.iter().all(|e| e.plain) {
             return Ok(None);
         }
@@ -144,7 +144,7 @@ impl Context {
     }
 
     /// Reads both sides of every entry in parallel; all errors are collected.
-    pub fn read_all<'m>(&self, entries: &[&'m Entry]) -> Result<Vec<Sides<'m>>, Error> {
+    pub(crate) fn read_all<'m>(&self, entries: &[&'m Entry]) -> Result<Vec<Sides<'m>>, Error> {
         collect(
             entries
                 .par_iter()
@@ -155,7 +155,7 @@ impl Context {
 }
 
 /// Splits results into the values or one error listing every failure.
-pub fn collect<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Error> {
+pub(crate) fn collect<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Error> {
     let mut values = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for result in results {
@@ -178,24 +178,24 @@ fn normalise(path: &Path) -> PathBuf {
 }
 
 /// One entry's outcome, as decrypt and encrypt report it.
-pub struct Outcome<'m> {
-    pub entry: &'m Entry,
-    pub codec: Codec,
+pub(crate) struct Outcome<'m> {
+    pub(crate) entry: &'m Entry,
+    pub(crate) codec: Codec,
     /// `create`, `update`, `unchanged`…
-    pub action: &'static str,
-    pub state: State,
-    pub style: Style,
+    pub(crate) action: &'static str,
+    pub(crate) state: State,
+    pub(crate) style: Style,
     /// Nothing to do: shown only with --verbose (or in a dry run's plan).
-    pub idle: bool,
+    pub(crate) idle: bool,
     /// `repo → server` or `repo ← server`, with any note.
-    pub detail: String,
+    pub(crate) detail: String,
     /// In a plan: the keys the write adds, removes and changes, and mode fixes.
-    pub changes: Vec<String>,
+    pub(crate) changes: Vec<String>,
 }
 
 /// Prints what a writing command did (or, with `dry_run`, would do): the plan on stdout for
 /// a dry run, progress on stderr otherwise, a JSON document with --json.
-pub fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outcome<'_>]) {
+pub(crate) fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outcome<'_>]) {
     if printer.json {
         let entries: Vec<_> = outcomes
             .iter()
@@ -236,7 +236,7 @@ pub fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outco
 }
 
 /// What writing `new` over `old` changes, masked: keys for dotenv, sizes otherwise.
-pub fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
+pub(crate) fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
     if codec == Codec::Encrypted(Format::Dotenv) {
         if let (Ok(old), Ok(new)) = (dotenv::parse(old), dotenv::parse(new)) {
             return crate::diff::dotenv(&old, &new)
@@ -259,16 +259,16 @@ pub fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
 /// One entry's place in a decrypt or encrypt plan: its files, what they were judged to be,
 /// and what the run does to it.
 #[derive(Debug)]
-pub struct Step<'s, 'm> {
-    pub sides: &'s Sides<'m>,
-    pub analysis: Analysis,
-    pub decision: Decision,
+pub(crate) struct Step<'s, 'm> {
+    pub(crate) sides: &'s Sides<'m>,
+    pub(crate) analysis: Analysis,
+    pub(crate) decision: Decision,
     /// encrypt: the new `.enc` (empty unless the decision writes).
-    pub contents: Vec<u8>,
+    pub(crate) contents: Vec<u8>,
 }
 
 /// Decides one entry, as [`decide`] says for `direction`.
-pub fn step<'s, 'm>(
+pub(crate) fn step<'s, 'm>(
     direction: Direction,
     sides: &'s Sides<'m>,
     analysis: Analysis,
@@ -292,15 +292,15 @@ pub fn step<'s, 'm>(
 
 /// Flags of a writing command.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Flags {
-    pub dry_run: bool,
-    pub force: bool,
-    pub allow_empty: bool,
+pub(crate) struct Flags {
+    pub(crate) dry_run: bool,
+    pub(crate) force: bool,
+    pub(crate) allow_empty: bool,
 }
 
 /// Checks a whole plan before anything is written: every entry's error first (all of
 /// them), then every refusal (all of them). Only a plan that can be applied comes back.
-pub fn settle<'s, 'm>(
+pub(crate) fn settle<'s, 'm>(
     direction: Direction,
     planned: Vec<Result<Step<'s, 'm>, Error>>,
 ) -> Result<Vec<Step<'s, 'm>>, Error> {
@@ -354,7 +354,7 @@ fn failure_error(entry: &Entry, failure: Failure) -> Error {
 
 /// The refusal line for an entry `direction` must not write, with the commands that
 /// resolve it.
-pub fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> String {
+pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> String {
     let repo = &entry.repo;
     let resolve = match (direction, next) {
         (Direction::Decrypt, Next::Encrypt) => format!(
@@ -377,17 +377,12 @@ pub fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) ->
 }
 
 /// `repo → server` for messages.
-pub fn arrow(entry: &Entry) -> String {
+pub(crate) fn arrow(entry: &Entry) -> String {
     format!("{} → {}", entry.repo, entry.server)
 }
 
-/// Whether an entry's codec needs a key at all.
-pub fn needs_key(sides: &Sides<'_>) -> bool {
-    sides.codec != Codec::Plain
-}
-
 /// Runs one command.
-pub fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
+pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
     match command {
         Command::Decrypt {
             selection,

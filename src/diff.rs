@@ -16,7 +16,7 @@ use crate::sops::dotenv::Item;
 /// One difference in a dotenv file; `repo` is the old side, `server` the new.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
-pub enum KeyChange {
+pub(crate) enum KeyChange {
     /// On the server, not in the repo.
     Added { key: String, len: usize },
     /// In the repo, not on the server.
@@ -33,7 +33,7 @@ pub enum KeyChange {
 }
 
 /// Compares two dotenv files entry by entry.
-pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
+pub(crate) fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
     let pairs = |items: &[Item]| -> Vec<(String, SecretBytes)> {
         items
             .iter()
@@ -104,15 +104,15 @@ pub fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
 
 /// How changes are worded: drift between two places, or what a write will do.
 #[derive(Clone, Copy, Debug)]
-pub struct Wording {
-    pub added: &'static str,
-    pub removed: &'static str,
-    pub old_side: &'static str,
-    pub new_side: &'static str,
+pub(crate) struct Wording {
+    pub(crate) added: &'static str,
+    pub(crate) removed: &'static str,
+    pub(crate) old_side: &'static str,
+    pub(crate) new_side: &'static str,
 }
 
 /// `diff` and `status`: the server compared with the repo.
-pub const DRIFT: Wording = Wording {
+pub(crate) const DRIFT: Wording = Wording {
     added: "only on the server",
     removed: "only in the repo",
     old_side: "in the repo",
@@ -120,7 +120,7 @@ pub const DRIFT: Wording = Wording {
 };
 
 /// A plan: what the write adds to, removes from and changes in its target.
-pub const PLAN: Wording = Wording {
+pub(crate) const PLAN: Wording = Wording {
     added: "added",
     removed: "removed",
     old_side: "now",
@@ -129,7 +129,7 @@ pub const PLAN: Wording = Wording {
 
 impl KeyChange {
     /// One line, starting with `+`, `-` or `~`; names and lengths only.
-    pub fn describe(&self, words: Wording) -> String {
+    pub(crate) fn describe(&self, words: Wording) -> String {
         match self {
             Self::Added { key, len } => format!("+ {}: {} (len {len})", sanitize(key), words.added),
             Self::Removed { key, len } => {
@@ -161,7 +161,7 @@ fn same_layout(a: &[Item], b: &[Item]) -> bool {
 
 /// A unified diff of two texts in which every line shows only its length; `None` when equal.
 /// Binary content (not UTF-8) gives a one-line summary.
-pub fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
     if repo == server {
         return None;
     }

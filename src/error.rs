@@ -11,7 +11,7 @@ use crate::sops::SopsError;
 
 /// A failed run.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("no secrets.toml in {} or any folder above it; run envsync inside the repo, or pass --manifest PATH", .start.display())]
     NoManifest { start: PathBuf },
     #[error(transparent)]
@@ -37,7 +37,7 @@ pub enum Error {
 
 /// What went wrong with one file.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     #[error("{0}")]
     Sops(#[from] SopsError),
     #[error("is missing; it is the repo copy of {server}, so restore it (git checkout) or run `envsync encrypt {server}`")]
@@ -60,7 +60,7 @@ pub enum FileError {
 
 impl Error {
     /// The exit status this error maps to.
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Refused(_) => ExitStatus::Refused,
             Self::Fs(e) if matches!(e.cause(), FsError::Changed { .. }) => ExitStatus::Refused,
@@ -69,7 +69,7 @@ impl Error {
     }
 
     /// What to do next, printed after the message.
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             Self::File {
                 path,
@@ -92,7 +92,7 @@ impl Error {
     }
 
     /// The one-line report printed on stderr.
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         match self {
             Self::Refused(lines) => {
                 let mut out: Vec<String> = lines.iter().map(|l| format!("refused: {l}")).collect();
@@ -116,7 +116,7 @@ impl Error {
     }
 
     /// Wraps per-entry errors: one stays itself, several are reported together.
-    pub fn from_many(mut errors: Vec<Error>) -> Option<Error> {
+    pub(crate) fn from_many(mut errors: Vec<Error>) -> Option<Error> {
         match errors.len() {
             0 => None,
             1 => errors.pop(),

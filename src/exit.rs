@@ -13,8 +13,6 @@ pub enum ExitStatus {
     Error,
     /// Refused: doing it would lose an unsynced change; nothing was written.
     Refused,
-    /// Interrupted by a signal.
-    Interrupted,
 }
 
 impl ExitStatus {
@@ -24,7 +22,6 @@ impl ExitStatus {
             Self::Drift => 1,
             Self::Error => 2,
             Self::Refused => 3,
-            Self::Interrupted => 130,
         }
     }
 }
@@ -45,6 +42,5 @@ mod tests {
         assert_eq!(ExitStatus::Drift.code(), 1);
         assert_eq!(ExitStatus::Error.code(), 2);
         assert_eq!(ExitStatus::Refused.code(), 3);
-        assert_eq!(ExitStatus::Interrupted.code(), 130);
     }
 }

@@ -10,7 +10,7 @@ use crate::sops::{self, Decrypted, EncryptOptions, KeyPlan, SopsError, Unlocked}
 /// The on-disk format of an encrypted file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub(crate) enum Format {
     /// SOPS dotenv: key names in clear, values encrypted.
     Dotenv,
     /// SOPS binary: the whole file as one value in a JSON wrapper.
@@ -24,7 +24,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Dotenv => "dotenv",
             Self::Binary => "binary",
@@ -36,7 +36,7 @@ impl Format {
 
     /// Recognises an existing `.enc` from its content, so a repo made by `make encrypt`
     /// keeps its formats whatever the file names say.
-    pub fn detect(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn detect(bytes: &[u8]) -> Option<Self> {
         if crypto::is_age_file(bytes) {
             return Some(Self::Age);
         }
@@ -58,7 +58,7 @@ impl Format {
 
     /// The format of a new file, from its server name: `.env` and `.env.*` are dotenv,
     /// `.yaml`/`.yml`/`.json` those, anything else binary.
-    pub fn for_server_name(name: &str) -> Self {
+    pub(crate) fn for_server_name(name: &str) -> Self {
         if name == ".env" || name.starts_with(".env.") || name.ends_with(".env") {
             Self::Dotenv
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -71,20 +71,24 @@ impl Format {
     }
 
     /// Whether this build reads and writes the format.
-    pub fn supported(self) -> bool {
+    pub(crate) fn supported(self) -> bool {
         matches!(self, Self::Dotenv | Self::Binary | Self::Age)
     }
 }
 
 /// An opened `.enc`: its plaintext, and the SOPS state needed to rewrite it minimally.
 #[derive(Debug)]
-pub struct Opened {
-    pub plaintext: SecretBytes,
-    pub sops: Option<Unlocked>,
+pub(crate) struct Opened {
+    pub(crate) plaintext: SecretBytes,
+    pub(crate) sops: Option<Unlocked>,
 }
 
 /// Decrypts `bytes` in `format`; everything is authenticated before this returns.
-pub fn decrypt(format: Format, bytes: &[u8], identities: &Identities) -> Result<Opened, SopsError> {
+pub(crate) fn decrypt(
+    format: Format,
+    bytes: &[u8],
+    identities: &Identities,
+) -> Result<Opened, SopsError> {
     let sops_file = |d: Decrypted| Opened {
         plaintext: d.plaintext,
         sops: Some(d.keys),
@@ -101,7 +105,7 @@ pub fn decrypt(format: Format, bytes: &[u8], identities: &Identities) -> Result<
 }
 
 /// Encrypts `plain` in `format`. `previous` is the file being replaced, when it decrypted.
-pub fn encrypt(
+pub(crate) fn encrypt(
     format: Format,
     plain: &[u8],
     options: &EncryptOptions,
@@ -124,7 +128,7 @@ pub fn encrypt(
 
 /// Re-wraps an opened file's data key for `plan`'s recipients, keeping every value, the MAC
 /// and `lastmodified` (an age file, which has no separate data key, is re-encrypted).
-pub fn rekey(
+pub(crate) fn rekey(
     format: Format,
     bytes: &[u8],
     opened: &Opened,

@@ -20,16 +20,16 @@ use crate::secret::SecretBytes;
 
 mod batch;
 mod writer;
-pub use batch::{Op, Owner};
-pub use writer::Previous;
-pub use writer::{AtomicWriter, Expect, Job};
+pub(crate) use batch::{Op, Owner};
+pub(crate) use writer::Previous;
+pub(crate) use writer::{AtomicWriter, Expect, Job};
 
 /// Prefix of every temp file; the sweep removes `.envsync.*.tmp` in folders it writes.
 pub(crate) const TEMP_PREFIX: &str = ".envsync.";
 
 /// A file-system error with the path it concerns.
 #[derive(Debug, thiserror::Error)]
-pub enum FsError {
+pub(crate) enum FsError {
     #[error("{}: cannot {action}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -88,15 +88,15 @@ impl FsError {
 
 /// Final permissions of a written file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Perms {
-    pub mode: u32,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+pub(crate) struct Perms {
+    pub(crate) mode: u32,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
     /// Mode of folders created on the way (0700 on the server).
-    pub folder_mode: u32,
+    pub(crate) folder_mode: u32,
     /// fsync the file and its folder. Only the state folder's sync records skip it: a record
     /// lost in a crash makes an entry look `new` (a refusal), never loses a secret.
-    pub durable: bool,
+    pub(crate) durable: bool,
 }
 
 impl Perms {
@@ -112,13 +112,13 @@ impl Perms {
 
 /// What a read found at a path.
 #[derive(Debug)]
-pub struct Existing {
+pub(crate) struct Existing {
     /// The content: a server file's is plaintext, so every read lands in a zeroizing buffer.
-    pub bytes: SecretBytes,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub stamp: Stamp,
+    pub(crate) bytes: SecretBytes,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) stamp: Stamp,
 }
 
 impl Existing {
@@ -144,12 +144,12 @@ impl Existing {
 /// Any write, rename over or chmod changes it (ctime cannot be set from user space), so an
 /// equal stamp means an unchanged file without reading it, as git's index relies on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime: (i64, i64),
-    pub ctime: (i64, i64),
+pub(crate) struct Stamp {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
 }
 
 impl Stamp {
@@ -170,14 +170,14 @@ impl Stamp {
     }
 
     /// `dev:ino:size:mtime:ctime`, for the sync record.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         format!(
             "{}:{}:{}:{}.{}:{}.{}",
             self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
         )
     }
 
-    pub fn decode(text: &str) -> Option<Self> {
+    pub(crate) fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(':');
         let mut num = || parts.next()?.parse::<u64>().ok();
         let (dev, ino, size) = (num()?, num()?, num()?);
@@ -198,7 +198,7 @@ impl Stamp {
 
 /// Sets owner, group and mode of an existing file without touching its content, on a
 /// descriptor opened without following symlinks.
-pub fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<Stamp, FsError> {
+pub(crate) fn set_perms(base: &Path, relative: &str, perms: Perms) -> Result<Stamp, FsError> {
     let target = base.join(relative);
     let file = open_existing(base, relative, OFlags::RDONLY)?;
     apply_perms(&file, &target, perms)?;
@@ -218,7 +218,7 @@ fn apply_perms(file: &File, target: &Path, perms: Perms) -> Result<(), FsError> 
 /// Rewrites an existing file's content in place, keeping its inode (a file bind-mounted
 /// alone into a container keeps seeing the old inode after a rename). The caller has kept a
 /// copy of `old`; if the write fails, `old` is written back.
-pub fn write_in_place(
+pub(crate) fn write_in_place(
     base: &Path,
     relative: &str,
     old: &[u8],
@@ -276,7 +276,7 @@ fn open_existing(base: &Path, relative: &str, access: OFlags) -> Result<File, Fs
 }
 
 /// Removes `base/relative` if it exists (a backup that is no longer needed).
-pub fn remove(base: &Path, relative: &str) -> Result<(), FsError> {
+pub(crate) fn remove(base: &Path, relative: &str) -> Result<(), FsError> {
     let target = base.join(relative);
     let Some((dir, name)) = open_parent(base, relative, None)? else {
         return Ok(());
@@ -290,10 +290,10 @@ pub fn remove(base: &Path, relative: &str) -> Result<(), FsError> {
 /// Holds an exclusive lock on a file (the manifest) while a run writes, so two runs on one
 /// repo take turns instead of sweeping each other's temps. Released on drop.
 #[derive(Debug)]
-pub struct RunLock(#[allow(dead_code)] File);
+pub(crate) struct RunLock(#[allow(dead_code)] File);
 
 impl RunLock {
-    pub fn acquire(path: &Path) -> Result<Self, FsError> {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, FsError> {
         let file = File::open(path).map_err(|e| FsError::io(path, "open", e))?;
         rfs::flock(&file, rfs::FlockOperation::LockExclusive)
             .map_err(|e| FsError::io(path, "lock", e))?;
@@ -305,7 +305,7 @@ impl RunLock {
 /// bytes go straight into a zeroizing buffer of the size the file had when it was opened
 /// (never grown, so no copy is left behind); a file that changes size while it is read is
 /// reported as changed.
-pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
+pub(crate) fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
     let Some((mut file, existing)) = open(base, relative)? else {
         return Ok(None);
     };
@@ -329,7 +329,7 @@ pub fn read(base: &Path, relative: &str) -> Result<Option<Existing>, FsError> {
 
 /// Opens a regular file for reading, without following a symlink at any level; what it
 /// found is returned with no bytes read yet.
-pub fn open(base: &Path, relative: &str) -> Result<Option<(File, Existing)>, FsError> {
+pub(crate) fn open(base: &Path, relative: &str) -> Result<Option<(File, Existing)>, FsError> {
     let target = base.join(relative);
     let Some((dir, name)) = open_parent(base, relative, None)? else {
         return Ok(None);
@@ -362,7 +362,7 @@ pub fn open(base: &Path, relative: &str) -> Result<Option<(File, Existing)>, FsE
 }
 
 /// The stamp of what is at `base/relative` (not following a symlink there), if anything.
-pub fn stamp(base: &Path, relative: &str) -> Result<Option<Stamp>, FsError> {
+pub(crate) fn stamp(base: &Path, relative: &str) -> Result<Option<Stamp>, FsError> {
     let Some((dir, name)) = open_parent(base, relative, None)? else {
         return Ok(None);
     };

@@ -1,19 +1,21 @@
 //! Where keys come from: identities for decrypting ([`identities`]), recipients for
 //! encrypting ([`recipients`]).
 
-pub mod identities;
-pub mod recipients;
+pub(crate) mod identities;
+pub(crate) mod recipients;
 
 use std::path::PathBuf;
 
-pub use identities::{default_identity_file, home_ssh_keys, load_identities, IdentityConfig};
-pub use recipients::Recipients;
+pub(crate) use identities::{
+    default_identity_file, home_ssh_keys, load_identities, IdentityConfig,
+};
+pub(crate) use recipients::Recipients;
 
 use crate::crypto::CryptoError;
 
 /// Why keys could not be found or parsed.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub(crate) enum KeyError {
     #[error("{}: cannot read the identity file: {source}", path.display())]
     ReadIdentity {
         path: PathBuf,

@@ -6,42 +6,62 @@
 //! command line and calls [`run`]; everything else lives here, one module a concern.
 
 pub mod cli;
-pub mod commands;
-pub mod crypto;
-pub mod diff;
-pub mod error;
-pub mod exit;
-pub mod format;
-pub mod fs;
-pub mod keys;
-pub mod manifest;
-pub mod output;
-pub mod secret;
-pub mod settings;
-pub mod sops;
-pub mod sync;
+mod commands;
+mod crypto;
+mod diff;
+mod error;
+mod exit;
+mod format;
+mod fs;
+mod keys;
+mod manifest;
+mod output;
+mod secret;
+mod settings;
+mod sops;
+mod sync;
 
 use std::path::PathBuf;
 
-pub use error::Error;
 pub use exit::ExitStatus;
 
 use commands::Context;
+use error::Error;
+use output::Printer;
 use settings::Settings;
+
+/// A failed run: the error, and the printer the run chose to report it with.
+#[derive(Debug)]
+pub struct Failure {
+    error: Error,
+    printer: Printer,
+}
+
+impl Failure {
+    /// Prints the error once, on stderr, as the run's options say (`--json`, colour).
+    pub fn print(&self) {
+        self.printer.error(&self.error.report());
+    }
+
+    /// The exit status the contract gives this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        self.error.exit_status()
+    }
+}
 
 /// Runs a parsed command line and returns the exit status; errors are returned, not
 /// printed, so the caller prints them once.
-pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, (Error, output::Printer)> {
+pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
     let fallback = settings::printer(&cli.global);
+    let fail = |printer: Printer| move |error| Failure { error, printer };
     // keygen needs no manifest: it is how a new host starts.
     if let cli::Command::Keygen { output } = &cli.command {
-        return commands::keygen::run(&fallback, output.as_deref(), &cwd)
-            .map_err(|e| (e, fallback));
+        return commands::keygen::run(&fallback, output.as_deref(), &cwd).map_err(fail(fallback));
     }
-    let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(|e| (e, fallback))?;
+    let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(fail(fallback))?;
     let printer = settings.printer.clone();
     let ctx = Context::new(settings, cwd);
-    commands::dispatch(&ctx, &cli.command).map_err(|e| (e, printer))
+    commands::dispatch(&ctx, &cli.command).map_err(fail(printer))
 }
 
 /// Hardens the process before any secret is read: no core dumps, no ptrace by same-uid

@@ -24,9 +24,9 @@ fn main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     match envsync::run(&cli, cwd) {
         Ok(status) => status.into(),
-        Err((error, printer)) => {
-            printer.error(&error.report());
-            error.exit_status().into()
+        Err(failure) => {
+            failure.print();
+            failure.exit_status().into()
         }
     }
 }

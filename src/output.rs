@@ -5,17 +5,11 @@
 
 use std::io::{IsTerminal, Write};
 
-/// When to colour output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
+use crate::cli::ColorChoice;
 
 /// How much talk goes to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
+pub(crate) enum Verbosity {
     Quiet,
     Normal,
     Verbose,
@@ -23,7 +17,7 @@ pub enum Verbosity {
 
 /// Colours used on a terminal.
 #[derive(Clone, Copy, Debug)]
-pub enum Style {
+pub(crate) enum Style {
     Added,
     Removed,
     Changed,
@@ -33,7 +27,7 @@ pub enum Style {
 
 impl Style {
     /// The style of a change line by its leading sign (`+`, `-`, `~`).
-    pub fn for_line(line: &str) -> Self {
+    pub(crate) fn for_line(line: &str) -> Self {
         match line.trim_start().chars().next() {
             Some('+') => Self::Added,
             Some('-') => Self::Removed,
@@ -45,15 +39,15 @@ impl Style {
 
 /// The printer of one run.
 #[derive(Debug, Clone)]
-pub struct Printer {
-    pub verbosity: Verbosity,
-    pub json: bool,
+pub(crate) struct Printer {
+    pub(crate) verbosity: Verbosity,
+    pub(crate) json: bool,
     color_stdout: bool,
     color_stderr: bool,
 }
 
 impl Printer {
-    pub fn new(verbosity: Verbosity, json: bool, color: ColorChoice) -> Self {
+    pub(crate) fn new(verbosity: Verbosity, json: bool, color: ColorChoice) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let decide = |is_tty: bool| match color {
             ColorChoice::Always => true,
@@ -69,7 +63,7 @@ impl Printer {
     }
 
     /// A line of data on stdout.
-    pub fn data(&self, style: Style, line: &str) {
+    pub(crate) fn data(&self, style: Style, line: &str) {
         let line = paint(self.color_stdout, style, line);
         let mut out = std::io::stdout().lock();
         // A closed pipe (`envsync diff | head`) is not an error worth a message.
@@ -77,41 +71,35 @@ impl Printer {
     }
 
     /// Secret bytes the user asked for on stdout (a new key from `keygen` without `-o`).
-    pub fn secret_data(&self, bytes: &[u8]) {
+    pub(crate) fn secret_data(&self, bytes: &[u8]) {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(bytes);
         let _ = out.flush();
     }
 
     /// A JSON document on stdout.
-    pub fn json(&self, value: &serde_json::Value) {
+    pub(crate) fn json(&self, value: &serde_json::Value) {
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut out, value);
         let _ = writeln!(out);
     }
 
     /// Progress and results on stderr, unless --quiet.
-    pub fn info(&self, style: Style, line: &str) {
+    pub(crate) fn info(&self, style: Style, line: &str) {
         if self.verbosity >= Verbosity::Normal {
             eprintln!("{}", paint(self.color_stderr, style, line));
         }
     }
 
     /// Detail on stderr with --verbose.
-    pub fn verbose(&self, line: &str) {
+    pub(crate) fn verbose(&self, line: &str) {
         if self.verbosity >= Verbosity::Verbose {
             eprintln!("{line}");
         }
     }
 
-    /// A warning on stderr, even with --quiet.
-    pub fn warn(&self, line: &str) {
-        let prefix = paint(self.color_stderr, Style::Changed, "warning:");
-        eprintln!("{prefix} {line}");
-    }
-
     /// The final error report on stderr.
-    pub fn error(&self, report: &str) {
+    pub(crate) fn error(&self, report: &str) {
         for line in report.lines() {
             let line = match line.strip_prefix("error:") {
                 Some(rest) => format!(
@@ -141,7 +129,7 @@ fn paint(enabled: bool, style: Style, text: &str) -> String {
 
 /// Makes a name from an untrusted file safe to print: control characters (terminal escapes,
 /// newlines) are shown escaped.
-pub fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     if name.chars().any(char::is_control) {
         name.chars()
             .map(|c| {

@@ -126,11 +126,6 @@ impl fmt::Debug for DataKey {
     }
 }
 
-/// Zeroes a temporary `String` that held secret text.
-pub fn wipe_string(mut s: String) {
-    s.zeroize();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,14 +13,14 @@ use crate::secret::SecretBytes;
 
 /// Everything a command needs besides its own arguments.
 #[derive(Debug)]
-pub struct Settings {
-    pub manifest: Manifest,
-    pub identities: IdentityConfig,
-    pub printer: Printer,
+pub(crate) struct Settings {
+    pub(crate) manifest: Manifest,
+    pub(crate) identities: IdentityConfig,
+    pub(crate) printer: Printer,
 }
 
 /// The printer the global options ask for.
-pub fn printer(args: &GlobalArgs) -> Printer {
+pub(crate) fn printer(args: &GlobalArgs) -> Printer {
     let verbosity = if args.quiet {
         Verbosity::Quiet
     } else if args.verbose {
@@ -33,7 +33,7 @@ pub fn printer(args: &GlobalArgs) -> Printer {
 
 impl Settings {
     /// Resolves global options; `cwd` is where manifest discovery starts.
-    pub fn from_args(args: &GlobalArgs, cwd: PathBuf) -> Result<Self, Error> {
+    pub(crate) fn from_args(args: &GlobalArgs, cwd: PathBuf) -> Result<Self, Error> {
         let printer = printer(args);
         let manifest_path = match &args.manifest {
             Some(path) => path.clone(),

@@ -7,12 +7,14 @@
 //! is [`large`]: a large binary `.enc` going onto a new server file, decrypted as a stream in
 //! the same step.
 
-pub mod decision;
-pub mod large;
-pub mod record;
-pub mod state;
+pub(crate) mod decision;
+pub(crate) mod large;
+pub(crate) mod record;
+pub(crate) mod state;
 
-pub use record::{enc_digest, record_ops, record_path, Record, RecordWrite, RECORD_COPY_LIMIT};
+pub(crate) use record::{
+    enc_digest, record_ops, record_path, Record, RecordWrite, RECORD_COPY_LIMIT,
+};
 
 use std::path::Path;
 
@@ -26,7 +28,7 @@ use crate::sops::dotenv;
 
 /// How an entry's repo file relates to its plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
+pub(crate) enum Codec {
     /// Kept in clear (`plain = true`): the repo file is a copy.
     Plain,
     /// Encrypted in this format.
@@ -34,7 +36,7 @@ pub enum Codec {
 }
 
 impl Codec {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Plain => "plain",
             Self::Encrypted(f) => f.name(),
@@ -44,20 +46,20 @@ impl Codec {
 
 /// An entry with both of its files read (not yet decrypted).
 #[derive(Debug)]
-pub struct Sides<'m> {
-    pub entry: &'m Entry,
-    pub repo: Option<Existing>,
-    pub server: Option<Existing>,
+pub(crate) struct Sides<'m> {
+    pub(crate) entry: &'m Entry,
+    pub(crate) repo: Option<Existing>,
+    pub(crate) server: Option<Existing>,
     /// The `.enc` as it was at the last successful sync, if any.
-    pub record: Option<Record>,
+    pub(crate) record: Option<Record>,
     /// The `.enc`'s digest ([`enc_digest`]), computed once when a record needs it.
     repo_digest_once: std::sync::OnceLock<[u8; 32]>,
-    pub codec: Codec,
+    pub(crate) codec: Codec,
 }
 
 /// A `.enc` written into the repo: `contents` over the entry's repo path, keeping the old
 /// file's mode (0644 for a new one), durable.
-pub fn repo_job<'a>(
+pub(crate) fn repo_job<'a>(
     manifest: &'a Manifest,
     entry: &'a Entry,
     contents: &'a [u8],
@@ -81,13 +83,13 @@ pub fn repo_job<'a>(
 }
 
 /// Where an in-place entry's previous content is kept while it is rewritten.
-pub fn backup_path(entry: &Entry) -> String {
+pub(crate) fn backup_path(entry: &Entry) -> String {
     format!("backup/{}", entry.server)
 }
 
 /// Permissions of everything in the state folder. Records are durable before a run reports
 /// success: a record lost in a crash would make a synced entry look `new`.
-pub const STATE_PERMS: Perms = Perms {
+pub(crate) const STATE_PERMS: Perms = Perms {
     mode: 0o600,
     uid: None,
     gid: None,
@@ -96,16 +98,16 @@ pub const STATE_PERMS: Perms = Perms {
 };
 
 /// Mode of a repo file envsync creates: ciphertext, readable like any tracked file.
-pub const REPO_MODE: u32 = 0o644;
+pub(crate) const REPO_MODE: u32 = 0o644;
 /// Mode of a repo folder envsync creates.
-pub const REPO_FOLDER_MODE: u32 = 0o755;
+pub(crate) const REPO_FOLDER_MODE: u32 = 0o755;
 /// Mode of a server folder envsync creates: private, like the secrets in it.
-pub const SERVER_FOLDER_MODE: u32 = 0o700;
+pub(crate) const SERVER_FOLDER_MODE: u32 = 0o700;
 
 impl<'m> Sides<'m> {
     /// Reads both files; the codec comes from the entry, else the `.enc`'s content, else
     /// the server name.
-    pub fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
+    pub(crate) fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
         let repo = fs::read(&manifest.repo_root, &entry.repo)?;
         let server = fs::read(&manifest.server_root, &entry.server)?;
         let record = fs::read(&manifest.state_dir, &record_path(entry))?
@@ -157,7 +159,10 @@ impl<'m> Sides<'m> {
 
     /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist (or
     /// there is no identity to open it with).
-    pub fn open_repo(&self, identities: Option<&Identities>) -> Result<Option<Opened>, Error> {
+    pub(crate) fn open_repo(
+        &self,
+        identities: Option<&Identities>,
+    ) -> Result<Option<Opened>, Error> {
         let Some(repo) = &self.repo else {
             return Ok(None);
         };
@@ -169,7 +174,7 @@ impl<'m> Sides<'m> {
     }
 
     /// Opens `bytes` (the `.enc` or its record) with this entry's codec.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         bytes: &[u8],
         identities: Option<&Identities>,
@@ -190,7 +195,7 @@ impl<'m> Sides<'m> {
 
     /// The server plaintext as the repo would hold it: for dotenv, re-emitted the way sops
     /// prints it (blank lines dropped), so equal entries compare equal.
-    pub fn server_canonical(&self) -> Result<Option<SecretBytes>, Error> {
+    pub(crate) fn server_canonical(&self) -> Result<Option<SecretBytes>, Error> {
         let Some(server) = &self.server else {
             return Ok(None);
         };
@@ -210,7 +215,7 @@ impl<'m> Sides<'m> {
     /// decryption), which makes the entry in sync.
     /// With identities, one of them must still be a recipient of the `.enc`, so a wrong key
     /// is reported as it would be on a full decrypt.
-    pub fn unchanged_since_sync(&self, identities: Option<&Identities>) -> bool {
+    pub(crate) fn unchanged_since_sync(&self, identities: Option<&Identities>) -> bool {
         match (&self.record, &self.repo, &self.server) {
             (Some(record), Some(enc), Some(server)) => {
                 record.matches(enc.bytes.expose(), &server.stamp, || self.repo_digest())
@@ -221,24 +226,24 @@ impl<'m> Sides<'m> {
     }
 
     /// The `.enc`'s digest (of nothing, when there is none), computed once.
-    pub fn repo_digest(&self) -> [u8; 32] {
+    pub(crate) fn repo_digest(&self) -> [u8; 32] {
         *self
             .repo_digest_once
             .get_or_init(|| enc_digest(self.repo.as_ref().map_or(&[][..], |r| r.bytes.expose())))
     }
 
     /// Whether a record of this entry holds the `.enc`'s digest rather than a copy.
-    pub fn large(&self) -> bool {
+    pub(crate) fn large(&self) -> bool {
         (self.repo.as_ref()).is_some_and(|r| r.bytes.len() > RECORD_COPY_LIMIT)
     }
 
     /// The permissions the server file should have.
-    pub fn server_perms(&self) -> Perms {
+    pub(crate) fn server_perms(&self) -> Perms {
         Self::perms_for(self.entry)
     }
 
     /// The permissions `entry`'s server file should have.
-    pub fn perms_for(entry: &Entry) -> Perms {
+    pub(crate) fn perms_for(entry: &Entry) -> Perms {
         Perms {
             mode: entry.mode,
             uid: entry.uid,
@@ -249,7 +254,7 @@ impl<'m> Sides<'m> {
     }
 
     /// Whether the server file's mode, owner or group differ from the entry's.
-    pub fn server_perms_drift(&self) -> bool {
+    pub(crate) fn server_perms_drift(&self) -> bool {
         let want = self.server_perms();
         self.server.as_ref().is_some_and(|s| {
             s.mode != want.mode

@@ -44,7 +44,7 @@ fn plaintext<'a>(step: &'a Step<'_, '_>) -> Option<&'a SecretBytes> {
     step.analysis.repo.as_ref().map(|o| &o.plaintext)
 }
 
-pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
     // Load: every selected entry's files, decrypted and authenticated.
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;

@@ -42,7 +42,7 @@ struct EntryDiff {
     lines: Vec<String>,
 }
 
-pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
     let sides = ctx.read_all(&entries)?;

@@ -21,7 +21,7 @@ use crate::sops::{same_keys, SopsError};
 use crate::sync::decision::{Decision, Direction};
 use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
-pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
     // Load.
     let entries = ctx.select(selection)?;
     let manifest = &ctx.settings.manifest;

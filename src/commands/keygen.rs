@@ -22,7 +22,11 @@ const KEY_PERMS: Perms = Perms {
     durable: true,
 };
 
-pub fn run(printer: &Printer, output: Option<&Path>, cwd: &Path) -> Result<ExitStatus, Error> {
+pub(crate) fn run(
+    printer: &Printer,
+    output: Option<&Path>,
+    cwd: &Path,
+) -> Result<ExitStatus, Error> {
     let (identity, recipient) = crypto::generate_identity();
     let Some(output) = output else {
         printer.secret_data(identity.expose());

@@ -25,9 +25,9 @@ use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
 /// Options of one rekey run.
 #[derive(Clone, Copy, Debug)]
-pub struct Flags {
-    pub dry_run: bool,
-    pub rotate: bool,
+pub(crate) struct Flags {
+    pub(crate) dry_run: bool,
+    pub(crate) rotate: bool,
 }
 
 struct Step<'s, 'm> {
@@ -38,7 +38,7 @@ struct Step<'s, 'm> {
     contents: Option<Vec<u8>>,
 }
 
-pub fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
+pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let manifest = &ctx.settings.manifest;
     let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;

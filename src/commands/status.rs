@@ -38,7 +38,7 @@ struct EntryStatus {
     clean: bool,
 }
 
-pub fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
     let sides = ctx.read_all(&entries)?;

@@ -28,10 +28,10 @@ const BATCH_FSYNC_LIMIT: usize = 8;
 
 /// A file's mode, owner and group, as they were before a batch changed them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct Owner {
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// One step of a batch.
@@ -39,7 +39,7 @@ pub struct Owner {
 // size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
-pub enum Op<'a> {
+pub(crate) enum Op<'a> {
     /// Replace (or create) a file through a temp beside it and a rename.
     Write(Job<'a>),
     /// Rewrite an existing file's content in place, keeping its inode (a file bind-mounted

@@ -15,29 +15,29 @@ use super::{open_parent, FsError, Perms, Stamp, TEMP_PREFIX};
 /// One file of a batch: `head` then `contents` to `base/relative` with `perms`. (A sync
 /// record is a header line and a large `.enc`: written from where each already is.)
 #[derive(Debug, Clone, Copy)]
-pub struct Job<'a> {
-    pub base: &'a Path,
-    pub relative: &'a str,
-    pub head: &'a [u8],
-    pub contents: &'a [u8],
-    pub perms: Perms,
+pub(crate) struct Job<'a> {
+    pub(crate) base: &'a Path,
+    pub(crate) relative: &'a str,
+    pub(crate) head: &'a [u8],
+    pub(crate) contents: &'a [u8],
+    pub(crate) perms: Perms,
     /// What the target must still be when the batch renames (what the plan was made from).
-    pub expect: Expect,
+    pub(crate) expect: Expect,
     /// The target's content and permissions now, when the plan read them: a batch keeps a
     /// copy beside the target until it is finished, so that it can be put back.
-    pub previous: Option<Previous<'a>>,
+    pub(crate) previous: Option<Previous<'a>>,
 }
 
 /// A target as the plan read it.
 #[derive(Debug, Clone, Copy)]
-pub struct Previous<'a> {
-    pub bytes: &'a [u8],
-    pub owner: super::Owner,
+pub(crate) struct Previous<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) owner: super::Owner,
 }
 
 /// The target a job may replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// Whatever is there (sync records).
     Any,
     /// Nothing.
@@ -61,17 +61,17 @@ pub(super) struct Staged {
 
 /// The atomic writer of one run. It remembers which folders it has swept of stale temps.
 #[derive(Debug, Default)]
-pub struct AtomicWriter {
+pub(crate) struct AtomicWriter {
     swept: Mutex<HashSet<PathBuf>>,
 }
 
 impl AtomicWriter {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Atomically replaces `base/relative` with `contents` and `perms`.
-    pub fn write(
+    pub(crate) fn write(
         &self,
         base: &Path,
         relative: &str,
@@ -159,7 +159,7 @@ impl AtomicWriter {
 
     /// Atomically creates `base/relative`, failing if anything exists there (a new key must
     /// never replace an old one): the temp is renamed with `RENAME_NOREPLACE`.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         base: &Path,
         relative: &str,
@@ -215,7 +215,7 @@ impl AtomicWriter {
 
     /// Removes temps a killed run left beside `base/relative`, even when this run has nothing
     /// to write there.
-    pub fn sweep(&self, base: &Path, relative: &str) {
+    pub(crate) fn sweep(&self, base: &Path, relative: &str) {
         if let Ok(Some((dir, _))) = open_parent(base, relative, None) {
             self.sweep_folder(&dir, &base.join(relative));
         }

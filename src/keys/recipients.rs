@@ -74,7 +74,7 @@ impl StringOrList {
 
 /// The parsed `.sops.yaml` beside the manifest, if there is one.
 #[derive(Debug)]
-pub struct Recipients {
+pub(crate) struct Recipients {
     config_path: PathBuf,
     /// The text of `.sops.yaml`, to name the line of a recipient that does not parse.
     config_text: String,
@@ -84,7 +84,7 @@ pub struct Recipients {
 
 impl Recipients {
     /// Reads `.sops.yaml` in `repo_root` (none is fine: entries may list recipients).
-    pub fn load(repo_root: &Path, manifest_path: &Path) -> Result<Self, KeyError> {
+    pub(crate) fn load(repo_root: &Path, manifest_path: &Path) -> Result<Self, KeyError> {
         let config_path = repo_root.join(".sops.yaml");
         let mut config_text = String::new();
         let rules = match std::fs::read_to_string(&config_path) {
@@ -114,7 +114,7 @@ impl Recipients {
     }
 
     /// How to encrypt `entry`: its recipients, Shamir threshold and encryption rule.
-    pub fn options_for(&self, entry: &Entry) -> Result<EncryptOptions, KeyError> {
+    pub(crate) fn options_for(&self, entry: &Entry) -> Result<EncryptOptions, KeyError> {
         let config_error = |message: String| KeyError::Config {
             path: self.config_path.clone(),
             message,

@@ -7,7 +7,7 @@
 
 use super::cipher::{EncValue, ValueType};
 use super::mac::{self, MacHasher};
-use super::metadata::{flatten, unflatten, CryptRule, Metadata};
+use super::metadata::{flatten, unflatten, Metadata};
 use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
@@ -308,11 +308,6 @@ fn stash(file: &[u8]) -> Vec<(Vec<u8>, EncValue)> {
             Some((aad, enc))
         })
         .collect()
-}
-
-/// Default rule for a new dotenv file.
-pub fn default_rule() -> CryptRule {
-    CryptRule::default()
 }
 
 #[cfg(test)]

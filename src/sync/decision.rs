@@ -10,28 +10,28 @@ use super::state::State;
 
 /// The commands that write: decrypt (repo → server) and encrypt (server → repo).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Decrypt,
     Encrypt,
 }
 
 /// Everything the decision depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Situation {
-    pub state: State,
+pub(crate) struct Situation {
+    pub(crate) state: State,
     /// The server file's mode, owner or group differ from the entry's.
-    pub perms_drift: bool,
+    pub(crate) perms_drift: bool,
     /// The server file exists and is empty.
-    pub server_empty: bool,
-    pub force: bool,
-    pub allow_empty: bool,
+    pub(crate) server_empty: bool,
+    pub(crate) force: bool,
+    pub(crate) allow_empty: bool,
     /// The entry is `optional = true`.
-    pub optional: bool,
+    pub(crate) optional: bool,
 }
 
 /// What a command does to one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Write a target that does not exist yet.
     Create,
     /// Replace the target's content.
@@ -50,7 +50,7 @@ pub enum Decision {
 
 impl Decision {
     /// The word a report shows.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Self::Create => "create",
             Self::Update => "update",
@@ -63,14 +63,14 @@ impl Decision {
     }
 
     /// Whether the target's content is written.
-    pub fn writes(self) -> bool {
+    pub(crate) fn writes(self) -> bool {
         matches!(self, Self::Create | Self::Update)
     }
 }
 
 /// What resolves an entry: the command to run next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// `envsync decrypt` (the repo has what the server should get).
     Decrypt,
     /// `envsync encrypt` (the server has what the repo should get).
@@ -83,7 +83,7 @@ pub enum Next {
 
 /// Why an entry stops the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// decrypt: the `.enc` does not exist.
     RepoMissing,
     /// encrypt: the server file does not exist.
@@ -93,7 +93,7 @@ pub enum Failure {
 }
 
 /// What `direction` does to an entry in `situation`.
-pub fn decide(direction: Direction, s: Situation) -> Decision {
+pub(crate) fn decide(direction: Direction, s: Situation) -> Decision {
     use Decision::{Create, Fail, FixPerms, Refuse, Skip, Unchanged, Update};
     match direction {
         Direction::Decrypt => match s.state {
@@ -124,7 +124,7 @@ pub fn decide(direction: Direction, s: Situation) -> Decision {
 
 /// What `status` says to run next, if anything: the command that would write the entry,
 /// else the one its refusal names. `None` when nothing needs doing.
-pub fn next(state: State, perms_drift: bool, optional: bool) -> Option<Next> {
+pub(crate) fn next(state: State, perms_drift: bool, optional: bool) -> Option<Next> {
     let s = Situation {
         state,
         perms_drift,

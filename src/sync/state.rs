@@ -16,7 +16,7 @@ use crate::secret::SecretBytes;
 /// Where an entry stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub(crate) enum State {
     /// Repo and server hold the same plaintext.
     InSync,
     /// Edited on the server since the last sync.
@@ -36,7 +36,7 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::InSync => "in-sync",
             Self::ServerChanged => "server-changed",
@@ -50,7 +50,7 @@ impl State {
     }
 
     /// What the state means, for messages.
-    pub fn meaning(self) -> &'static str {
+    pub(crate) fn meaning(self) -> &'static str {
         match self {
             Self::InSync => "repo and server agree",
             Self::ServerChanged => "edited on the server since the last sync",
@@ -66,7 +66,7 @@ impl State {
 
 /// What the sync record says about an entry whose two sides both exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Synced {
+pub(crate) enum Synced {
     /// No record, or one that does not open: nothing is known of the last sync.
     Unknown,
     /// The record holds exactly the `.enc` that is in the repo now.
@@ -84,7 +84,12 @@ pub enum Synced {
 /// An entry's state from what is known of it: which files exist, whether their plaintexts
 /// agree (`None`: the `.enc` could not be opened, no identity), and what the record says.
 /// Pure, so that every case is in one unit-test table.
-pub fn classify(repo: bool, server: bool, same_plaintext: Option<bool>, synced: Synced) -> State {
+pub(crate) fn classify(
+    repo: bool,
+    server: bool,
+    same_plaintext: Option<bool>,
+    synced: Synced,
+) -> State {
     match (repo, server) {
         (false, false) => return State::Missing,
         (true, false) => return State::ServerMissing,
@@ -123,20 +128,20 @@ pub fn classify(repo: bool, server: bool, same_plaintext: Option<bool>, synced: 
 
 /// An entry's state and the plaintexts it was judged from.
 #[derive(Debug)]
-pub struct Analysis {
-    pub state: State,
+pub(crate) struct Analysis {
+    pub(crate) state: State,
     /// The opened `.enc`, when it exists and an identity could open it.
-    pub repo: Option<Opened>,
+    pub(crate) repo: Option<Opened>,
     /// The server plaintext in the form the repo holds it (dotenv re-emitted).
-    pub server: Option<SecretBytes>,
+    pub(crate) server: Option<SecretBytes>,
     /// The record is missing or older than the `.enc`: a sync should store it.
-    pub record_stale: bool,
+    pub(crate) record_stale: bool,
 }
 
 impl Sides<'_> {
     /// Opens the repo side (and the record when needed) and classifies the entry.
     /// Without identities an encrypted entry is judged on bytes alone.
-    pub fn analyse(&self, identities: Option<&Identities>) -> Result<Analysis, Error> {
+    pub(crate) fn analyse(&self, identities: Option<&Identities>) -> Result<Analysis, Error> {
         if self.unchanged_since_sync(identities) {
             return Ok(Analysis {
                 state: State::InSync,
