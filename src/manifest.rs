@@ -141,9 +141,12 @@ impl Manifest {
 
     /// Validates manifest `text` read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        // Every entry's line comes from one table of line starts, built in one pass: counting
+        // the newlines before each entry made parsing quadratic (261 ms at 4,001 entries).
+        let lines = Lines::new(text);
         let err = |span: Option<std::ops::Range<usize>>, message: String| ManifestError {
             path: path.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)),
+            line: span.map(|s| lines.line_of(s.start)),
             message,
         };
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
@@ -195,7 +198,7 @@ impl Manifest {
         let mut seen_repo: HashMap<String, usize> = HashMap::new();
         let mut seen_server: HashMap<String, usize> = HashMap::new();
         for file in raw.files {
-            let line = line_of(text, file.repo.span().start);
+            let line = lines.line_of(file.repo.span().start);
             for (key, value) in [
                 ("as", &file.as_),
                 ("releases", &file.releases),
@@ -322,12 +325,25 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// The byte offsets at which the lines of a text start, to turn an offset into a line
+/// number by binary search.
+struct Lines {
+    /// 0, then one past each `\n`, ascending.
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        Self { starts }
+    }
+
+    /// The 1-based line of byte `offset`: one more than the newlines before it (an offset
+    /// past the end counts them all).
+    fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
 }
 
 /// A relative path with no `..`, no root, no empty or control characters, normalised to
@@ -426,6 +442,119 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(9));
+    }
+
+    /// A manifest of `count` entries of 4 lines each (`[[file]]`, repo, server, mode) after a
+    /// 3-line header: entry `k` (from 1) has `repo` on line 4k + 1 and `mode` on line 4k + 3.
+    /// `edit` may rewrite any entry's lines.
+    fn many(count: usize, edit: impl Fn(usize, &mut [String; 4])) -> String {
+        let mut text = String::from("version = 1\n[server]\nroot = \"/srv\"\n");
+        for k in 1..=count {
+            let mut lines = [
+                "[[file]]".to_string(),
+                format!("repo = \"gen/{k}.enc\""),
+                format!("server = \"gen/{k}\""),
+                "mode = \"0600\"".to_string(),
+            ];
+            edit(k, &mut lines);
+            for line in lines {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn entry_lines_are_exact() {
+        let m = parse(&many(600, |_, _| {})).unwrap();
+        for (i, entry) in m.entries.iter().enumerate() {
+            assert_eq!(entry.line, 4 * (i + 1) + 1, "{}", entry.repo);
+        }
+    }
+
+    #[test]
+    fn errors_in_3rd_and_500th_entry_name_their_line() {
+        let path = "/nonexistent/secrets.toml";
+        for k in [3, 500] {
+            // A validation error (a bad mode).
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[3] = "mode = \"0999\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 3));
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{path} line {}: `mode` is not an octal mode like \"0640\"",
+                    4 * k + 3
+                )
+            );
+            // An error from the TOML reader itself (an unknown key).
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[3] = "mdoe = \"0600\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 3), "{e}");
+            assert!(e.message.contains("mdoe"), "{e}");
+            // A path outside the server root.
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[2] = "server = \"../x\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 2), "{e}");
+        }
+        // The 500th entry repeats the 3rd's repo path: both lines are named.
+        let e = parse(&many(600, |i, l| {
+            if i == 500 {
+                l[1] = "repo = \"gen/3.enc\"".into();
+            }
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{path} line {}: `repo = \"gen/3.enc\"` is also the repo path of the entry on line {}",
+                4 * 500 + 1,
+                4 * 3 + 1
+            )
+        );
+        // And its server path.
+        let e = parse(&many(600, |i, l| {
+            if i == 500 {
+                l[2] = "server = \"./gen/3\"".into();
+            }
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{path} line {}: `server = \"gen/3\"` is also the server path of the entry on line {}",
+                4 * 500 + 2,
+                4 * 3 + 1
+            )
+        );
+    }
+
+    #[test]
+    fn line_table_counts_newlines_before_the_offset() {
+        let text = "a\n\nbc\r\nd\n";
+        let lines = Lines::new(text);
+        for offset in 0..text.len() + 3 {
+            let naive = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            assert_eq!(lines.line_of(offset), naive, "offset {offset}");
+        }
+        assert_eq!(Lines::new("").line_of(0), 1);
     }
 
     #[test]
