@@ -141,9 +141,12 @@ impl Manifest {
 
     /// Validates manifest `text` read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        // Every entry's line comes from one table of line starts, built in one pass: counting
+        // the newlines before each entry made parsing quadratic (261 ms at 4,001 entries).
+        let lines = Lines::new(text);
         let err = |span: Option<std::ops::Range<usize>>, message: String| ManifestError {
             path: path.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)),
+            line: span.map(|s| lines.line_of(s.start)),
             message,
         };
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
@@ -186,16 +189,20 @@ impl Manifest {
             })?,
             None => DEFAULT_MODE,
         };
-        let default_uid = resolve_id(raw.defaults.owner.as_ref(), IdKind::User)
+        // Each owner or group name is looked up once: a lookup reads the user database, about
+        // 25 us, which 20,000 entries naming `owner = "root"` would pay 20,000 times.
+        let mut ids = IdCache::default();
+        let default_uid = resolve_id(raw.defaults.owner.as_ref(), IdKind::User, &mut ids)
             .map_err(|(span, m)| err(Some(span), m))?;
-        let default_gid = resolve_id(raw.defaults.group.as_ref(), IdKind::Group)
+        let default_gid = resolve_id(raw.defaults.group.as_ref(), IdKind::Group, &mut ids)
             .map_err(|(span, m)| err(Some(span), m))?;
 
-        let mut entries = Vec::with_capacity(raw.files.len());
-        let mut seen_repo: HashMap<String, usize> = HashMap::new();
-        let mut seen_server: HashMap<String, usize> = HashMap::new();
+        let count = raw.files.len();
+        let mut entries = Vec::with_capacity(count);
+        let mut seen_repo: HashMap<String, usize> = HashMap::with_capacity(count);
+        let mut seen_server: HashMap<String, usize> = HashMap::with_capacity(count);
         for file in raw.files {
-            let line = line_of(text, file.repo.span().start);
+            let line = lines.line_of(file.repo.span().start);
             for (key, value) in [
                 ("as", &file.as_),
                 ("releases", &file.releases),
@@ -262,7 +269,8 @@ impl Manifest {
                     }
                 },
             };
-            if server_root.join(&server).starts_with(&state_dir) {
+            let server_path = server_root.join(&server);
+            if server_path.starts_with(&state_dir) {
                 return Err(err(
                     Some(file.server.span()),
                     format!(
@@ -280,15 +288,15 @@ impl Manifest {
                 })?,
                 None => default_mode,
             };
-            let uid = resolve_id(file.owner.as_ref(), IdKind::User)
+            let uid = resolve_id(file.owner.as_ref(), IdKind::User, &mut ids)
                 .map_err(|(span, m)| err(Some(span), m))?
                 .or(default_uid);
-            let gid = resolve_id(file.group.as_ref(), IdKind::Group)
+            let gid = resolve_id(file.group.as_ref(), IdKind::Group, &mut ids)
                 .map_err(|(span, m)| err(Some(span), m))?
                 .or(default_gid);
             entries.push(Entry {
                 repo_path: repo_root.join(&repo),
-                server_path: server_root.join(&server),
+                server_path,
                 repo,
                 server,
                 format: file.format.map(Spanned::into_inner),
@@ -322,12 +330,25 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// The byte offsets at which the lines of a text start, to turn an offset into a line
+/// number by binary search.
+struct Lines {
+    /// 0, then one past each `\n`, ascending.
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        Self { starts }
+    }
+
+    /// The 1-based line of byte `offset`: one more than the newlines before it (an offset
+    /// past the end counts them all).
+    fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
 }
 
 /// A relative path with no `..`, no root, no empty or control characters, normalised to
@@ -361,10 +382,18 @@ enum IdKind {
     Group,
 }
 
+/// Owner and group names already looked up in this manifest, with what they gave.
+#[derive(Default)]
+struct IdCache {
+    users: HashMap<String, Option<u32>>,
+    groups: HashMap<String, Option<u32>>,
+}
+
 /// Resolves an owner or group given by name or number.
 fn resolve_id(
     raw: Option<&Spanned<RawId>>,
     kind: IdKind,
+    cache: &mut IdCache,
 ) -> Result<Option<u32>, (std::ops::Range<usize>, String)> {
     let Some(raw) = raw else { return Ok(None) };
     let (noun, field) = match kind {
@@ -375,10 +404,16 @@ fn resolve_id(
         RawId::Id(n) => u32::try_from(*n).ok(),
         RawId::Name(name) => match name.parse::<u32>() {
             Ok(n) => Some(n),
-            Err(_) => match kind {
-                IdKind::User => uzers::get_user_by_name(name).map(|u| u.uid()),
-                IdKind::Group => uzers::get_group_by_name(name).map(|g| g.gid()),
-            },
+            Err(_) => {
+                let known = match kind {
+                    IdKind::User => &mut cache.users,
+                    IdKind::Group => &mut cache.groups,
+                };
+                *known.entry(name.clone()).or_insert_with(|| match kind {
+                    IdKind::User => uzers::get_user_by_name(name).map(|u| u.uid()),
+                    IdKind::Group => uzers::get_group_by_name(name).map(|g| g.gid()),
+                })
+            }
         },
     };
     id.map(Some).ok_or_else(|| {
@@ -426,6 +461,147 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(9));
+    }
+
+    /// A manifest of `count` entries of 4 lines each (`[[file]]`, repo, server, mode) after a
+    /// 3-line header: entry `k` (from 1) has `repo` on line 4k + 1 and `mode` on line 4k + 3.
+    /// `edit` may rewrite any entry's lines.
+    fn many(count: usize, edit: impl Fn(usize, &mut [String; 4])) -> String {
+        let mut text = String::from("version = 1\n[server]\nroot = \"/srv\"\n");
+        for k in 1..=count {
+            let mut lines = [
+                "[[file]]".to_string(),
+                format!("repo = \"gen/{k}.enc\""),
+                format!("server = \"gen/{k}\""),
+                "mode = \"0600\"".to_string(),
+            ];
+            edit(k, &mut lines);
+            for line in lines {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn entry_lines_are_exact() {
+        let m = parse(&many(600, |_, _| {})).unwrap();
+        for (i, entry) in m.entries.iter().enumerate() {
+            assert_eq!(entry.line, 4 * (i + 1) + 1, "{}", entry.repo);
+        }
+    }
+
+    #[test]
+    fn errors_in_3rd_and_500th_entry_name_their_line() {
+        let path = "/nonexistent/secrets.toml";
+        for k in [3, 500] {
+            // A validation error (a bad mode).
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[3] = "mode = \"0999\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 3));
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{path} line {}: `mode` is not an octal mode like \"0640\"",
+                    4 * k + 3
+                )
+            );
+            // An error from the TOML reader itself (an unknown key).
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[3] = "mdoe = \"0600\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 3), "{e}");
+            assert!(e.message.contains("mdoe"), "{e}");
+            // A path outside the server root.
+            let e = parse(&many(600, |i, l| {
+                if i == k {
+                    l[2] = "server = \"../x\"".into();
+                }
+            }))
+            .unwrap_err();
+            assert_eq!(e.line, Some(4 * k + 2), "{e}");
+        }
+        // The 500th entry repeats the 3rd's repo path: both lines are named.
+        let e = parse(&many(600, |i, l| {
+            if i == 500 {
+                l[1] = "repo = \"gen/3.enc\"".into();
+            }
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{path} line {}: `repo = \"gen/3.enc\"` is also the repo path of the entry on line {}",
+                4 * 500 + 1,
+                4 * 3 + 1
+            )
+        );
+        // And its server path.
+        let e = parse(&many(600, |i, l| {
+            if i == 500 {
+                l[2] = "server = \"./gen/3\"".into();
+            }
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{path} line {}: `server = \"gen/3\"` is also the server path of the entry on line {}",
+                4 * 500 + 2,
+                4 * 3 + 1
+            )
+        );
+    }
+
+    #[test]
+    fn owner_and_group_names_resolve_in_every_entry() {
+        let m = parse(&many(600, |_, l| {
+            l[3] = "owner = \"root\"\ngroup = \"root\"".into();
+        }))
+        .unwrap();
+        assert!(m
+            .entries
+            .iter()
+            .all(|e| e.uid == Some(0) && e.gid == Some(0)));
+        // An unknown name in the 500th entry, after 499 lookups of another name.
+        let e = parse(&many(600, |i, l| {
+            l[3] = if i == 500 {
+                "owner = \"no-such-user-envsync\"".into()
+            } else {
+                "owner = \"root\"".into()
+            };
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/nonexistent/secrets.toml line {}: `owner = \"no-such-user-envsync\"`: no such user on this machine",
+                4 * 500 + 3
+            )
+        );
+    }
+
+    #[test]
+    fn line_table_counts_newlines_before_the_offset() {
+        let text = "a\n\nbc\r\nd\n";
+        let lines = Lines::new(text);
+        for offset in 0..text.len() + 3 {
+            let naive = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            assert_eq!(lines.line_of(offset), naive, "offset {offset}");
+        }
+        assert_eq!(Lines::new("").line_of(0), 1);
     }
 
     #[test]
