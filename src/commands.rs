@@ -10,6 +10,7 @@ pub(crate) mod keygen;
 pub(crate) mod rekey;
 pub(crate) mod status;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use globset::Glob;
@@ -50,12 +51,17 @@ impl Context {
         }
     }
 
-    /// The entries a selection names, in manifest order.
+    /// The entries a selection names, in manifest order. Each name is looked up in an index
+    /// of repo and server paths (made once), so naming every entry stays linear.
     pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<&Entry>, Error> {
         let manifest = &self.settings.manifest;
         let mut chosen = vec![selection.files.is_empty(); manifest.entries.len()];
+        let index = (!selection.files.is_empty()).then(|| PathIndex::new(&manifest.entries));
         for pattern in &selection.files {
-            let hits = self.matching(pattern)?;
+            let hits = match &index {
+                Some(index) => self.matching(index, pattern)?,
+                None => Vec::new(),
+            };
             if hits.is_empty() {
                 return Err(Error::NoMatch {
                     pattern: pattern.clone(),
@@ -79,23 +85,10 @@ impl Context {
             .collect())
     }
 
-    fn matching(&self, pattern: &str) -> Result<Vec<usize>, Error> {
-        let as_path = self.cwd.join(pattern);
-        let same = |a: &Path, b: &Path| a == b || normalise(a) == normalise(b);
-        let exact: Vec<usize> = self
-            .settings
-            .manifest
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                e.repo == pattern
-                    || e.server == pattern
-                    || same(&as_path, &e.repo_path)
-                    || same(&as_path, &e.server_path)
-            })
-            .map(|(i, _)| i)
-            .collect();
+    /// The entries `pattern` names: by repo or server path (as written in the manifest, or
+    /// as a path from the working folder), else as a glob over both.
+    fn matching(&self, index: &PathIndex<'_>, pattern: &str) -> Result<Vec<usize>, Error> {
+        let exact = index.lookup(pattern, &self.cwd.join(pattern));
         if !exact.is_empty() {
             return Ok(exact);
         }
@@ -167,6 +160,40 @@ pub(crate) fn collect<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Error
     match Error::from_many(errors) {
         Some(e) => Err(e),
         None => Ok(values),
+    }
+}
+
+/// Entries by the names a selection may use: repo and server paths as the manifest writes
+/// them, and their full paths normalised.
+struct PathIndex<'m> {
+    by_name: HashMap<&'m str, Vec<usize>>,
+    by_path: HashMap<PathBuf, Vec<usize>>,
+}
+
+impl<'m> PathIndex<'m> {
+    fn new(entries: &'m [Entry]) -> Self {
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(2 * entries.len());
+        let mut by_path: HashMap<PathBuf, Vec<usize>> = HashMap::with_capacity(2 * entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            for name in [e.repo.as_str(), e.server.as_str()] {
+                by_name.entry(name).or_default().push(i);
+            }
+            for path in [&e.repo_path, &e.server_path] {
+                by_path.entry(normalise(path)).or_default().push(i);
+            }
+        }
+        Self { by_name, by_path }
+    }
+
+    /// The entries named `name`, or found at `path`, in manifest order.
+    fn lookup(&self, name: &str, path: &Path) -> Vec<usize> {
+        let mut hits: Vec<usize> = (self.by_name.get(name).into_iter().flatten())
+            .chain(self.by_path.get(&normalise(path)).into_iter().flatten())
+            .copied()
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        hits
     }
 }
 

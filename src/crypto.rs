@@ -131,10 +131,8 @@ impl Identities {
     /// Whether `file` (an `.enc`) names one of these identities' X25519 recipients: a cheap
     /// check that the key still belongs to an unchanged file, without decrypting it.
     pub fn named_in(&self, file: &[u8]) -> bool {
-        self.recipients.iter().any(|r| {
-            let needle = r.as_bytes();
-            file.windows(needle.len()).any(|w| w == needle)
-        })
+        // memmem, not a window compare a byte: this runs on every in-sync entry.
+        (self.recipients.iter()).any(|r| memchr::memmem::find(file, r.as_bytes()).is_some())
     }
 
     pub fn is_empty(&self) -> bool {
