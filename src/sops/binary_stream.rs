@@ -39,6 +39,7 @@ use super::metadata::Metadata;
 use super::{binary, unlock_data_key, SopsError};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
+use crate::sync::record::EncDigest;
 
 /// Where the ciphertext starts: what sops writes before it (whitespace may vary).
 const DATA_OPENING: &[u8] = b"\"ENC[AES256_GCM,data:";
@@ -175,7 +176,7 @@ impl LargeBinary {
         chunks: impl Iterator<Item = &'b mut [u8]>,
         ready: SyncSender<&'b mut [u8]>,
     ) -> Result<(usize, [u8; 32], GcmDecryptor), StreamError> {
-        let mut digest = blake3::Hasher::new();
+        let mut digest = EncDigest::default();
         digest.update(&self.head);
         let mut raw = vec![0u8; CHUNK_CHARS];
         let (mut at, mut len) = (self.start, 0);
@@ -207,7 +208,7 @@ impl LargeBinary {
             let _ = ready.send(chunk);
         }
         digest.update(&self.rest);
-        Ok((len, *digest.finalize().as_bytes(), gcm))
+        Ok((len, digest.finish(), gcm))
     }
 }
 
