@@ -189,17 +189,12 @@ impl LargeBinary {
             if raw.contains(&b'\\') {
                 return Err(StreamError::Layout);
             }
-            let decoded = if at < self.end {
-                // Padding may only end the last chunk: a full chunk decodes to full length.
-                base64_simd::STANDARD
-                    .decode(raw, base64_simd::Out::from_slice(chunk))
-                    .ok()
-                    .map(|d| d.len())
-                    .filter(|&n| n == CHUNK_BYTES)
-            } else {
-                // The last chunk through the same strict decoder as the in-memory store.
-                B64.decode_slice(&*raw, chunk).ok()
-            };
+            // The same strict decoder as the in-memory store. Padding may only end the last
+            // chunk: every other one must decode to full length.
+            let decoded = B64
+                .decode_slice(&*raw, chunk)
+                .ok()
+                .filter(|&n| at == self.end || n == CHUNK_BYTES);
             let n = decoded.ok_or_else(|| value_error(CipherError::Syntax))?;
             let chunk = &mut chunk[..n];
             gcm.decrypt(chunk);
