@@ -162,7 +162,7 @@ impl LargeBinary {
             key,
             &hasher.finish(),
         )?;
-        plain.expose_mut().truncate(len);
+        plain.truncate(len);
         Ok((plain, digest))
     }
 
