@@ -5,7 +5,7 @@
 //! (one file a recipient, as sops does), and encrypts and decrypts whole files in the plain
 //! `age` format.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use secrecy::{ExposeSecret, SecretString};
@@ -152,9 +152,9 @@ impl Identities {
         let mut stream = decryptor
             .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
             .map_err(map_decrypt_error)?;
-        let mut plain = SecretBytes::new(Vec::with_capacity(ciphertext.len()));
-        stream
-            .read_to_end(plain.expose_mut())
+        let mut plain = SecretBytes::with_capacity(ciphertext.len());
+        plain
+            .read_to_end(&mut stream)
             .map_err(|e| CryptoError::Corrupt(e.kind().to_string()))?;
         Ok(plain)
     }
@@ -279,9 +279,9 @@ pub fn decrypt_with_passphrase(
             }
             other => map_decrypt_error(other),
         })?;
-    let mut plain = SecretBytes::new(Vec::with_capacity(ciphertext.len()));
-    stream
-        .read_to_end(plain.expose_mut())
+    let mut plain = SecretBytes::with_capacity(ciphertext.len());
+    plain
+        .read_to_end(&mut stream)
         .map_err(|e| CryptoError::Corrupt(e.kind().to_string()))?;
     Ok(plain)
 }
@@ -299,11 +299,10 @@ pub fn generate_identity() -> (SecretBytes, String) {
                 .ok()
         })
         .unwrap_or_default();
-    let mut text = SecretBytes::new(Vec::with_capacity(200));
-    let buf = text.expose_mut();
-    buf.extend_from_slice(format!("# created: {created}\n# public key: {recipient}\n").as_bytes());
-    buf.extend_from_slice(identity.to_string().expose_secret().as_bytes());
-    buf.push(b'\n');
+    let mut text = SecretBytes::with_capacity(200);
+    text.extend_from_slice(format!("# created: {created}\n# public key: {recipient}\n").as_bytes());
+    text.extend_from_slice(identity.to_string().expose_secret().as_bytes());
+    text.push(b'\n');
     (text, recipient)
 }
 

@@ -31,7 +31,7 @@ fn large_binary_secret_and_digest_record() {
     let record = fs::read(record_file(&fx, "big.bin.enc")).unwrap();
     let text = String::from_utf8(record).unwrap();
     assert!(text.starts_with("envsync-record 1 server="), "{text}");
-    assert!(text.contains(" enc-blake3="), "{text}");
+    assert!(text.contains(" enc-sha256="), "{text}");
     assert_eq!(text.lines().count(), 1, "a digest record has no body");
 
     fx.envsync(["status"]).expect(0);
@@ -55,11 +55,12 @@ fn large_binary_secret_and_digest_record() {
     assert_eq!(fs::read(fx.server_path("big.bin")).unwrap(), other);
 }
 
-/// Records written before BLAKE3 hold the `.enc`'s SHA-256 (`enc-sha256=`): still
-/// understood. With the digest of the `.enc` as it is, a server edit reads as
-/// `server-changed`; with any other digest envsync cannot tell which side moved: `conflict`.
+/// A large `.enc`'s record holds its SHA-256 (`enc-sha256=`). With the digest of the `.enc`
+/// as it is, a server edit reads as `server-changed`; with any other digest envsync cannot
+/// tell which side moved: `conflict`. A BLAKE3 record of an earlier version (`enc-blake3=`)
+/// can no longer be checked: whatever it holds, it reads as a changed `.enc`, so `conflict`.
 #[test]
-fn sha256_records_of_earlier_versions_still_count() {
+fn sha256_records_count_and_blake3_records_never_match() {
     use sha2::{Digest, Sha256};
     let fx = Fixture::new();
     let blob: Vec<u8> = (0..(2u32 << 20)).map(|i| (i * 13 % 256) as u8).collect();
@@ -68,21 +69,22 @@ fn sha256_records_of_earlier_versions_still_count() {
     fx.envsync(["decrypt"]).expect(0);
     let record = record_file(&fx, "big.bin.enc");
     let text = fs::read_to_string(&record).unwrap();
-    let (head, blake) = text.trim_end().split_once(" enc-blake3=").unwrap();
+    let (head, recorded) = text.trim_end().split_once(" enc-sha256=").unwrap();
     let enc = fs::read(fx.repo_path("big.bin.enc")).unwrap();
-    assert_eq!(blake, blake3::hash(&enc).to_hex().as_str());
     let sha256 = |bytes: &[u8]| -> String {
         Sha256::digest(bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
     };
+    assert_eq!(recorded, sha256(&enc));
     fs::write(fx.server_path("big.bin"), b"edited on the server").unwrap();
-    for (digest, state) in [
-        (sha256(&enc), "server-changed"),
-        (sha256(b"other"), "conflict"),
+    for (field, digest, state) in [
+        ("enc-sha256", sha256(&enc), "server-changed"),
+        ("enc-sha256", sha256(b"other"), "conflict"),
+        ("enc-blake3", sha256(&enc), "conflict"),
     ] {
-        fs::write(&record, format!("{head} enc-sha256={digest}\n")).unwrap();
+        fs::write(&record, format!("{head} {field}={digest}\n")).unwrap();
         let run = fx.envsync(["status", "--json"]);
         run.expect(1);
         let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

@@ -7,7 +7,6 @@
 //! (group-read is fine: teams keep the key 0640 root:<group>). A passphrase-protected age
 //! identity file is unlocked with a passphrase read from the terminal.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -144,10 +143,8 @@ fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
             mode,
         });
     }
-    let mut contents =
-        SecretBytes::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
-    file.read_to_end(contents.expose_mut())
-        .map_err(read_error)?;
+    let mut contents = SecretBytes::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    contents.read_to_end(&mut file).map_err(read_error)?;
     Ok(Some(contents))
 }
 

@@ -39,6 +39,7 @@ use super::metadata::Metadata;
 use super::{binary, unlock_data_key, SopsError};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
+use crate::sync::record::EncDigest;
 
 /// Where the ciphertext starts: what sops writes before it (whitespace may vary).
 const DATA_OPENING: &[u8] = b"\"ENC[AES256_GCM,data:";
@@ -161,7 +162,7 @@ impl LargeBinary {
             key,
             &hasher.finish(),
         )?;
-        plain.expose_mut().truncate(len);
+        plain.truncate(len);
         Ok((plain, digest))
     }
 
@@ -175,7 +176,7 @@ impl LargeBinary {
         chunks: impl Iterator<Item = &'b mut [u8]>,
         ready: SyncSender<&'b mut [u8]>,
     ) -> Result<(usize, [u8; 32], GcmDecryptor), StreamError> {
-        let mut digest = blake3::Hasher::new();
+        let mut digest = EncDigest::default();
         digest.update(&self.head);
         let mut raw = vec![0u8; CHUNK_CHARS];
         let (mut at, mut len) = (self.start, 0);
@@ -188,17 +189,12 @@ impl LargeBinary {
             if raw.contains(&b'\\') {
                 return Err(StreamError::Layout);
             }
-            let decoded = if at < self.end {
-                // Padding may only end the last chunk: a full chunk decodes to full length.
-                base64_simd::STANDARD
-                    .decode(raw, base64_simd::Out::from_slice(chunk))
-                    .ok()
-                    .map(|d| d.len())
-                    .filter(|&n| n == CHUNK_BYTES)
-            } else {
-                // The last chunk through the same strict decoder as the in-memory store.
-                B64.decode_slice(&*raw, chunk).ok()
-            };
+            // The same strict decoder as the in-memory store. Padding may only end the last
+            // chunk: every other one must decode to full length.
+            let decoded = B64
+                .decode_slice(&*raw, chunk)
+                .ok()
+                .filter(|&n| at == self.end || n == CHUNK_BYTES);
             let n = decoded.ok_or_else(|| value_error(CipherError::Syntax))?;
             let chunk = &mut chunk[..n];
             gcm.decrypt(chunk);
@@ -207,7 +203,7 @@ impl LargeBinary {
             let _ = ready.send(chunk);
         }
         digest.update(&self.rest);
-        Ok((len, *digest.finalize().as_bytes(), gcm))
+        Ok((len, digest.finish(), gcm))
     }
 }
 

@@ -5,7 +5,7 @@
 //! read, so decryption dispatches on the IV length it finds.
 
 use aes_gcm::aead::consts::{U12, U16, U24, U32, U48, U64, U8};
-use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, Nonce, Tag};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -128,15 +128,10 @@ impl EncValue {
         macro_rules! open {
             ($n:ty) => {{
                 let cipher = AesGcm::<Aes256, $n>::new(key.expose().into());
-                let nonce = Nonce::<$n>::try_from(self.iv.as_slice())
-                    .map_err(|_| CipherError::IvLength(self.iv.len()))?;
+                // The arm is chosen by the IV's length, so the slice is always this long.
+                let nonce = Nonce::<$n>::from_slice(&self.iv);
                 cipher
-                    .decrypt_inout_detached(
-                        &nonce,
-                        aad,
-                        buf.expose_mut().as_mut_slice().into(),
-                        &Tag::from(self.tag),
-                    )
+                    .decrypt_in_place_detached(nonce, aad, buf.expose_mut(), &Tag::from(self.tag))
                     .map_err(|_| CipherError::Authentication)
             }};
         }
@@ -178,7 +173,7 @@ impl EncValue {
         let mut data = plaintext.to_vec();
         // Encryption in place cannot fail for inputs below GCM's 64 GiB limit.
         let tag = cipher
-            .encrypt_inout_detached(&Nonce::<U32>::from(iv), aad, data.as_mut_slice().into())
+            .encrypt_in_place_detached(&Nonce::<U32>::from(iv), aad, &mut data)
             .unwrap_or_else(|_| unreachable!("AES-GCM input too large"));
         Self {
             data,

@@ -65,21 +65,20 @@ pub fn emit(items: &[Item]) -> SecretBytes {
             Item::Pair { key, value } => key.len() + value.len() * 2 + 2,
         })
         .sum();
-    let mut out = SecretBytes::new(Vec::with_capacity(size));
-    let buf = out.expose_mut();
+    let mut out = SecretBytes::with_capacity(size);
     for item in items {
         match item {
             Item::Comment(text) => {
-                buf.push(b'#');
-                buf.extend_from_slice(text.expose());
+                out.push(b'#');
+                out.extend_from_slice(text.expose());
             }
             Item::Pair { key, value } => {
-                buf.extend_from_slice(key.as_bytes());
-                buf.push(b'=');
-                escape_into(value.expose(), buf);
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'=');
+                escape_into(value.expose(), |piece| out.extend_from_slice(piece));
             }
         }
-        buf.push(b'\n');
+        out.push(b'\n');
     }
     out
 }
@@ -99,13 +98,16 @@ fn unescape(raw: &[u8]) -> SecretBytes {
     SecretBytes::new(out)
 }
 
-fn escape_into(value: &[u8], out: &mut Vec<u8>) {
-    for &b in value {
-        if b == b'\n' {
-            out.extend_from_slice(b"\\n");
-        } else {
-            out.push(b);
-        }
+/// Hands `value` to `put` piece by piece, each line feed written as the two characters `\n`
+/// (into a secret buffer or a plain one).
+fn escape_into(value: &[u8], mut put: impl FnMut(&[u8])) {
+    let mut lines = value.split(|&b| b == b'\n');
+    if let Some(first) = lines.next() {
+        put(first);
+    }
+    for line in lines {
+        put(b"\\n");
+        put(line);
     }
 }
 
@@ -255,7 +257,7 @@ pub fn encrypt(
                         seal(value.expose(), &aad(key), ValueType::Str).as_bytes(),
                     );
                 } else {
-                    escape_into(value.expose(), &mut out);
+                    escape_into(value.expose(), |piece| out.extend_from_slice(piece));
                 }
             }
         }
@@ -288,7 +290,7 @@ fn emit_metadata(metadata: &Metadata, out: &mut Vec<u8>) {
         out.extend_from_slice(b"sops_");
         out.extend_from_slice(key.as_bytes());
         out.push(b'=');
-        escape_into(value.as_bytes(), out);
+        escape_into(value.as_bytes(), |piece| out.extend_from_slice(piece));
         out.push(b'\n');
     }
 }

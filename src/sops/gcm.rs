@@ -6,7 +6,8 @@
 //! authenticated** until [`GcmDecryptor::finish`] accepts the tag: a caller keeps it in
 //! memory, and writes nothing of it, until then.
 
-use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes256;
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
@@ -47,10 +48,11 @@ impl GcmDecryptor {
         }
         let key: &aes::cipher::Key<Aes256> = key.expose().into();
         let cipher = Aes256::new(key);
-        let mut h = Zeroizing::new(ghash::Block::default());
-        cipher.encrypt_block(&mut h);
-        let ghash = GHash::new(&h);
-        let mut j0 = Zeroizing::new(ghash::Block::default());
+        // H and J0 live in zeroized arrays; the cipher crates see them through views.
+        let mut h = Zeroizing::new([0u8; 16]);
+        cipher.encrypt_block(GenericArray::from_mut_slice(h.as_mut()));
+        let ghash = GHash::new(GenericArray::from_slice(h.as_ref()));
+        let mut j0 = Zeroizing::new([0u8; 16]);
         if iv.len() == 12 {
             j0[..12].copy_from_slice(iv);
             j0[15] = 1;
@@ -60,10 +62,10 @@ impl GcmDecryptor {
             let mut lengths = ghash::Block::default();
             lengths[8..].copy_from_slice(&(iv.len() as u64 * 8).to_be_bytes());
             iv_hash.update(&[lengths]);
-            *j0 = iv_hash.finalize();
+            j0.copy_from_slice(&iv_hash.finalize());
         }
         // The first counter block masks the tag; the keystream starts at the next one.
-        let mut ctr = ctr::Ctr32BE::<Aes256>::new(key, &j0);
+        let mut ctr = ctr::Ctr32BE::<Aes256>::new(key, GenericArray::from_slice(j0.as_ref()));
         let mut tag_mask = Zeroizing::new([0u8; 16]);
         ctr.apply_keystream(tag_mask.as_mut());
         let mut auth = GcmAuth {
@@ -112,8 +114,10 @@ impl GcmAuth {
             self.ghash.update(&[ghash::Block::from(self.partial)]);
             self.partial_len = 0;
         }
-        let (blocks, tail) = ghash::Block::slice_as_chunks(data);
-        self.ghash.update(blocks);
+        // The whole blocks in one call (POLYVAL works on several at a time); a whole number
+        // of blocks gets no padding.
+        let (blocks, tail) = data.split_at(data.len() / 16 * 16);
+        self.ghash.update_padded(blocks);
         self.partial[..tail.len()].copy_from_slice(tail);
         self.partial_len = tail.len();
     }
@@ -200,12 +204,12 @@ mod tests {
         let key = DataKey::generate();
         let mut enc = EncValue::encrypt(&key, b"value", b"K:", ValueType::Str);
         // Re-encrypt with a 12-byte IV through aes-gcm's one-shot path.
-        use aes_gcm::aead::{consts::U12, AeadInOut, KeyInit as _};
+        use aes_gcm::aead::{consts::U12, AeadInPlace, KeyInit as _};
         let cipher = aes_gcm::AesGcm::<Aes256, U12>::new(key.expose().into());
         let iv = [9u8; 12];
         let mut data = b"value of twelve".to_vec();
         let tag = cipher
-            .encrypt_inout_detached(&iv.into(), b"K:", data.as_mut_slice().into())
+            .encrypt_in_place_detached(&iv.into(), b"K:", &mut data)
             .unwrap();
         enc.data = data;
         enc.iv = iv.to_vec();
@@ -217,7 +221,7 @@ mod tests {
     #[test]
     fn every_iv_length_matches_aes_gcm() {
         use aes_gcm::aead::consts::{U16, U64, U8};
-        use aes_gcm::aead::{AeadInOut, KeyInit as _};
+        use aes_gcm::aead::{AeadInPlace, KeyInit as _};
         let key = DataKey::generate();
         let plain: Vec<u8> = (0..777u32).map(|i| (i % 253) as u8).collect();
         macro_rules! check {
@@ -226,7 +230,7 @@ mod tests {
                 let iv = [0x5Au8; $len];
                 let mut data = plain.clone();
                 let tag = cipher
-                    .encrypt_inout_detached(&iv.into(), b"A:", data.as_mut_slice().into())
+                    .encrypt_in_place_detached(GenericArray::from_slice(&iv), b"A:", &mut data)
                     .unwrap();
                 let enc = EncValue {
                     data,

@@ -4,9 +4,8 @@
 //! `lastmodified` (re-formatted as RFC 3339) as additional data. Only values are hashed, never
 //! key names: renames are caught by each value's AAD instead.
 
-use ring::digest::{Context, SHA512};
-use sha2::{Digest, Sha256};
-use subtle_compare::constant_time_eq;
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -16,17 +15,17 @@ use crate::secret::{DataKey, SecretBytes};
 
 /// Accumulates values in file order.
 pub struct MacHasher {
-    /// ring's SHA-512 (OpenSSL's assembly): for a 64 MiB secret the MAC is the one job that
-    /// cannot be split, and this is 10 to 16% faster than the `sha2` crate's here.
-    hasher: Context,
+    /// SHA-512 from `sha2`, the one age uses: for a 64 MiB secret the MAC is the one job
+    /// that cannot be split (see [`super::binary_stream`]).
+    hasher: Sha512,
     only_encrypted: bool,
 }
 
 impl MacHasher {
     pub fn new(mac_only_encrypted: bool) -> Self {
-        let mut hasher = Context::new(&SHA512);
+        let mut hasher = Sha512::new();
         if mac_only_encrypted {
-            hasher.update(&Sha256::digest(b"sops"));
+            hasher.update(Sha256::digest(b"sops"));
         }
         Self {
             hasher,
@@ -44,8 +43,7 @@ impl MacHasher {
     /// The digest as sops stores it: 128 upper-case hex characters.
     pub fn finish(self) -> String {
         self.hasher
-            .finish()
-            .as_ref()
+            .finalize()
             .iter()
             .map(|b| format!("{b:02X}"))
             .collect()
@@ -90,7 +88,8 @@ pub fn verify(
             source: other,
         },
     })?;
-    if constant_time_eq(plain.expose(), computed.as_bytes()) {
+    // Constant time (a length mismatch is simply unequal).
+    if bool::from(plain.expose().ct_eq(computed.as_bytes())) {
         Ok(())
     } else {
         Err(SopsError::MacMismatch)
@@ -164,16 +163,6 @@ fn go_rfc3339_nano(t: OffsetDateTime) -> String {
     s
 }
 
-mod subtle_compare {
-    /// Compares two byte strings without an early exit on the first difference.
-    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-        if a.len() != b.len() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +173,29 @@ mod tests {
         h.add(b"alpha", true);
         h.add(b"beta", true);
         assert!(h.finish().starts_with("DDFD0957797B9979"));
+    }
+
+    #[test]
+    fn verify_accepts_only_the_same_digest() {
+        let key = DataKey::generate();
+        let mut h = MacHasher::new(false);
+        h.add(b"alpha", true);
+        let digest = h.finish();
+        let when = "2025-01-01T00:00:00Z";
+        let stored = seal(&digest, when, &key).unwrap();
+        assert!(verify(&stored, when, &key, &digest).is_ok());
+        let mut other = digest.clone();
+        other.replace_range(127.., if digest.ends_with('0') { "1" } else { "0" });
+        for computed in [&other[..], &digest[..127], ""] {
+            assert!(matches!(
+                verify(&stored, when, &key, computed),
+                Err(SopsError::MacMismatch)
+            ));
+        }
+        assert!(matches!(
+            verify(&stored, "2025-01-01T00:00:01Z", &key, &digest),
+            Err(SopsError::MacMismatch)
+        ));
     }
 
     #[test]

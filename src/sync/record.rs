@@ -2,6 +2,8 @@
 //! stored (one flat folder, written as a batch without fsync: a lost record only makes an
 //! entry look `new`).
 
+use sha2::{Digest, Sha256};
+
 use super::STATE_PERMS;
 use crate::fs::{self, Stamp};
 use crate::manifest::{Entry, Manifest};
@@ -10,11 +12,15 @@ use crate::manifest::{Entry, Manifest};
 /// that sync left. With both unchanged an entry is in sync without decrypting anything.
 ///
 /// On disk: `envsync-record 1 server=<dev:ino:size:mtime:ctime>\n`, then the `.enc` bytes.
-/// An `.enc` over [`RECORD_COPY_LIMIT`] is recorded by its BLAKE3 digest instead
-/// (`… enc-blake3=<hex>\n`, no body): copying a large secret on every sync would double the
-/// run's I/O, and a rekeyed large file then merely reads as changed in the repo. (BLAKE3
-/// because hashing an 89 MB `.enc` is on the critical path of a streamed decrypt: 12 ms, where
-/// SHA-256 took 48. Records written with `enc-sha256=` by earlier versions are still read.)
+/// An `.enc` over [`RECORD_COPY_LIMIT`] is recorded by its SHA-256 digest instead
+/// (`… enc-sha256=<hex>\n`, no body): copying a large secret on every sync would double the
+/// run's I/O, and a rekeyed large file then merely reads as changed in the repo. SHA-256 is
+/// `sha2`'s, the hash crate age already brings, so envsync has one hashing stack.
+///
+/// Records with `enc-blake3=` (written by the versions that used BLAKE3 for this digest)
+/// can no longer be checked: they are read as a digest that matches no `.enc`, so the entry's
+/// `.enc` reads as changed since the last sync. On an untouched server a decrypt then finds
+/// the plaintexts equal (or rewrites the server file) and stores a new record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub enc: RecordedEnc,
@@ -25,17 +31,18 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordedEnc {
     Copy(Vec<u8>),
-    Blake3([u8; 32]),
-    /// Written by envsync 0.1 before BLAKE3.
+    /// The SHA-256 of a large `.enc` ([`enc_digest`]).
     Sha256([u8; 32]),
+    /// A BLAKE3 digest written by an earlier version: it matches no `.enc`.
+    Blake3Legacy,
 }
 
 /// `.enc` files up to this size are copied into their record.
 pub const RECORD_COPY_LIMIT: usize = 1 << 20;
 
 const RECORD_MAGIC: &[u8] = b"envsync-record 1 server=";
-const DIGEST_FIELD: &str = " enc-blake3=";
-const SHA256_FIELD: &str = " enc-sha256=";
+const DIGEST_FIELD: &str = " enc-sha256=";
+const BLAKE3_FIELD: &str = " enc-blake3=";
 
 impl Record {
     /// Reads a record file; anything unrecognised is taken as a bare `.enc` copy.
@@ -44,9 +51,10 @@ impl Record {
             let end = rest.iter().position(|&b| b == b'\n')?;
             let line = std::str::from_utf8(&rest[..end]).ok()?;
             let (stamp, digest) = if let Some((stamp, hex)) = line.split_once(DIGEST_FIELD) {
-                (stamp, Some(RecordedEnc::Blake3(hex32(hex.as_bytes())?)))
-            } else if let Some((stamp, hex)) = line.split_once(SHA256_FIELD) {
                 (stamp, Some(RecordedEnc::Sha256(hex32(hex.as_bytes())?)))
+            } else if let Some((stamp, hex)) = line.split_once(BLAKE3_FIELD) {
+                hex32(hex.as_bytes())?;
+                (stamp, Some(RecordedEnc::Blake3Legacy))
             } else {
                 (line, None)
             };
@@ -85,10 +93,11 @@ impl Record {
         out
     }
 
-    /// Whether the record was written by an earlier version (a SHA-256 digest): a sync
-    /// rewrites it, so that later runs digest the `.enc` with BLAKE3 only.
+    /// Whether the record was written by an earlier version (a BLAKE3 digest) and a sync
+    /// should rewrite it. (It never matches, so such an entry is never judged in sync from
+    /// its record alone: the slow path finds it and stores a new record anyway.)
     pub fn is_legacy(&self) -> bool {
-        matches!(self.enc, RecordedEnc::Sha256(_))
+        matches!(self.enc, RecordedEnc::Blake3Legacy)
     }
 
     /// What follows the header: the `.enc` itself, unless it is recorded by its digest.
@@ -105,11 +114,8 @@ impl Record {
         let large = enc.len() > RECORD_COPY_LIMIT;
         match &self.enc {
             RecordedEnc::Copy(copy) => copy == enc,
-            RecordedEnc::Blake3(recorded) => large && *recorded == digest(),
-            RecordedEnc::Sha256(recorded) => {
-                use sha2::Digest;
-                large && recorded[..] == sha2::Sha256::digest(enc)[..]
-            }
+            RecordedEnc::Sha256(recorded) => large && *recorded == digest(),
+            RecordedEnc::Blake3Legacy => false,
         }
     }
 
@@ -117,7 +123,7 @@ impl Record {
     pub fn copy(&self) -> Option<&[u8]> {
         match &self.enc {
             RecordedEnc::Copy(copy) => Some(copy),
-            RecordedEnc::Blake3(_) | RecordedEnc::Sha256(_) => None,
+            RecordedEnc::Sha256(_) | RecordedEnc::Blake3Legacy => None,
         }
     }
 
@@ -127,9 +133,25 @@ impl Record {
     }
 }
 
-/// The digest of a (large) `.enc`, as its record holds it.
+/// The digest of a (large) `.enc`, as its record holds it: SHA-256.
 pub fn enc_digest(bytes: &[u8]) -> [u8; 32] {
-    blake3::hash(bytes).into()
+    let mut digest = EncDigest::default();
+    digest.update(bytes);
+    digest.finish()
+}
+
+/// [`enc_digest`] fed piece by piece, for an `.enc` that is streamed rather than read whole.
+#[derive(Default)]
+pub struct EncDigest(Sha256);
+
+impl EncDigest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 fn hex32(text: &[u8]) -> Option<[u8; 32]> {
@@ -203,4 +225,134 @@ pub fn record_path(entry: &Entry) -> String {
         "records/{}",
         entry.repo.replace('%', "%25").replace('/', "%2F")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp() -> Stamp {
+        Stamp {
+            dev: 2049,
+            ino: 1234,
+            size: 99,
+            mtime: (1_700_000_000, 5),
+            ctime: (1_700_000_001, 0),
+        }
+    }
+
+    fn large_enc() -> Vec<u8> {
+        (0..RECORD_COPY_LIMIT + 10)
+            .map(|i| (i % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn copy_record_round_trip() {
+        let enc = b"{\"data\": \"ENC[...]\"}".to_vec();
+        let mut bytes = Record::header(&stamp(), enc.len(), || unreachable!("small"));
+        bytes.extend_from_slice(Record::body(&enc));
+        let record = Record::parse(bytes);
+        assert_eq!(record.server, Some(stamp()));
+        assert_eq!(record.copy(), Some(&enc[..]));
+        assert!(record.matches(&enc, &stamp(), || unreachable!("a copy needs no digest")));
+        assert!(!record.same_enc(b"other", || [0; 32]));
+        assert!(!record.is_legacy());
+    }
+
+    #[test]
+    fn sha256_record_round_trip() {
+        let enc = large_enc();
+        let bytes = Record::header(&stamp(), enc.len(), || enc_digest(&enc));
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let hex: String = Sha256::digest(&enc)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            text,
+            format!(
+                "envsync-record 1 server={} enc-sha256={hex}\n",
+                stamp().encode()
+            )
+        );
+        assert!(Record::body(&enc).is_empty());
+        let record = Record::parse(bytes);
+        assert_eq!(record.enc, RecordedEnc::Sha256(enc_digest(&enc)));
+        assert_eq!(record.copy(), None);
+        assert!(!record.is_legacy());
+        assert!(record.matches(&enc, &stamp(), || enc_digest(&enc)));
+        let mut changed = enc.clone();
+        changed[7] ^= 1;
+        assert!(!record.same_enc(&changed, || enc_digest(&changed)));
+        // A digest record never stands for a small `.enc`.
+        assert!(!record.same_enc(b"small", || enc_digest(&enc)));
+    }
+
+    #[test]
+    fn enc_digest_is_sha256_fed_whole_or_in_pieces() {
+        let enc = large_enc();
+        let mut pieces = EncDigest::default();
+        for piece in enc.chunks(1000) {
+            pieces.update(piece);
+        }
+        let expected: [u8; 32] = Sha256::digest(&enc).into();
+        assert_eq!(pieces.finish(), expected);
+        assert_eq!(enc_digest(&enc), expected);
+    }
+
+    #[test]
+    fn blake3_records_of_earlier_versions_never_match() {
+        let enc = large_enc();
+        // Whatever digest it holds (here even the `.enc`'s SHA-256), it cannot be checked.
+        let hex: String = enc_digest(&enc)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let line = format!(
+            "envsync-record 1 server={} enc-blake3={hex}\n",
+            stamp().encode()
+        );
+        let record = Record::parse(line.into_bytes());
+        assert_eq!(record.enc, RecordedEnc::Blake3Legacy);
+        assert_eq!(record.server, Some(stamp()));
+        assert_eq!(record.copy(), None);
+        assert!(record.is_legacy());
+        assert!(!record.same_enc(&enc, || enc_digest(&enc)));
+        assert!(!record.matches(&enc, &stamp(), || enc_digest(&enc)));
+    }
+
+    #[test]
+    fn bare_copies_without_a_header() {
+        // Records of the first versions were the `.enc` alone.
+        let enc = b"KEY=ENC[AES256_GCM,data:abc,iv:def,tag:ghi,type:str]\n".to_vec();
+        let record = Record::parse(enc.clone());
+        assert_eq!(record.server, None);
+        assert_eq!(record.copy(), Some(&enc[..]));
+        assert!(record.same_enc(&enc, || unreachable!()));
+        assert!(!record.matches(&enc, &stamp(), || unreachable!()));
+    }
+
+    #[test]
+    fn garbage_is_a_copy_that_matches_nothing_else() {
+        let magic = "envsync-record 1 server=";
+        let good = stamp().encode();
+        for bytes in [
+            b"".to_vec(),
+            b"\xff\xfe garbage".to_vec(),
+            format!("{magic}not-a-stamp\nbody").into_bytes(),
+            format!("{magic}{good}").into_bytes(), // no end of line
+            format!("{magic}{good} enc-sha256=abc\n").into_bytes(),
+            format!("{magic}{good} enc-sha256={}\n", "zz".repeat(32)).into_bytes(),
+            format!("{magic}{good} enc-blake3={}\n", "0".repeat(63)).into_bytes(),
+            vec![b'\n'; 3],
+        ] {
+            let record = Record::parse(bytes.clone());
+            assert_eq!(record.server, None, "{bytes:?}");
+            assert_eq!(record.copy(), Some(&bytes[..]));
+            assert!(!record.is_legacy());
+            let enc = large_enc();
+            assert!(!record.same_enc(&enc, || enc_digest(&enc)));
+        }
+    }
 }
