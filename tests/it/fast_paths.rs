@@ -2,12 +2,12 @@
 //! stamp shortcut, records of large `.enc` files kept as a digest, and batch writes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::Fixture;
+use crate::common::Fixture;
 
 fn record_file(fx: &Fixture, repo: &str) -> std::path::PathBuf {
     fx.server

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use common::{Fixture, Run};
+use crate::common::{Fixture, Run};
 use sha2::{Digest, Sha256};
 
 const APP_ENC: &str = "app/.env.enc";
