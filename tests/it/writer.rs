@@ -3,9 +3,9 @@
 //! the way, stale temps, hard links, and the exact syscall order of one write.
 //!
 //! Decrypt runs use `--force`: these tests overwrite server files on purpose, so the sync
-//! states (tested in tests/safety.rs) do not get in the way.
+//! states (tested in tests/it/safety.rs) do not get in the way.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Fixture;
+use crate::common::Fixture;
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers

@@ -1,9 +1,9 @@
 //! Command-line basics: manifest discovery, selection, exit codes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::Fixture;
+use crate::common::Fixture;
 
 #[test]
 fn decrypt_then_diff_is_clean() {

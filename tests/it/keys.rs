@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -15,7 +15,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{canary, key_file, vectors, Fixture, AGE1, AGE2, AGE3};
+use crate::common::{canary, key_file, vectors, Fixture, AGE1, AGE2, AGE3};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers

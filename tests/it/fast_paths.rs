@@ -2,12 +2,12 @@
 //! stamp shortcut, records of large `.enc` files kept as a digest, and batch writes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::Fixture;
+use crate::common::Fixture;
 
 fn record_file(fx: &Fixture, repo: &str) -> std::path::PathBuf {
     fx.server
@@ -174,7 +174,7 @@ fn edit_during_a_run_is_not_overwritten() {
     fx.sops_encrypt("app.env.enc", b"A=new\n", "dotenv");
     fx.manifest(&[Fixture::entry("app.env.enc", "app.env")]);
     fx.write_server("app.env", b"A=old\n");
-    let child = std::process::Command::new(common::tool("strace"))
+    let mut child = std::process::Command::new(common::tool("strace"))
         .args(["-f", "-o", "/dev/null", "-e", "trace=flock"])
         .args(["-e", "inject=flock:delay_exit=1500000"])
         .arg(common::envsync_bin())
@@ -187,7 +187,7 @@ fn edit_during_a_run_is_not_overwritten() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_for_run_lock(&fx, &mut child);
     fs::write(fx.server_path("app.env"), b"A=edited meanwhile\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -201,4 +201,30 @@ fn edit_during_a_run_is_not_overwritten() {
         fs::read(fx.server_path("app.env")).unwrap(),
         b"A=edited meanwhile\n"
     );
+}
+
+/// Waits until the envsync under `child` holds its run lock (its `flock` on the manifest,
+/// granted and held there by strace's delayed exit): by then it has planned its run. Polled
+/// with a non-blocking lock of our own rather than guessed with a sleep, so a loaded machine
+/// cannot make the edit land before the plan.
+fn wait_for_run_lock(fx: &Fixture, child: &mut std::process::Child) {
+    use rustix::fs::{flock, FlockOperation};
+    use std::time::{Duration, Instant};
+    let manifest = fs::File::open(fx.repo.join("secrets.toml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match flock(&manifest, FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) => return,
+            Ok(()) => flock(&manifest, FlockOperation::Unlock).unwrap(),
+            Err(e) => panic!("flock of the manifest: {e}"),
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("envsync ended ({status}) before it took its run lock");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "envsync did not take its run lock within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

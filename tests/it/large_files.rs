@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use common::{key_file, Fixture, Run};
+use crate::common::{key_file, Fixture, Run};
 
 /// Where the shared large `.enc` goes in each fixture's repo, and its server file.
 const ENC: &str = "big/data.bin.enc";

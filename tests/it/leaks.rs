@@ -5,15 +5,15 @@
 //! an age secret key. Plaintext never lands in the repo, temp files never stay behind, and a
 //! server file is written 0600 whatever umask the caller had.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::common::{Fixture, Run};
 use base64::Engine;
-use common::{Fixture, Run};
 
 const ENV_ENC: &str = "app/.env.enc";
 const ENV_SERVER: &str = "app/.env";

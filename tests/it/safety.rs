@@ -5,21 +5,20 @@
 //! walk (SHA-256, mode, owner, inode and mtime of every file) of the repo, the server tree
 //! without its state folder, and the state folder, before and after. Each row says which of the
 //! three trees may change; every other tree must be untouched to the inode and the nanosecond.
+//! Every row is its own test, named after the row: `cargo test --test it safety::row_3d`.
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use common::{Fixture, Run};
+use crate::common::{Fixture, Run};
 use sha2::{Digest, Sha256};
 
 const APP_ENC: &str = "app/.env.enc";
@@ -1548,37 +1547,122 @@ fn run_row(row: &Row) {
     (row.check)(&fx, &Outcome { before, after, run });
 }
 
+/// A row's test name: `row_` and its label in snake case (every run of characters other than
+/// a-z and 0-9 becomes one `_`): "3d conflict, decrypt --force takes the repo side" is
+/// `row_3d_conflict_decrypt_force_takes_the_repo_side`.
+fn test_name(label: &str) -> String {
+    let mut name = String::from("row");
+    for word in label
+        .to_lowercase()
+        .split(|c: char| !c.is_ascii_lowercase() && !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+    {
+        name.push('_');
+        name.push_str(word);
+    }
+    name
+}
+
+/// The row whose test is `name`.
+fn row_named(name: &str) -> Row {
+    rows()
+        .into_iter()
+        .find(|row| test_name(row.name) == name)
+        .unwrap_or_else(|| panic!("no row of the table has the test name {name}"))
+}
+
+/// One `#[test]` per row, named after it (`cargo test --test it safety::row_3d`), each
+/// running [`run_row`] in its own fixture; `ROW_TESTS` lists them for
+/// [`every_row_has_its_own_test`].
+macro_rules! row_tests {
+    ($($name:ident)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_row(&row_named(stringify!($name)));
+            }
+        )*
+
+        const ROW_TESTS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+row_tests! {
+    row_1a_server_edit_decrypt_refuses
+    row_1b_server_edit_refused_so_the_missing_web_file_is_not_written_either
+    row_1c_pulled_rotation_refused_by_encrypt_so_the_web_edit_is_not_encrypted_either
+    row_2a_sops_set_rotation_status_says_repo_changed
+    row_2b_sops_set_rotation_status_json
+    row_2c_sops_set_rotation_decrypt_applies_it
+    row_2d_sops_set_rotation_encrypt_refuses
+    row_3a_conflict_decrypt_refuses
+    row_3b_conflict_encrypt_refuses
+    row_3c_conflict_status
+    row_3d_conflict_decrypt_force_takes_the_repo_side
+    row_3e_conflict_encrypt_force_takes_the_server_side
+    row_4a_encrypt_twice_the_second_writes_nothing
+    row_4b_encrypt_right_after_decrypt_leaves_sops_s_own_enc_untouched
+    row_5_one_key_server_rotation_encrypt_changes_three_lines
+    row_6a_chmod_644_status_reports_mode_drift
+    row_6b_chmod_644_decrypt_repairs_the_mode_without_rewriting
+    row_6c_chmod_644_decrypt_dry_run_plans_the_mode_fix
+    row_7a_owner_group_0640_create_under_umask_000
+    row_7b_owner_group_0640_create_under_umask_077
+    row_7c_owner_group_0640_fix_an_existing_file_under_umask_000
+    row_7d_owner_group_0640_fix_an_existing_file_under_umask_077
+    row_7e_owner_group_0640_a_pulled_rotation_under_umask_000
+    row_7f_owner_group_0640_drift_status
+    row_7g_owner_group_mode_drift_status_json
+    row_8a_missing_server_file_encrypt_fails
+    row_8b_missing_optional_server_file_encrypt_skips_it
+    row_8c_empty_server_file_encrypt_fails
+    row_8d_empty_server_file_encrypt_allow_empty
+    row_8e_empty_dotenv_server_file_encrypt_fails
+    row_8f_empty_dotenv_server_file_encrypt_allow_empty
+    row_9a_decrypt_dry_run_of_a_pulled_rotation_and_a_mode_fix
+    row_9b_encrypt_n_of_a_server_edit_changed_added_removed_keys
+    row_9c_decrypt_dry_run_without_a_state_folder_creates_none
+    row_9d_decrypt_n_of_a_missing_server_file_without_a_state_folder
+    row_9e_encrypt_dry_run_of_a_missing_enc_without_a_state_folder
+    row_9f_encrypt_dry_run_of_a_server_edit_without_a_state_folder
+    row_9g_encrypt_n_of_equal_sides_without_a_state_folder_creates_none
+    row_10a_in_place_rewrite_keeps_the_inode_uses_pwrite64_ftruncate_drops_the_backup
+    row_10b_in_place_rewrite_pwrite64_fails_with_enospc_the_content_is_kept
+    row_10c_in_place_rewrite_ftruncate_fails_with_enospc_the_content_is_restored
+    row_11a_new_entry_decrypt_refuses
+    row_11b_new_entry_encrypt_refuses
+    row_11c_new_entry_status
+    row_11d_no_record_but_equal_sides_decrypt_stores_the_record_only
+    row_12a_repo_missing_status
+    row_12b_repo_missing_encrypt_creates_the_enc
+    row_12c_repo_missing_decrypt_fails_naming_encrypt
+    row_12d_server_missing_decrypt_creates_it
+}
+
+/// A row added to the table without its line in `row_tests!` (or a test left for a row that
+/// was renamed or removed) fails here, so no row goes unrun.
 #[test]
-fn safety_table() {
-    template();
-    let rows = rows();
-    let next = AtomicUsize::new(0);
-    let failed = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..3 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(row) = rows.get(i) else { break };
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_row(row))) {
-                    let message = payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(ToString::to_string))
-                        .unwrap_or_default();
-                    failed
-                        .lock()
-                        .unwrap()
-                        .push(format!("row {}: {message}", row.name));
-                }
-            });
-        }
-    });
-    let failed = failed.into_inner().unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {} rows failed:\n\n{}",
-        failed.len(),
-        rows.len(),
-        failed.join("\n\n")
+fn every_row_has_its_own_test() {
+    let names: Vec<String> = rows().iter().map(|row| test_name(row.name)).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "two rows have the same test name: {names:?}"
     );
+    let untested: Vec<&String> = names
+        .iter()
+        .filter(|name| !ROW_TESTS.contains(&name.as_str()))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "rows without a test (add their names to row_tests!): {untested:?}"
+    );
+    let stale: Vec<&&str> = ROW_TESTS
+        .iter()
+        .filter(|test| !names.iter().any(|name| name == *test))
+        .collect();
+    assert!(stale.is_empty(), "tests without a row: {stale:?}");
 }

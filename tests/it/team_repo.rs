@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::SystemTime;
 
-use common::Fixture;
+use crate::common::Fixture;
 
 /// One file of the team repo: its server path (the repo path is `<path>.enc`), its sops type
 /// and its plaintext.

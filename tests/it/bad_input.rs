@@ -5,14 +5,14 @@
 //! no secret in the output (the harness checks every run), and not one byte or mode changed
 //! in the repo, on the server or around them.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use common::{Fixture, Run, AGE1, AGE2};
+use crate::common::{Fixture, Run, AGE1, AGE2};
 
 const DOTENV_ENC: &str = "app/.env.enc";
 const DOTENV_SERVER: &str = "app/.env";

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{key_file, vectors, Fixture, AGE1, AGE2};
+use crate::common::{key_file, vectors, Fixture, AGE1, AGE2};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers

@@ -1,0 +1,16 @@
+//! envsync's integration tests, one binary (`cargo test --test it`): real `envsync`, real
+//! `sops` and real `age` against real files in temp folders. One binary links once and runs
+//! every test in one pool of threads; run one module with `cargo test --test it safety::`.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod fast_paths;
+mod interop;
+mod keys;
+mod large_files;
+mod leaks;
+mod safety;
+mod team_repo;
+mod writer;
