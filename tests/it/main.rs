@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_input;
+mod batch;
 mod cli;
 mod fast_paths;
 mod interop;

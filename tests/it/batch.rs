@@ -2,13 +2,11 @@
 //! a batch is flushed with `syncfs`) whose second rename fails leaves every target as it was,
 //! with no temp behind, and says so.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::Fixture;
+use crate::common::{self, Fixture};
 
 const NAMES: [&str; 3] = ["one", "two", "three"];
 
