@@ -29,7 +29,7 @@ use crate::format::Format;
 use crate::manifest::Entry;
 use crate::output::{Printer, Style};
 use crate::settings::Settings;
-use crate::sops::dotenv;
+use crate::sops::store::dotenv;
 use crate::sync::decision::{decide, Decision, Direction, Failure, Next, Situation};
 use crate::sync::state::{Analysis, State};
 use crate::sync::{Codec, Sides};

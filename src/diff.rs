@@ -11,7 +11,7 @@ use similar::TextDiff;
 
 use crate::output::sanitize;
 use crate::secret::SecretBytes;
-use crate::sops::dotenv::Item;
+use crate::sops::store::dotenv::Item;
 
 /// One difference in a dotenv file; `repo` is the old side, `server` the new.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -212,7 +212,7 @@ fn mask(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::dotenv::parse;
+    use crate::sops::store::dotenv::parse;
 
     #[test]
     fn keys_added_removed_changed() {

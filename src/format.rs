@@ -5,7 +5,8 @@ use serde::Deserialize;
 
 use crate::crypto::{self, Identities};
 use crate::secret::SecretBytes;
-use crate::sops::{self, Decrypted, EncryptOptions, KeyPlan, SopsError, Unlocked};
+use crate::sops::store::{self, Store};
+use crate::sops::{self, EncryptOptions, KeyPlan, SopsError, Unlocked};
 
 /// The on-disk format of an encrypted file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -40,14 +41,14 @@ impl Format {
         if crypto::is_age_file(bytes) {
             return Some(Self::Age);
         }
-        if sops::binary::looks_encrypted(bytes) {
+        if store::binary::looks_encrypted(bytes) {
             return Some(Self::Binary);
         }
         let trimmed = bytes.trim_ascii_start();
         if trimmed.starts_with(b"{") && memchr::memmem::rfind(bytes, b"\"sops\"").is_some() {
             return Some(Self::Json);
         }
-        if sops::dotenv::looks_encrypted(bytes) {
+        if store::dotenv::looks_encrypted(bytes) {
             return Some(Self::Dotenv);
         }
         if bytes.split(|&b| b == b'\n').any(|l| l == b"sops:") {
@@ -70,6 +71,15 @@ impl Format {
         }
     }
 
+    /// The SOPS store of a SOPS format that this build reads and writes.
+    fn store(self) -> Option<Store> {
+        match self {
+            Self::Dotenv => Some(Store::Dotenv),
+            Self::Binary => Some(Store::Binary),
+            Self::Age | Self::Yaml | Self::Json => None,
+        }
+    }
+
     /// Whether this build reads and writes the format.
     pub(crate) fn supported(self) -> bool {
         matches!(self, Self::Dotenv | Self::Binary | Self::Age)
@@ -89,19 +99,18 @@ pub(crate) fn decrypt(
     bytes: &[u8],
     identities: &Identities,
 ) -> Result<Opened, SopsError> {
-    let sops_file = |d: Decrypted| Opened {
-        plaintext: d.plaintext,
-        sops: Some(d.keys),
-    };
-    match format {
-        Format::Dotenv => sops::dotenv::decrypt(bytes, identities).map(sops_file),
-        Format::Binary => sops::binary::decrypt(bytes, identities).map(sops_file),
-        Format::Age => Ok(Opened {
+    if format == Format::Age {
+        return Ok(Opened {
             plaintext: identities.decrypt(bytes)?,
             sops: None,
-        }),
-        Format::Yaml | Format::Json => Err(unsupported(format)),
+        });
     }
+    let store = format.store().ok_or_else(|| unsupported(format))?;
+    let decrypted = store.decrypt(bytes, identities)?;
+    Ok(Opened {
+        plaintext: decrypted.plaintext,
+        sops: Some(decrypted.keys),
+    })
 }
 
 /// Encrypts `plain` in `format`. `previous` is the file being replaced, when it decrypted.
@@ -111,19 +120,13 @@ pub(crate) fn encrypt(
     options: &EncryptOptions,
     previous: Option<(&Opened, &[u8])>,
 ) -> Result<Vec<u8>, SopsError> {
-    match format {
-        Format::Dotenv => {
-            let previous = previous.and_then(|(o, bytes)| o.sops.as_ref().map(|d| (d, bytes)));
-            sops::dotenv::encrypt(plain, options, previous)
-        }
-        Format::Binary => sops::binary::encrypt(plain, options),
-        Format::Age => {
-            let recipients: Vec<&crypto::Recipient> =
-                options.keys.groups.iter().flatten().collect();
-            Ok(crypto::encrypt_armored(plain, &recipients)?)
-        }
-        Format::Yaml | Format::Json => Err(unsupported(format)),
+    if format == Format::Age {
+        let recipients: Vec<&crypto::Recipient> = options.keys.groups.iter().flatten().collect();
+        return Ok(crypto::encrypt_armored(plain, &recipients)?);
     }
+    let store = format.store().ok_or_else(|| unsupported(format))?;
+    let previous = previous.and_then(|(o, bytes)| o.sops.as_ref().map(|d| (d, bytes)));
+    store.encrypt(plain, options, previous)
 }
 
 /// Re-wraps an opened file's data key for `plan`'s recipients, keeping every value, the MAC
@@ -134,32 +137,18 @@ pub(crate) fn rekey(
     opened: &Opened,
     plan: &KeyPlan,
 ) -> Result<Vec<u8>, SopsError> {
-    let sops_file = || {
-        opened
-            .sops
-            .as_ref()
-            .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))
-    };
-    match format {
-        Format::Dotenv => {
-            let d = sops_file()?;
-            let meta = sops::rewrap(&d.metadata, &d.data_key, plan)?;
-            Ok(sops::dotenv::replace_metadata(bytes, &meta))
-        }
-        Format::Binary => {
-            let d = sops_file()?;
-            let meta = sops::rewrap(&d.metadata, &d.data_key, plan)?;
-            sops::binary::replace_metadata(bytes, &meta)
-        }
-        Format::Age => {
-            let recipients: Vec<&crypto::Recipient> = plan.groups.iter().flatten().collect();
-            Ok(crypto::encrypt_armored(
-                opened.plaintext.expose(),
-                &recipients,
-            )?)
-        }
-        Format::Yaml | Format::Json => Err(unsupported(format)),
+    if format == Format::Age {
+        let recipients: Vec<&crypto::Recipient> = plan.groups.iter().flatten().collect();
+        return Ok(crypto::encrypt_armored(
+            opened.plaintext.expose(),
+            &recipients,
+        )?);
     }
+    let store = format.store().ok_or_else(|| unsupported(format))?;
+    let unlocked = (opened.sops.as_ref())
+        .ok_or_else(|| SopsError::NotSops("it has no sops metadata".into()))?;
+    let meta = sops::rewrap(&unlocked.metadata, &unlocked.data_key, plan)?;
+    store.replace_metadata(bytes, &meta)
 }
 
 fn unsupported(format: Format) -> SopsError {

@@ -1,20 +1,22 @@
-//! SOPS files encrypted with age: one file a store, the value cipher, the MAC and the
-//! metadata block.
+//! SOPS files encrypted with age, in two layers.
 //!
-//! A store turns `.enc` bytes into the plaintext bytes that `sops -d` prints, and plaintext
-//! back into a file that sops reads. Everything is checked in memory (every value's tag, then
-//! the MAC) before a plaintext is handed out. The one exception is [`binary_stream`], which
-//! decrypts a large binary file chunk by chunk into a temp file and checks the tag and the
-//! MAC at the end, before its caller renames anything.
+//! The primitives, shared by every store: the value cipher ([`cipher`], AES-256-GCM under the
+//! file's data key; [`gcm`] for a value too large to hold twice), the MAC ([`mac`]), Shamir
+//! sharing of the data key ([`shamir`]), the `sops` metadata block ([`metadata`]), and here
+//! the data key itself: unwrapped with an identity, wrapped for recipients.
+//!
+//! The stores ([`store`], one file each behind one enum): each turns `.enc` bytes into the
+//! plaintext bytes that `sops -d` prints, and plaintext back into a file that sops reads.
+//! Everything is checked in memory (every value's tag, then the MAC) before a plaintext is
+//! handed out.
 
-pub mod binary;
 pub mod binary_stream;
 pub mod cipher;
-pub mod dotenv;
 pub mod gcm;
 pub mod mac;
 pub mod metadata;
 pub mod shamir;
+pub mod store;
 
 use zeroize::Zeroizing;
 

@@ -24,7 +24,7 @@ use crate::format::{self, Format, Opened};
 use crate::fs::{self, Existing, Perms};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::SecretBytes;
-use crate::sops::dotenv;
+use crate::sops::store::dotenv;
 
 /// How an entry's repo file relates to its plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
 use crate::output::Style;
-use crate::sops::dotenv;
+use crate::sops::store::dotenv;
 use crate::sync::{Codec, Sides};
 
 /// How one entry's two sides compare, as `diff` reports it (content only: the sync state

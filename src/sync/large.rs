@@ -18,7 +18,8 @@ use crate::fs::{self, FsError};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::{DataKey, SecretBytes};
 use crate::sops::binary_stream::{LargeBinary, StreamError};
-use crate::sops::{binary, SopsError};
+use crate::sops::store::binary;
+use crate::sops::SopsError;
 
 /// `.enc` files from this size are streamed (below it, reading them whole is as fast).
 pub const STREAM_FROM: u64 = 8 << 20;

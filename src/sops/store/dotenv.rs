@@ -5,12 +5,12 @@
 //! starts a comment, the key is everything before the first `=` and the value everything
 //! after it, verbatim, except that the two characters `\n` become a line feed.
 
-use super::cipher::{EncValue, ValueType};
-use super::mac::{self, MacHasher};
-use super::metadata::{flatten, unflatten, Metadata};
-use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
+use crate::sops::cipher::{EncValue, ValueType};
+use crate::sops::mac::{self, MacHasher};
+use crate::sops::metadata::{flatten, unflatten, Metadata};
+use crate::sops::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 
 /// One line of a dotenv file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
                             })?;
                     mac::canonical(enc.ty, &plain).ok_or_else(|| SopsError::Value {
                         key: key.clone(),
-                        source: super::CipherError::UnknownType,
+                        source: crate::sops::CipherError::UnknownType,
                     })?
                 } else {
                     value

@@ -8,15 +8,15 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::cipher::{EncValue, ValueType};
-use super::mac::{self, MacHasher};
-use super::metadata::Metadata;
-use super::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
+use crate::sops::cipher::{EncValue, ValueType};
+use crate::sops::mac::{self, MacHasher};
+use crate::sops::metadata::Metadata;
+use crate::sops::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked};
 
 /// The additional data of the one value: its key path.
-pub(super) const AAD: &[u8] = b"data:";
+pub(crate) const AAD: &[u8] = b"data:";
 
 /// The file as parsed: `data` borrowed from the file's bytes when it has no escapes (a
 /// large secret is not copied), the metadata as a tree.
@@ -116,7 +116,7 @@ pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, Sop
 }
 
 /// The `data` string and the `sops` tree of a binary-store file.
-pub(super) fn parse_parts(file: &[u8]) -> Result<(Cow<'_, str>, Value), SopsError> {
+pub(crate) fn parse_parts(file: &[u8]) -> Result<(Cow<'_, str>, Value), SopsError> {
     let doc = parse(file)?;
     let sops = doc
         .sops
