@@ -15,7 +15,7 @@ use crate::secret::SecretBytes;
 
 /// Why an age operation failed. Never holds key material.
 #[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
+pub(crate) enum CryptoError {
     #[error("no identity matches any of its recipients")]
     NoMatch,
     #[error("its age data is corrupt or was altered ({0})")]
@@ -30,13 +30,13 @@ pub enum CryptoError {
 
 /// Where an identity came from, for messages ("--identity /root/key.txt", "SOPS_AGE_KEY").
 #[derive(Clone, Debug)]
-pub struct IdentitySource {
-    pub origin: String,
-    pub contents: SecretBytes,
+pub(crate) struct IdentitySource {
+    pub(crate) origin: String,
+    pub(crate) contents: SecretBytes,
 }
 
 /// The identities loaded for a run: parsed once, tried against every wrapped key.
-pub struct Identities {
+pub(crate) struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
     origins: Vec<String>,
     /// The `age1…` recipients of the X25519 keys, to tell without decrypting whether a
@@ -57,7 +57,7 @@ impl std::fmt::Debug for Identities {
 
 impl Identities {
     /// Parses every source; a source that does not parse is an error naming it.
-    pub fn parse(sources: &[IdentitySource]) -> Result<Self, CryptoError> {
+    pub(crate) fn parse(sources: &[IdentitySource]) -> Result<Self, CryptoError> {
         let mut identities = Self {
             keys: Vec::new(),
             origins: Vec::new(),
@@ -71,7 +71,7 @@ impl Identities {
 
     /// Parses one source (an age identity file, or an unencrypted OpenSSH/PEM private key)
     /// and adds its keys.
-    pub fn add(&mut self, source: &IdentitySource) -> Result<(), CryptoError> {
+    pub(crate) fn add(&mut self, source: &IdentitySource) -> Result<(), CryptoError> {
         let bad = |reason: &str| CryptoError::BadIdentity {
             origin: source.origin.clone(),
             reason: reason.to_string(),
@@ -130,22 +130,22 @@ impl Identities {
 
     /// Whether `file` (an `.enc`) names one of these identities' X25519 recipients: a cheap
     /// check that the key still belongs to an unchanged file, without decrypting it.
-    pub fn named_in(&self, file: &[u8]) -> bool {
+    pub(crate) fn named_in(&self, file: &[u8]) -> bool {
         // memmem, not a window compare a byte: this runs on every in-sync entry.
         (self.recipients.iter()).any(|r| memchr::memmem::find(file, r.as_bytes()).is_some())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// Where the identities came from, for a "no matching identity" message.
-    pub fn origins(&self) -> &[String] {
+    pub(crate) fn origins(&self) -> &[String] {
         &self.origins
     }
 
     /// Decrypts an age file (armored or binary) with any of the identities.
-    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<SecretBytes, CryptoError> {
+    pub(crate) fn decrypt(&self, ciphertext: &[u8]) -> Result<SecretBytes, CryptoError> {
         let reader = ArmoredReader::new(ciphertext);
         let decryptor =
             age::Decryptor::new_buffered(BufReader::new(reader)).map_err(map_decrypt_error)?;
@@ -160,7 +160,7 @@ impl Identities {
     }
 
     /// Unwraps a SOPS `enc` entry: strictly armored, as sops requires.
-    pub fn unwrap_key(&self, armored: &str) -> Result<SecretBytes, CryptoError> {
+    pub(crate) fn unwrap_key(&self, armored: &str) -> Result<SecretBytes, CryptoError> {
         if !armored
             .trim_start()
             .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
@@ -188,14 +188,14 @@ fn map_decrypt_error(e: age::DecryptError) -> CryptoError {
 }
 
 /// A parsed recipient with the string it came from (stored verbatim in sops metadata).
-pub struct Recipient {
-    pub text: String,
+pub(crate) struct Recipient {
+    pub(crate) text: String,
     key: Box<dyn age::Recipient + Send + Sync>,
 }
 
 impl Recipient {
     /// Parses `age1…`, `ssh-ed25519 AAAA… [comment]` or `ssh-rsa AAAA… [comment]`.
-    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, CryptoError> {
         let trimmed = text.trim();
         // A private key pasted where a recipient belongs is not echoed back.
         let bad = || {
@@ -234,7 +234,7 @@ impl std::fmt::Debug for Recipient {
 }
 
 /// Encrypts `plaintext` to `recipients` as one armored age file.
-pub fn encrypt_armored(
+pub(crate) fn encrypt_armored(
     plaintext: &[u8],
     recipients: &[&Recipient],
 ) -> Result<Vec<u8>, CryptoError> {
@@ -257,13 +257,13 @@ pub fn encrypt_armored(
 }
 
 /// Wraps a SOPS data key (or share) for one recipient: its own armored age file.
-pub fn wrap_key(key: &[u8], recipient: &Recipient) -> Result<String, CryptoError> {
+pub(crate) fn wrap_key(key: &[u8], recipient: &Recipient) -> Result<String, CryptoError> {
     let armored = encrypt_armored(key, &[recipient])?;
     String::from_utf8(armored).map_err(|_| CryptoError::Encrypt("armor is not text".into()))
 }
 
 /// Decrypts a passphrase-protected (scrypt) age file, such as an encrypted identity file.
-pub fn decrypt_with_passphrase(
+pub(crate) fn decrypt_with_passphrase(
     ciphertext: &[u8],
     passphrase: SecretString,
 ) -> Result<SecretBytes, CryptoError> {
@@ -288,7 +288,7 @@ pub fn decrypt_with_passphrase(
 
 /// A new X25519 identity: the identity file text (with the created date and public key as
 /// comments, as age-keygen writes it) and its recipient.
-pub fn generate_identity() -> (SecretBytes, String) {
+pub(crate) fn generate_identity() -> (SecretBytes, String) {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let created = time::OffsetDateTime::now_utc()
@@ -307,7 +307,7 @@ pub fn generate_identity() -> (SecretBytes, String) {
 }
 
 /// Whether bytes look like an age file (armored or binary).
-pub fn is_age_file(bytes: &[u8]) -> bool {
+pub(crate) fn is_age_file(bytes: &[u8]) -> bool {
     bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
         || bytes.starts_with(b"age-encryption.org/v1\n")
 }

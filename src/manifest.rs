@@ -14,15 +14,15 @@ use toml::Spanned;
 use crate::format::Format;
 
 /// The manifest's file name, found by walking up from the working directory.
-pub const FILE_NAME: &str = "secrets.toml";
+pub(crate) const FILE_NAME: &str = "secrets.toml";
 
 /// A manifest error: file, line, key and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
-pub struct ManifestError {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
+pub(crate) struct ManifestError {
+    pub(crate) path: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,38 +91,38 @@ struct RawFile {
 
 /// A validated manifest.
 #[derive(Debug, Clone)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The manifest file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The repo root: the manifest's folder.
-    pub repo_root: PathBuf,
-    pub server_root: PathBuf,
-    pub identity: Option<PathBuf>,
-    pub state_dir: PathBuf,
-    pub entries: Vec<Entry>,
+    pub(crate) repo_root: PathBuf,
+    pub(crate) server_root: PathBuf,
+    pub(crate) identity: Option<PathBuf>,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) entries: Vec<Entry>,
 }
 
 /// One `[[file]]`.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The repo path as written, relative to the repo root (`envs/app/.env.enc`).
-    pub repo: String,
+    pub(crate) repo: String,
     /// The server path relative to `server.root` (`app/.env`).
-    pub server: String,
-    pub repo_path: PathBuf,
-    pub server_path: PathBuf,
-    pub format: Option<Format>,
-    pub mode: u32,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub optional: bool,
-    pub plain: bool,
-    pub tags: Vec<String>,
-    pub recipients: Option<Vec<String>>,
+    pub(crate) server: String,
+    pub(crate) repo_path: PathBuf,
+    pub(crate) server_path: PathBuf,
+    pub(crate) format: Option<Format>,
+    pub(crate) mode: u32,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+    pub(crate) optional: bool,
+    pub(crate) plain: bool,
+    pub(crate) tags: Vec<String>,
+    pub(crate) recipients: Option<Vec<String>>,
     /// `write = "in-place"`: keep the inode (for files bind-mounted alone into containers).
-    pub in_place: bool,
+    pub(crate) in_place: bool,
     /// The manifest line of `repo = …`, for messages.
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 /// Default mode of a server file.
@@ -130,7 +130,7 @@ const DEFAULT_MODE: u32 = 0o600;
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
-    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
             path: path.to_path_buf(),
             line: None,
@@ -140,7 +140,7 @@ impl Manifest {
     }
 
     /// Validates manifest `text` read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
         // Every entry's line comes from one table of line starts, built in one pass: counting
         // the newlines before each entry made parsing quadratic (261 ms at 4,001 entries).
         let lines = Lines::new(text);
@@ -323,7 +323,7 @@ impl Manifest {
 }
 
 /// Walks up from `start` to the first folder holding `secrets.toml`.
-pub fn discover(start: &Path) -> Option<PathBuf> {
+pub(crate) fn discover(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .map(|dir| dir.join(FILE_NAME))

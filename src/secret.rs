@@ -17,7 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 /// leave a copy in a freed allocation. Growth goes through [`Self::reserve`], which zeroes
 /// the old allocation before freeing it.
 #[derive(Clone, Default, Eq)]
-pub struct SecretBytes(Vec<u8>);
+pub(crate) struct SecretBytes(Vec<u8>);
 
 impl Drop for SecretBytes {
     fn drop(&mut self) {
@@ -77,34 +77,34 @@ const READ_WINDOW: usize = 64 << 10;
 
 impl SecretBytes {
     /// Wraps bytes; the caller's vector is moved, not copied.
-    pub fn new(bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
     }
 
     /// An empty secret with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self(Vec::with_capacity(capacity))
     }
 
     /// The secret bytes. Keep the borrow short and never format it.
-    pub fn expose(&self) -> &[u8] {
+    pub(crate) fn expose(&self) -> &[u8] {
         &self.0
     }
 
     /// Mutable access to the bytes, for building or deciphering a secret in place.
-    pub fn expose_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn expose_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
 
     /// Shortens the secret to `len` bytes. The bytes cut off stay in the allocation, which
     /// is wiped whole when it is freed (on drop or growth).
-    pub fn truncate(&mut self, len: usize) {
+    pub(crate) fn truncate(&mut self, len: usize) {
         self.0.truncate(len);
     }
 
     /// Makes room for `additional` more bytes. When the allocation must grow, the bytes are
     /// copied into a new one and the old one is zeroed before it is freed.
-    pub fn reserve(&mut self, additional: usize) {
+    pub(crate) fn reserve(&mut self, additional: usize) {
         let needed = self.0.len().saturating_add(additional);
         if needed <= self.0.capacity() {
             return;
@@ -118,20 +118,20 @@ impl SecretBytes {
     }
 
     /// Appends bytes (growing as [`Self::reserve`] does).
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.reserve(bytes.len());
         self.0.extend_from_slice(bytes);
     }
 
     /// Appends one byte (growing as [`Self::reserve`] does).
-    pub fn push(&mut self, byte: u8) {
+    pub(crate) fn push(&mut self, byte: u8) {
         self.reserve(1);
         self.0.push(byte);
     }
 
     /// Reads `reader` to its end onto the secret, as [`Read::read_to_end`] does into a
     /// vector, but growing only through [`Self::reserve`]. Returns the bytes read.
-    pub fn read_to_end(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+    pub(crate) fn read_to_end(&mut self, reader: &mut impl Read) -> io::Result<usize> {
         let start = self.0.len();
         loop {
             if self.0.len() == self.0.capacity() {
@@ -151,17 +151,17 @@ impl SecretBytes {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Character count when the bytes are UTF-8 (what an operator calls a value's length),
     /// byte count otherwise.
-    pub fn display_len(&self) -> usize {
+    pub(crate) fn display_len(&self) -> usize {
         std::str::from_utf8(&self.0).map_or(self.0.len(), |s| s.chars().count())
     }
 }
@@ -186,11 +186,11 @@ impl fmt::Debug for SecretBytes {
 
 /// A 32-byte SOPS data key.
 #[derive(Clone)]
-pub struct DataKey(Zeroizing<[u8; 32]>);
+pub(crate) struct DataKey(Zeroizing<[u8; 32]>);
 
 impl DataKey {
     /// A fresh key from the operating system's CSPRNG.
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         use rand::RngCore;
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
@@ -198,7 +198,7 @@ impl DataKey {
     }
 
     /// Takes a key from decrypted bytes; `None` unless exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
         let mut key = Zeroizing::new([0u8; 32]);
         if bytes.len() != key.len() {
             return None;
@@ -207,7 +207,7 @@ impl DataKey {
         Some(Self(key))
     }
 
-    pub fn expose(&self) -> &[u8; 32] {
+    pub(crate) fn expose(&self) -> &[u8; 32] {
         &self.0
     }
 }

@@ -10,24 +10,24 @@
 //! Everything is checked in memory (every value's tag, then the MAC) before a plaintext is
 //! handed out.
 
-pub mod binary_stream;
-pub mod cipher;
-pub mod gcm;
-pub mod mac;
-pub mod metadata;
-pub mod shamir;
-pub mod store;
+pub(crate) mod binary_stream;
+pub(crate) mod cipher;
+pub(crate) mod gcm;
+pub(crate) mod mac;
+pub(crate) mod metadata;
+pub(crate) mod shamir;
+pub(crate) mod store;
 
 use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, Identities, Recipient};
 use crate::secret::{DataKey, SecretBytes};
-pub use cipher::CipherError;
-pub use metadata::{AgeKey, CryptRule, Metadata};
+pub(crate) use cipher::CipherError;
+pub(crate) use metadata::{AgeKey, CryptRule, Metadata};
 
 /// Why a SOPS file could not be read or written. Names keys and lines, never values.
 #[derive(Debug, thiserror::Error)]
-pub enum SopsError {
+pub(crate) enum SopsError {
     #[error("line {line}: {reason}")]
     Syntax { line: usize, reason: String },
     #[error("it is not a SOPS file: {0}")]
@@ -55,30 +55,30 @@ pub enum SopsError {
 
 /// A decrypted SOPS file.
 #[derive(Debug)]
-pub struct Decrypted {
+pub(crate) struct Decrypted {
     /// The file's plaintext, as `sops -d` prints it.
-    pub plaintext: SecretBytes,
-    pub keys: Unlocked,
+    pub(crate) plaintext: SecretBytes,
+    pub(crate) keys: Unlocked,
 }
 
 /// What rewriting a SOPS file minimally needs besides its plaintext: its metadata and its
 /// data key.
 #[derive(Debug)]
-pub struct Unlocked {
-    pub metadata: Metadata,
-    pub data_key: DataKey,
+pub(crate) struct Unlocked {
+    pub(crate) metadata: Metadata,
+    pub(crate) data_key: DataKey,
 }
 
 /// Who can decrypt a file written now: one group normally, several with Shamir sharing.
 #[derive(Debug)]
-pub struct KeyPlan {
-    pub groups: Vec<Vec<Recipient>>,
-    pub threshold: Option<usize>,
+pub(crate) struct KeyPlan {
+    pub(crate) groups: Vec<Vec<Recipient>>,
+    pub(crate) threshold: Option<usize>,
 }
 
 impl KeyPlan {
     /// A single group of recipients.
-    pub fn single(recipients: Vec<Recipient>) -> Self {
+    pub(crate) fn single(recipients: Vec<Recipient>) -> Self {
         Self {
             groups: vec![recipients],
             threshold: None,
@@ -88,14 +88,17 @@ impl KeyPlan {
 
 /// How to write a new SOPS file.
 #[derive(Debug)]
-pub struct EncryptOptions {
-    pub keys: KeyPlan,
-    pub rule: CryptRule,
-    pub mac_only_encrypted: bool,
+pub(crate) struct EncryptOptions {
+    pub(crate) keys: KeyPlan,
+    pub(crate) rule: CryptRule,
+    pub(crate) mac_only_encrypted: bool,
 }
 
 /// Recovers the data key from the metadata with any of `identities`.
-pub fn unlock_data_key(meta: &Metadata, identities: &Identities) -> Result<DataKey, SopsError> {
+pub(crate) fn unlock_data_key(
+    meta: &Metadata,
+    identities: &Identities,
+) -> Result<DataKey, SopsError> {
     let mut corrupt = None;
     let mut unwrap_group = |group: &[AgeKey]| -> Option<SecretBytes> {
         for key in group {
@@ -145,7 +148,7 @@ pub fn unlock_data_key(meta: &Metadata, identities: &Identities) -> Result<DataK
 }
 
 /// Wraps `key` for every recipient of the plan (splitting it first with several groups).
-pub fn seal_data_key(
+pub(crate) fn seal_data_key(
     key: &DataKey,
     plan: &KeyPlan,
     threshold: Option<usize>,
@@ -181,7 +184,7 @@ pub fn seal_data_key(
 
 /// Whether a file's metadata was written for exactly these options' recipients (group by
 /// group, order aside), rule and MAC mode, so its data key can be kept as it is.
-pub fn same_keys(meta: &Metadata, options: &EncryptOptions) -> bool {
+pub(crate) fn same_keys(meta: &Metadata, options: &EncryptOptions) -> bool {
     use std::collections::BTreeSet;
     let old: Vec<BTreeSet<&str>> = meta
         .key_groups
@@ -205,7 +208,11 @@ pub fn same_keys(meta: &Metadata, options: &EncryptOptions) -> bool {
 
 /// The same metadata with the data key wrapped for a new set of recipients: values, MAC and
 /// `lastmodified` stay as they are (what `sops updatekeys` does).
-pub fn rewrap(meta: &Metadata, key: &DataKey, plan: &KeyPlan) -> Result<Metadata, SopsError> {
+pub(crate) fn rewrap(
+    meta: &Metadata,
+    key: &DataKey,
+    plan: &KeyPlan,
+) -> Result<Metadata, SopsError> {
     // One threshold for the split and for the metadata, or the shares would not recombine.
     let threshold = (plan.groups.len() > 1)
         .then(|| (plan.threshold.or(meta.shamir_threshold)).unwrap_or(plan.groups.len()));
@@ -217,7 +224,7 @@ pub fn rewrap(meta: &Metadata, key: &DataKey, plan: &KeyPlan) -> Result<Metadata
 }
 
 /// New metadata for a file written now (the MAC is filled in by the store).
-pub fn new_metadata(
+pub(crate) fn new_metadata(
     key: &DataKey,
     options: &EncryptOptions,
     rule: Option<CryptRule>,

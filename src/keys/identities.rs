@@ -18,18 +18,18 @@ use crate::secret::SecretBytes;
 
 /// Identity sources as the settings resolved them.
 #[derive(Debug, Clone, Default)]
-pub struct IdentityConfig {
+pub(crate) struct IdentityConfig {
     /// `--identity` files: each must exist.
-    pub explicit: Vec<PathBuf>,
+    pub(crate) explicit: Vec<PathBuf>,
     /// `server.identity` from the manifest.
-    pub manifest: Option<PathBuf>,
-    pub env_key_file: Option<PathBuf>,
-    pub env_key: Option<SecretBytes>,
-    pub env_ssh_key_file: Option<PathBuf>,
+    pub(crate) manifest: Option<PathBuf>,
+    pub(crate) env_key_file: Option<PathBuf>,
+    pub(crate) env_key: Option<SecretBytes>,
+    pub(crate) env_ssh_key_file: Option<PathBuf>,
     /// `~/.config/sops/age/keys.txt`, read when it exists.
-    pub default_file: Option<PathBuf>,
+    pub(crate) default_file: Option<PathBuf>,
     /// `~/.ssh/id_ed25519` and `~/.ssh/id_rsa`, read when they exist and parse.
-    pub home_ssh: Vec<PathBuf>,
+    pub(crate) home_ssh: Vec<PathBuf>,
 }
 
 /// How much a source matters: a named file must exist; an implicit one is skipped when it
@@ -42,7 +42,7 @@ enum Need {
 }
 
 /// Loads and parses every identity that is available.
-pub fn load_identities(config: &IdentityConfig) -> Result<Identities, KeyError> {
+pub(crate) fn load_identities(config: &IdentityConfig) -> Result<Identities, KeyError> {
     let mut identities = Identities::parse(&[])?;
     let mut looked = Vec::new();
     let mut files: Vec<(&Path, &str, Need)> = config
@@ -172,7 +172,7 @@ fn unlock(path: &Path, contents: SecretBytes) -> Result<SecretBytes, KeyError> {
 
 /// The default identity file sops reads: `$XDG_CONFIG_HOME/sops/age/keys.txt`, or under
 /// `~/.config`.
-pub fn default_identity_file() -> Option<PathBuf> {
+pub(crate) fn default_identity_file() -> Option<PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -181,7 +181,7 @@ pub fn default_identity_file() -> Option<PathBuf> {
 }
 
 /// `~/.ssh/id_ed25519` and `~/.ssh/id_rsa`, which sops also tries.
-pub fn home_ssh_keys() -> Vec<PathBuf> {
+pub(crate) fn home_ssh_keys() -> Vec<PathBuf> {
     std::env::var_os("HOME")
         .map(|home| {
             let ssh = PathBuf::from(home).join(".ssh");

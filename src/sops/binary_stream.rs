@@ -54,7 +54,7 @@ const CHUNK_BYTES: usize = CHUNK_CHARS / 4 * 3;
 
 /// A binary-store file laid out as sops writes it, with everything but the ciphertext parsed.
 #[derive(Debug)]
-pub struct LargeBinary {
+pub(crate) struct LargeBinary {
     /// Byte offsets of the base64 ciphertext in the file.
     start: u64,
     end: u64,
@@ -63,12 +63,12 @@ pub struct LargeBinary {
     rest: Vec<u8>,
     iv: Vec<u8>,
     tag: [u8; 16],
-    pub metadata: Metadata,
+    pub(crate) metadata: Metadata,
 }
 
 /// Why a stream stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     /// The file is not laid out as sops writes it: read it whole instead.
     #[error("the data string is not plain base64")]
     Layout,
@@ -81,7 +81,7 @@ pub enum StreamError {
 impl LargeBinary {
     /// Reads the head and the tail of a binary-store file. `None` when the layout is not the
     /// plain one sops writes (the caller reads the file whole); `Err` when the metadata is bad.
-    pub fn find(file: &File) -> Result<Option<Self>, StreamError> {
+    pub(crate) fn find(file: &File) -> Result<Option<Self>, StreamError> {
         let size = file.metadata().map_err(StreamError::Read)?.len();
         let head = read_at(file, 0, size.min(256))?;
         let Some(start) = data_start(&head) else {
@@ -122,7 +122,7 @@ impl LargeBinary {
     }
 
     /// The data key, from the first identity that opens it.
-    pub fn unlock(&self, identities: &Identities) -> Result<DataKey, SopsError> {
+    pub(crate) fn unlock(&self, identities: &Identities) -> Result<DataKey, SopsError> {
         unlock_data_key(&self.metadata, identities)
     }
 
@@ -130,7 +130,7 @@ impl LargeBinary {
     /// of the `.enc` bytes that were parsed and decrypted.
     ///
     /// [`enc_digest`]: crate::sync::enc_digest
-    pub fn decrypt(
+    pub(crate) fn decrypt(
         &self,
         file: &File,
         key: &DataKey,

@@ -15,11 +15,11 @@ use rand::RngCore;
 use crate::secret::{DataKey, SecretBytes};
 
 /// The IV length sops writes.
-pub const IV_LEN: usize = 32;
+pub(crate) const IV_LEN: usize = 32;
 
 /// The `type:` of an encrypted value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ValueType {
+pub(crate) enum ValueType {
     Str,
     Int,
     Float,
@@ -55,7 +55,7 @@ impl ValueType {
 
 /// Why a value did not decrypt. Carries no plaintext and no ciphertext.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CipherError {
+pub(crate) enum CipherError {
     #[error("is not a valid ENC[AES256_GCM,…] value")]
     Syntax,
     #[error("has an unsupported type")]
@@ -70,16 +70,16 @@ pub enum CipherError {
 
 /// A parsed `ENC[...]` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncValue {
-    pub data: Vec<u8>,
-    pub iv: Vec<u8>,
-    pub tag: [u8; 16],
-    pub ty: ValueType,
+pub(crate) struct EncValue {
+    pub(crate) data: Vec<u8>,
+    pub(crate) iv: Vec<u8>,
+    pub(crate) tag: [u8; 16],
+    pub(crate) ty: ValueType,
 }
 
 impl EncValue {
     /// Parses the sops syntax; `None`-like errors never include the text.
-    pub fn parse(text: &str) -> Result<Self, CipherError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, CipherError> {
         let body = text
             .strip_prefix("ENC[AES256_GCM,data:")
             .and_then(|rest| rest.strip_suffix(']'))
@@ -102,12 +102,12 @@ impl EncValue {
     }
 
     /// Whether `text` looks like an encrypted value (used to tell ciphertext from clear text).
-    pub fn is_enc(text: &str) -> bool {
+    pub(crate) fn is_enc(text: &str) -> bool {
         text.starts_with("ENC[AES256_GCM,")
     }
 
     /// The sops text form.
-    pub fn format(&self) -> String {
+    pub(crate) fn format(&self) -> String {
         format!(
             "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
             B64.encode(&self.data),
@@ -118,12 +118,12 @@ impl EncValue {
     }
 
     /// Decrypts under `key` with `aad` (the key path, e.g. `DB_PASSWORD:`).
-    pub fn decrypt(&self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
+    pub(crate) fn decrypt(&self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
         self.clone().open(key, aad)
     }
 
     /// Decrypts in place, consuming the value: no copy of a large ciphertext.
-    pub fn open(self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
+    pub(crate) fn open(self, key: &DataKey, aad: &[u8]) -> Result<SecretBytes, CipherError> {
         let mut buf = SecretBytes::new(self.data);
         macro_rules! open {
             ($n:ty) => {{
@@ -154,7 +154,7 @@ impl EncValue {
     }
 
     /// Encrypts `plaintext` with a fresh 32-byte IV.
-    pub fn encrypt(key: &DataKey, plaintext: &[u8], aad: &[u8], ty: ValueType) -> Self {
+    pub(crate) fn encrypt(key: &DataKey, plaintext: &[u8], aad: &[u8], ty: ValueType) -> Self {
         let mut iv = [0u8; IV_LEN];
         rand::rngs::OsRng.fill_bytes(&mut iv);
         Self::encrypt_with_iv(key, plaintext, aad, ty, iv)
@@ -162,7 +162,7 @@ impl EncValue {
 
     /// Encrypts with a given IV: sops reuses the IV of an unchanged value so that the
     /// ciphertext stays byte-identical (never call this with an IV used for other data).
-    pub fn encrypt_with_iv(
+    pub(crate) fn encrypt_with_iv(
         key: &DataKey,
         plaintext: &[u8],
         aad: &[u8],

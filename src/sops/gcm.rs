@@ -20,7 +20,7 @@ use crate::secret::DataKey;
 const MAX_LEN: u64 = (1 << 36) - 32;
 
 /// Decrypts one AES-256-GCM value piece by piece.
-pub struct GcmDecryptor {
+pub(crate) struct GcmDecryptor {
     auth: GcmAuth,
     keystream: Keystream,
 }
@@ -42,7 +42,7 @@ struct Keystream(ctr::Ctr32BE<Aes256>);
 
 impl GcmDecryptor {
     /// Starts a value with this key, IV (any length but empty) and additional data.
-    pub fn new(key: &DataKey, iv: &[u8], aad: &[u8]) -> Result<Self, CipherError> {
+    pub(crate) fn new(key: &DataKey, iv: &[u8], aad: &[u8]) -> Result<Self, CipherError> {
         if iv.is_empty() {
             return Err(CipherError::IvLength(0));
         }
@@ -84,13 +84,13 @@ impl GcmDecryptor {
     }
 
     /// Deciphers the next chunk in place (unauthenticated until [`Self::finish`]).
-    pub fn decrypt(&mut self, chunk: &mut [u8]) {
+    pub(crate) fn decrypt(&mut self, chunk: &mut [u8]) {
         self.auth.absorb(chunk);
         self.keystream.apply(chunk);
     }
 
     /// Checks the tag over everything deciphered; only then is the plaintext authentic.
-    pub fn finish(self, tag: &[u8; 16]) -> Result<(), CipherError> {
+    pub(crate) fn finish(self, tag: &[u8; 16]) -> Result<(), CipherError> {
         self.auth.finish(tag)
     }
 }

@@ -14,7 +14,7 @@ use super::SopsError;
 use crate::secret::{DataKey, SecretBytes};
 
 /// Accumulates values in file order.
-pub struct MacHasher {
+pub(crate) struct MacHasher {
     /// SHA-512 from `sha2`, the one age uses: for a 64 MiB secret the MAC is the one job
     /// that cannot be split (see [`super::binary_stream`]).
     hasher: Sha512,
@@ -22,7 +22,7 @@ pub struct MacHasher {
 }
 
 impl MacHasher {
-    pub fn new(mac_only_encrypted: bool) -> Self {
+    pub(crate) fn new(mac_only_encrypted: bool) -> Self {
         let mut hasher = Sha512::new();
         if mac_only_encrypted {
             hasher.update(Sha256::digest(b"sops"));
@@ -34,14 +34,14 @@ impl MacHasher {
     }
 
     /// Feeds one value's canonical bytes; `encrypted` says whether it is stored encrypted.
-    pub fn add(&mut self, canonical: &[u8], encrypted: bool) {
+    pub(crate) fn add(&mut self, canonical: &[u8], encrypted: bool) {
         if encrypted || !self.only_encrypted {
             self.hasher.update(canonical);
         }
     }
 
     /// The digest as sops stores it: 128 upper-case hex characters.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.hasher
             .finalize()
             .iter()
@@ -52,7 +52,7 @@ impl MacHasher {
 
 /// Parses `lastmodified` and re-formats it the way sops does before using it as AAD:
 /// RFC 3339, fractions dropped, offset kept (`Z` for UTC).
-pub fn lastmodified_aad(lastmodified: &str) -> Result<String, SopsError> {
+pub(crate) fn lastmodified_aad(lastmodified: &str) -> Result<String, SopsError> {
     let parsed = OffsetDateTime::parse(lastmodified, &Rfc3339)
         .map_err(|_| SopsError::Metadata("lastmodified is not an RFC 3339 time".into()))?;
     let whole = parsed
@@ -64,7 +64,7 @@ pub fn lastmodified_aad(lastmodified: &str) -> Result<String, SopsError> {
 }
 
 /// `lastmodified` for a file written now.
-pub fn now_lastmodified() -> String {
+pub(crate) fn now_lastmodified() -> String {
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -73,7 +73,7 @@ pub fn now_lastmodified() -> String {
 }
 
 /// Checks the stored (encrypted) MAC against the digest computed from the values.
-pub fn verify(
+pub(crate) fn verify(
     stored: &str,
     lastmodified: &str,
     key: &DataKey,
@@ -97,14 +97,14 @@ pub fn verify(
 }
 
 /// Encrypts a MAC digest for storage.
-pub fn seal(digest: &str, lastmodified: &str, key: &DataKey) -> Result<String, SopsError> {
+pub(crate) fn seal(digest: &str, lastmodified: &str, key: &DataKey) -> Result<String, SopsError> {
     let aad = lastmodified_aad(lastmodified)?;
     Ok(EncValue::encrypt(key, digest.as_bytes(), aad.as_bytes(), ValueType::Str).format())
 }
 
 /// The canonical MAC bytes of a decrypted value of type `ty` (sops' `ToBytes` after parsing
 /// by type): `true` hashes as `True`, `007` as `7`.
-pub fn canonical(ty: ValueType, plain: &SecretBytes) -> Option<SecretBytes> {
+pub(crate) fn canonical(ty: ValueType, plain: &SecretBytes) -> Option<SecretBytes> {
     let text = || std::str::from_utf8(plain.expose()).ok();
     Some(match ty {
         ValueType::Str | ValueType::Comment => plain.clone(),

@@ -10,19 +10,19 @@ use serde_json::{Map, Value};
 use super::SopsError;
 
 /// The version envsync writes: the sops release whose format it produces.
-pub const SOPS_VERSION: &str = "3.11.0";
+pub(crate) const SOPS_VERSION: &str = "3.11.0";
 
 /// One recipient's copy of the data key (or of its Shamir share).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgeKey {
-    pub recipient: String,
+pub(crate) struct AgeKey {
+    pub(crate) recipient: String,
     /// The armored age file that holds the key.
-    pub enc: String,
+    pub(crate) enc: String,
 }
 
 /// Which values are encrypted; sops allows exactly one rule a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CryptRule {
+pub(crate) enum CryptRule {
     UnencryptedSuffix(String),
     EncryptedSuffix(String),
     UnencryptedRegex(String),
@@ -47,7 +47,7 @@ const RULE_FIELDS: [&str; 6] = [
 ];
 
 impl CryptRule {
-    pub fn from_field(field: &str, value: String) -> Option<Self> {
+    pub(crate) fn from_field(field: &str, value: String) -> Option<Self> {
         Some(match field {
             "unencrypted_suffix" => Self::UnencryptedSuffix(value),
             "encrypted_suffix" => Self::EncryptedSuffix(value),
@@ -72,7 +72,7 @@ impl CryptRule {
 
     /// Whether a value at `path` (map keys from the root) is encrypted. Comments are judged
     /// by their parent path, so a top-level comment passes the empty path.
-    pub fn encrypts(&self, path: &[&str]) -> Result<bool, SopsError> {
+    pub(crate) fn encrypts(&self, path: &[&str]) -> Result<bool, SopsError> {
         let regex = |pattern: &str| {
             regex::Regex::new(pattern)
                 .map_err(|_| SopsError::Metadata(format!("the rule regex `{pattern}` is invalid")))
@@ -101,22 +101,22 @@ impl CryptRule {
 
 /// The parsed metadata block.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     /// One group normally; several with Shamir sharing.
-    pub key_groups: Vec<Vec<AgeKey>>,
-    pub shamir_threshold: Option<usize>,
-    pub lastmodified: String,
+    pub(crate) key_groups: Vec<Vec<AgeKey>>,
+    pub(crate) shamir_threshold: Option<usize>,
+    pub(crate) lastmodified: String,
     /// The encrypted MAC, `ENC[...]`.
-    pub mac: String,
+    pub(crate) mac: String,
     /// `None` for the binary store, which writes no rule.
-    pub rule: Option<CryptRule>,
-    pub mac_only_encrypted: bool,
-    pub version: String,
+    pub(crate) rule: Option<CryptRule>,
+    pub(crate) mac_only_encrypted: bool,
+    pub(crate) version: String,
 }
 
 impl Metadata {
     /// All recipient strings, for messages.
-    pub fn recipients(&self) -> Vec<String> {
+    pub(crate) fn recipients(&self) -> Vec<String> {
         self.key_groups
             .iter()
             .flatten()
@@ -125,7 +125,7 @@ impl Metadata {
     }
 
     /// Reads the block from its JSON-tree form.
-    pub fn from_tree(tree: &Value) -> Result<Self, SopsError> {
+    pub(crate) fn from_tree(tree: &Value) -> Result<Self, SopsError> {
         let map = tree
             .as_object()
             .ok_or_else(|| SopsError::Metadata("the sops block is not a map".into()))?;
@@ -190,7 +190,7 @@ impl Metadata {
     }
 
     /// The block as a JSON tree, fields in the order sops 3.11 writes them.
-    pub fn to_tree(&self) -> Value {
+    pub(crate) fn to_tree(&self) -> Value {
         let mut map = Map::new();
         let keys = |group: &[AgeKey]| {
             Value::Array(
@@ -276,7 +276,7 @@ fn is_semver(v: &str) -> bool {
 }
 
 /// Flattens a tree into `key__map_child__list_0` pairs (dotenv and INI metadata).
-pub fn flatten(tree: &Value) -> Vec<(String, String)> {
+pub(crate) fn flatten(tree: &Value) -> Vec<(String, String)> {
     fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -306,7 +306,7 @@ pub fn flatten(tree: &Value) -> Vec<(String, String)> {
 }
 
 /// Rebuilds a tree from flattened pairs; values stay strings.
-pub fn unflatten(pairs: &[(String, String)]) -> Result<Value, SopsError> {
+pub(crate) fn unflatten(pairs: &[(String, String)]) -> Result<Value, SopsError> {
     let bad = || SopsError::Metadata("a sops_ key is malformed".into());
     let mut root = Value::Object(Map::new());
     for (key, value) in pairs {

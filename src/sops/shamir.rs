@@ -37,7 +37,7 @@ fn inv(a: u8) -> u8 {
 }
 
 /// Splits `key` into `shares` shares of which any `threshold` recover it.
-pub fn split(key: &DataKey, shares: u8, threshold: u8) -> Vec<Zeroizing<Vec<u8>>> {
+pub(crate) fn split(key: &DataKey, shares: u8, threshold: u8) -> Vec<Zeroizing<Vec<u8>>> {
     let mut out: Vec<Zeroizing<Vec<u8>>> = (1..=shares)
         .map(|_| Zeroizing::new(Vec::with_capacity(33)))
         .collect();
@@ -58,7 +58,7 @@ pub fn split(key: &DataKey, shares: u8, threshold: u8) -> Vec<Zeroizing<Vec<u8>>
 }
 
 /// Recombines shares (each 33 bytes, x in the last byte); `None` if they are malformed.
-pub fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Option<DataKey> {
+pub(crate) fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Option<DataKey> {
     if shares.is_empty() || shares.iter().any(|s| s.len() != 33) {
         return None;
     }

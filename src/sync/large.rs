@@ -22,12 +22,12 @@ use crate::sops::store::binary;
 use crate::sops::SopsError;
 
 /// `.enc` files from this size are streamed (below it, reading them whole is as fast).
-pub const STREAM_FROM: u64 = 8 << 20;
+pub(crate) const STREAM_FROM: u64 = 8 << 20;
 
 /// A large binary `.enc` opened for streaming, its metadata read.
 #[derive(Debug)]
-pub struct LargeEntry<'m> {
-    pub entry: &'m Entry,
+pub(crate) struct LargeEntry<'m> {
+    pub(crate) entry: &'m Entry,
     enc: File,
     layout: LargeBinary,
 }
@@ -35,7 +35,7 @@ pub struct LargeEntry<'m> {
 impl<'m> LargeEntry<'m> {
     /// The entry as a stream, when it is one: an encrypted binary entry, no server file, and
     /// an `.enc` of at least [`STREAM_FROM`] bytes laid out as sops writes it.
-    pub fn probe(manifest: &Manifest, entry: &'m Entry) -> Result<Option<Self>, Error> {
+    pub(crate) fn probe(manifest: &Manifest, entry: &'m Entry) -> Result<Option<Self>, Error> {
         if entry.plain || entry.format.is_some_and(|f| f != Format::Binary) {
             return Ok(None);
         }
@@ -57,13 +57,13 @@ impl<'m> LargeEntry<'m> {
     }
 
     /// The file's data key (a wrong key fails here, before anything is written).
-    pub fn unlock(&self, identities: &Identities) -> Result<DataKey, Error> {
+    pub(crate) fn unlock(&self, identities: &Identities) -> Result<DataKey, Error> {
         (self.layout.unlock(identities)).map_err(|e| self.file_error(e.into()))
     }
 
     /// Decrypts and authenticates the `.enc`: its plaintext, and its digest for the sync
     /// record. A file sops could read but not laid out for streaming is read whole instead.
-    pub fn decrypt(&self, key: &DataKey) -> Result<(SecretBytes, [u8; 32]), Error> {
+    pub(crate) fn decrypt(&self, key: &DataKey) -> Result<(SecretBytes, [u8; 32]), Error> {
         match self.layout.decrypt(&self.enc, key) {
             Err(StreamError::Layout) => self.decrypt_whole(key),
             other => other.map_err(|e| stream_error(self.entry, e)),

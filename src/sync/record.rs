@@ -22,14 +22,14 @@ use crate::manifest::{Entry, Manifest};
 /// `.enc` reads as changed since the last sync. On an untouched server a decrypt then finds
 /// the plaintexts equal (or rewrites the server file) and stores a new record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub enc: RecordedEnc,
-    pub server: Option<Stamp>,
+pub(crate) struct Record {
+    pub(crate) enc: RecordedEnc,
+    pub(crate) server: Option<Stamp>,
 }
 
 /// How a record holds the `.enc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordedEnc {
+pub(crate) enum RecordedEnc {
     Copy(Vec<u8>),
     /// The SHA-256 of a large `.enc` ([`enc_digest`]).
     Sha256([u8; 32]),
@@ -38,7 +38,7 @@ pub enum RecordedEnc {
 }
 
 /// `.enc` files up to this size are copied into their record.
-pub const RECORD_COPY_LIMIT: usize = 1 << 20;
+pub(crate) const RECORD_COPY_LIMIT: usize = 1 << 20;
 
 const RECORD_MAGIC: &[u8] = b"envsync-record 1 server=";
 const DIGEST_FIELD: &str = " enc-sha256=";
@@ -78,7 +78,11 @@ impl Record {
 
     /// The header line of the record of an `.enc` of `enc_len` bytes for a server file with
     /// this stamp; `digest` gives the `.enc`'s digest when it is needed (a large `.enc`).
-    pub fn header(server: &Stamp, enc_len: usize, digest: impl FnOnce() -> [u8; 32]) -> Vec<u8> {
+    pub(crate) fn header(
+        server: &Stamp,
+        enc_len: usize,
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(server.encode().as_bytes());
         if enc_len > RECORD_COPY_LIMIT {
@@ -96,12 +100,12 @@ impl Record {
     /// Whether the record was written by an earlier version (a BLAKE3 digest) and a sync
     /// should rewrite it. (It never matches, so such an entry is never judged in sync from
     /// its record alone: the slow path finds it and stores a new record anyway.)
-    pub fn is_legacy(&self) -> bool {
+    pub(crate) fn is_legacy(&self) -> bool {
         matches!(self.enc, RecordedEnc::Blake3Legacy)
     }
 
     /// What follows the header: the `.enc` itself, unless it is recorded by its digest.
-    pub fn body(enc: &[u8]) -> &[u8] {
+    pub(crate) fn body(enc: &[u8]) -> &[u8] {
         if enc.len() > RECORD_COPY_LIMIT {
             &[]
         } else {
@@ -110,7 +114,7 @@ impl Record {
     }
 
     /// Whether the record holds exactly this `.enc`; `digest` gives its digest if needed.
-    pub fn same_enc(&self, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> bool {
+    pub(crate) fn same_enc(&self, enc: &[u8], digest: impl FnOnce() -> [u8; 32]) -> bool {
         let large = enc.len() > RECORD_COPY_LIMIT;
         match &self.enc {
             RecordedEnc::Copy(copy) => copy == enc,
@@ -120,7 +124,7 @@ impl Record {
     }
 
     /// The recorded `.enc`, when the record holds a copy.
-    pub fn copy(&self) -> Option<&[u8]> {
+    pub(crate) fn copy(&self) -> Option<&[u8]> {
         match &self.enc {
             RecordedEnc::Copy(copy) => Some(copy),
             RecordedEnc::Sha256(_) | RecordedEnc::Blake3Legacy => None,
@@ -128,13 +132,18 @@ impl Record {
     }
 
     /// Whether this record says `enc` and the server file are exactly as last synced.
-    pub fn matches(&self, enc: &[u8], server: &Stamp, digest: impl FnOnce() -> [u8; 32]) -> bool {
+    pub(crate) fn matches(
+        &self,
+        enc: &[u8],
+        server: &Stamp,
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> bool {
         self.server.as_ref() == Some(server) && self.same_enc(enc, digest)
     }
 }
 
 /// The digest of a (large) `.enc`, as its record holds it: SHA-256.
-pub fn enc_digest(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn enc_digest(bytes: &[u8]) -> [u8; 32] {
     let mut digest = EncDigest::default();
     digest.update(bytes);
     digest.finish()
@@ -142,14 +151,14 @@ pub fn enc_digest(bytes: &[u8]) -> [u8; 32] {
 
 /// [`enc_digest`] fed piece by piece, for an `.enc` that is streamed rather than read whole.
 #[derive(Default)]
-pub struct EncDigest(Sha256);
+pub(crate) struct EncDigest(Sha256);
 
 impl EncDigest {
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
-    pub fn finish(self) -> [u8; 32] {
+    pub(crate) fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
     }
 }
@@ -166,7 +175,7 @@ fn hex32(text: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// A sync record to store: where it goes, its header, and the `.enc` it records.
-pub struct RecordWrite<'a> {
+pub(crate) struct RecordWrite<'a> {
     path: String,
     head: Vec<u8>,
     enc: &'a [u8],
@@ -175,7 +184,7 @@ pub struct RecordWrite<'a> {
 impl<'a> RecordWrite<'a> {
     /// The record of `enc` for `entry`, whose server file now has the stamp `server`;
     /// `digest` gives the `.enc`'s digest when the record holds one.
-    pub fn new(
+    pub(crate) fn new(
         entry: &Entry,
         server: &Stamp,
         enc: &'a [u8],
@@ -189,7 +198,7 @@ impl<'a> RecordWrite<'a> {
     }
 
     /// The record of a large `.enc` that was streamed, not read: by its digest.
-    pub fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
+    pub(crate) fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
         Self {
             path: record_path(entry),
             // Streamed files are far over the copy limit: the header holds the digest.
@@ -200,7 +209,10 @@ impl<'a> RecordWrite<'a> {
 }
 
 /// The batch steps that store `records` (applied after the files they describe).
-pub fn record_ops<'a>(manifest: &'a Manifest, records: &'a [RecordWrite<'a>]) -> Vec<fs::Op<'a>> {
+pub(crate) fn record_ops<'a>(
+    manifest: &'a Manifest,
+    records: &'a [RecordWrite<'a>],
+) -> Vec<fs::Op<'a>> {
     records
         .iter()
         .map(|r| {
@@ -220,7 +232,7 @@ pub fn record_ops<'a>(manifest: &'a Manifest, records: &'a [RecordWrite<'a>]) ->
 /// Where an entry's sync record lives inside the state folder: one flat folder, the repo
 /// path with `%` and `/` escaped (`envs/app/.env.enc` → `records/envs%2Fapp%2F.env.enc`),
 /// so records cost no folder of their own.
-pub fn record_path(entry: &Entry) -> String {
+pub(crate) fn record_path(entry: &Entry) -> String {
     format!(
         "records/{}",
         entry.repo.replace('%', "%25").replace('/', "%2F")

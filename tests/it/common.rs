@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 
 /// The shipped throwaway test keys (from ../shared/sops-vectors).
-pub fn vectors() -> PathBuf {
+pub(crate) fn vectors() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops-vectors");
     // git checks files out 0644; envsync refuses private keys readable by others.
     static PRIVATE: std::sync::Once = std::sync::Once::new();
@@ -29,17 +29,17 @@ pub fn vectors() -> PathBuf {
     dir
 }
 
-pub const AGE1: &str = "age1thnacunnsjv0u8m4lhnnaf0ya24xxh80u3c0vdhmndypfm9ums9qjpsd7r";
-pub const AGE2: &str = "age14g6zjwkf8d8kuc9zya0snfknck9exwa494a9sg2rr4gtl4w48dvs76tkln";
-pub const AGE3: &str = "age14ggkgt6raue62k55llu3s2ecudptqtnmkz2rp9uwdackfd4zyv0s27a3fv";
+pub(crate) const AGE1: &str = "age1thnacunnsjv0u8m4lhnnaf0ya24xxh80u3c0vdhmndypfm9ums9qjpsd7r";
+pub(crate) const AGE2: &str = "age14g6zjwkf8d8kuc9zya0snfknck9exwa494a9sg2rr4gtl4w48dvs76tkln";
+pub(crate) const AGE3: &str = "age14ggkgt6raue62k55llu3s2ecudptqtnmkz2rp9uwdackfd4zyv0s27a3fv";
 
-pub fn key_file(n: u8) -> PathBuf {
+pub(crate) fn key_file(n: u8) -> PathBuf {
     vectors().join(format!("keys/age{n}.txt"))
 }
 
 /// Finds a tool: `$ENVSYNC_<NAME>`, the repo's `.venv/bin`, then `PATH`. A missing interop
 /// peer fails the test: it is never skipped.
-pub fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     let var = format!("ENVSYNC_{}", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(&var) {
         return PathBuf::from(path);
@@ -64,11 +64,11 @@ pub fn tool(name: &str) -> PathBuf {
     );
 }
 
-pub fn sops() -> PathBuf {
+pub(crate) fn sops() -> PathBuf {
     tool("sops")
 }
 
-pub fn envsync_bin() -> PathBuf {
+pub(crate) fn envsync_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_envsync"))
 }
 
@@ -76,7 +76,7 @@ pub fn envsync_bin() -> PathBuf {
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Registers a secret value that must never appear in envsync's output.
-pub fn secret(value: &str) -> String {
+pub(crate) fn secret(value: &str) -> String {
     if value.len() >= 6 {
         SECRETS.lock().unwrap().push(value.to_string());
     }
@@ -84,7 +84,7 @@ pub fn secret(value: &str) -> String {
 }
 
 /// A unique, unmistakable secret value.
-pub fn canary(label: &str) -> String {
+pub(crate) fn canary(label: &str) -> String {
     let n: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -93,7 +93,7 @@ pub fn canary(label: &str) -> String {
 }
 
 /// Asserts that `text` holds no registered secret (nor its base64 or hex form).
-pub fn assert_no_leak(text: &str, context: &str) {
+pub(crate) fn assert_no_leak(text: &str, context: &str) {
     use base64::Engine;
     let secrets = SECRETS.lock().unwrap().clone();
     for s in secrets {
@@ -118,10 +118,10 @@ pub fn assert_no_leak(text: &str, context: &str) {
 
 /// The result of one envsync run.
 #[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
@@ -142,7 +142,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn expect(&self, code: i32) -> &Self {
+    pub(crate) fn expect(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
             "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}",
@@ -153,11 +153,11 @@ impl Run {
 }
 
 /// A repo and a server root in a temp folder.
-pub struct Fixture {
-    pub dir: TempDir,
-    pub repo: PathBuf,
-    pub server: PathBuf,
-    pub home: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) dir: TempDir,
+    pub(crate) repo: PathBuf,
+    pub(crate) server: PathBuf,
+    pub(crate) home: PathBuf,
 }
 
 impl Default for Fixture {
@@ -169,7 +169,7 @@ impl Default for Fixture {
 impl Fixture {
     /// An empty git repo with a `.sops.yaml` for AGE1 and AGE2, an empty server root, and a
     /// manifest whose `server.identity` is the AGE1 key.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("envsync-test")
             .tempdir()
@@ -200,7 +200,7 @@ impl Fixture {
     }
 
     /// Writes `secrets.toml` with the given `[[file]]` bodies (each a TOML snippet).
-    pub fn manifest(&self, files: &[String]) {
+    pub(crate) fn manifest(&self, files: &[String]) {
         let mut text = format!(
             "version = 1\n\n[server]\nroot = \"{}\"\nidentity = \"{}\"\n",
             self.server.display(),
@@ -217,13 +217,13 @@ impl Fixture {
     }
 
     /// A `[[file]]` body mapping `repo` to `server`.
-    pub fn entry(repo: &str, server: &str) -> String {
+    pub(crate) fn entry(repo: &str, server: &str) -> String {
         format!("repo = \"{repo}\"\nserver = \"{server}\"\n")
     }
 
     /// Runs envsync in the repo with a clean environment (no SOPS_* from the caller, HOME in
     /// the fixture so no real key file is read).
-    pub fn envsync<I, S>(&self, args: I) -> Run
+    pub(crate) fn envsync<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -231,7 +231,7 @@ impl Fixture {
         self.envsync_with(args, &[])
     }
 
-    pub fn envsync_with<I, S>(&self, args: I, env: &[(&str, &str)]) -> Run
+    pub(crate) fn envsync_with<I, S>(&self, args: I, env: &[(&str, &str)]) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -257,21 +257,21 @@ impl Fixture {
         Run::from_output(out, &format!("envsync {args:?}"))
     }
 
-    pub fn repo_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn repo_path(&self, rel: &str) -> PathBuf {
         self.repo.join(rel)
     }
 
-    pub fn server_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn server_path(&self, rel: &str) -> PathBuf {
         self.server.join(rel)
     }
 
     /// Writes a server plaintext (creating folders).
-    pub fn write_server(&self, rel: &str, contents: &[u8]) {
+    pub(crate) fn write_server(&self, rel: &str, contents: &[u8]) {
         write_file(&self.server_path(rel), contents);
     }
 
     /// Encrypts `plain` with real sops into `repo/<rel>` (recipients AGE1, AGE2).
-    pub fn sops_encrypt(&self, rel: &str, plain: &[u8], kind: &str) {
+    pub(crate) fn sops_encrypt(&self, rel: &str, plain: &[u8], kind: &str) {
         let scratch = self.dir.path().join("scratch.plain");
         fs::write(&scratch, plain).unwrap();
         let out = Command::new(sops())
@@ -292,13 +292,13 @@ impl Fixture {
     }
 
     /// Decrypts `repo/<rel>` with real sops and the AGE1 key.
-    pub fn sops_decrypt(&self, rel: &str, kind: &str) -> Vec<u8> {
+    pub(crate) fn sops_decrypt(&self, rel: &str, kind: &str) -> Vec<u8> {
         sops_decrypt(&self.repo_path(rel), kind, &key_file(1))
     }
 }
 
 /// `sops -d` of a file with `--input-type/--output-type kind` and the given key file.
-pub fn sops_decrypt(path: &Path, kind: &str, key: &Path) -> Vec<u8> {
+pub(crate) fn sops_decrypt(path: &Path, kind: &str, key: &Path) -> Vec<u8> {
     let out = Command::new(sops())
         .args(["decrypt", "--input-type", kind, "--output-type", kind])
         .arg(path)
@@ -314,7 +314,7 @@ pub fn sops_decrypt(path: &Path, kind: &str, key: &Path) -> Vec<u8> {
     out.stdout
 }
 
-pub fn write_file(path: &Path, contents: &[u8]) {
+pub(crate) fn write_file(path: &Path, contents: &[u8]) {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).unwrap();
     }
@@ -322,13 +322,13 @@ pub fn write_file(path: &Path, contents: &[u8]) {
     f.write_all(contents).unwrap();
 }
 
-pub fn mode_of(path: &Path) -> u32 {
+pub(crate) fn mode_of(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 /// A snapshot of every file under a folder (path → bytes and mode), to check that a failed
 /// run changed nothing.
-pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
+pub(crate) fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.unwrap();

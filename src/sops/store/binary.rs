@@ -34,7 +34,7 @@ struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Whether bytes look like a SOPS binary file: a JSON object whose first key is `data`
 /// (sops writes it first), with a `sops` key.
-pub fn looks_encrypted(bytes: &[u8]) -> bool {
+pub(crate) fn looks_encrypted(bytes: &[u8]) -> bool {
     let trimmed = bytes.trim_ascii_start();
     trimmed.starts_with(b"{")
         && trimmed[1..].trim_ascii_start().starts_with(b"\"data\"")
@@ -42,7 +42,7 @@ pub fn looks_encrypted(bytes: &[u8]) -> bool {
 }
 
 /// Decrypts a SOPS binary file and checks its MAC.
-pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
+pub(crate) fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
     let (data, sops) = parse_parts(file)?;
     let metadata = Metadata::from_tree(&sops)?;
     let data_key = unlock_data_key(&metadata, identities)?;
@@ -54,7 +54,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
 }
 
 /// Decrypts a SOPS binary file whose data key is already known, and checks its MAC.
-pub fn decrypt_with_key(file: &[u8], data_key: &DataKey) -> Result<SecretBytes, SopsError> {
+pub(crate) fn decrypt_with_key(file: &[u8], data_key: &DataKey) -> Result<SecretBytes, SopsError> {
     let (data, sops) = parse_parts(file)?;
     open_data(&data, &Metadata::from_tree(&sops)?, data_key)
 }
@@ -90,7 +90,7 @@ fn open_data(
 }
 
 /// Encrypts raw bytes into a SOPS binary file.
-pub fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsError> {
+pub(crate) fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsError> {
     let data_key = DataKey::generate();
     // The binary store writes no encryption rule and ignores mac_only_encrypted.
     let mut metadata = new_metadata(&data_key, options, None)?;
@@ -108,7 +108,7 @@ pub fn encrypt(plain: &[u8], options: &EncryptOptions) -> Result<Vec<u8>, SopsEr
 
 /// Replaces the metadata of an existing file (new recipients for the same data key); the
 /// `data` value is kept as it is.
-pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, SopsError> {
+pub(crate) fn replace_metadata(file: &[u8], metadata: &Metadata) -> Result<Vec<u8>, SopsError> {
     let data = parse(file)?
         .data
         .ok_or_else(|| SopsError::NotSops("it has no data string".into()))?;
@@ -147,7 +147,7 @@ fn emit(data: &str, metadata: &Metadata) -> Vec<u8> {
 }
 
 /// Writes `value` as Go's `json.MarshalIndent(v, "", "\t")` would, at nesting `depth`.
-pub fn go_json_value(value: &Value, depth: usize, out: &mut String) {
+pub(crate) fn go_json_value(value: &Value, depth: usize, out: &mut String) {
     let indent = |out: &mut String, d: usize| {
         out.push('\n');
         out.extend(std::iter::repeat_n('\t', d));
@@ -187,7 +187,7 @@ pub fn go_json_value(value: &Value, depth: usize, out: &mut String) {
 }
 
 /// A JSON string with Go's escaping: `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes.
-pub fn go_json_string(s: &str, out: &mut String) {
+pub(crate) fn go_json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -14,7 +14,7 @@ use crate::sops::{new_metadata, unlock_data_key, Decrypted, EncryptOptions, Sops
 
 /// One line of a dotenv file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     /// The text after `#`.
     Comment(SecretBytes),
     Pair {
@@ -24,7 +24,7 @@ pub enum Item {
 }
 
 /// Parses a plaintext dotenv file. Errors name the line, never its content.
-pub fn parse(plain: &[u8]) -> Result<Vec<Item>, SopsError> {
+pub(crate) fn parse(plain: &[u8]) -> Result<Vec<Item>, SopsError> {
     let mut items = Vec::new();
     for (index, line) in plain.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
@@ -57,7 +57,7 @@ pub fn parse(plain: &[u8]) -> Result<Vec<Item>, SopsError> {
 }
 
 /// Writes items back as sops prints them: `KEY=value` with line feeds as `\n`, `#comment`.
-pub fn emit(items: &[Item]) -> SecretBytes {
+pub(crate) fn emit(items: &[Item]) -> SecretBytes {
     let size: usize = items
         .iter()
         .map(|i| match i {
@@ -112,7 +112,7 @@ fn escape_into(value: &[u8], mut put: impl FnMut(&[u8])) {
 }
 
 /// Whether bytes look like a SOPS dotenv file (any `sops_` key line).
-pub fn looks_encrypted(bytes: &[u8]) -> bool {
+pub(crate) fn looks_encrypted(bytes: &[u8]) -> bool {
     bytes
         .split(|&b| b == b'\n')
         .any(|l| l.starts_with(b"sops_mac=") || l.starts_with(b"sops_version="))
@@ -123,7 +123,7 @@ fn aad(key: &str) -> Vec<u8> {
 }
 
 /// Decrypts a SOPS dotenv file and checks its MAC.
-pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
+pub(crate) fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
     let items = parse(file)?;
     let mut meta_pairs = Vec::new();
     let mut body = Vec::new();
@@ -202,7 +202,7 @@ pub fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsEr
 ///
 /// `previous`, when given, is the decrypted file this one replaces: its data key is kept and
 /// every value whose plaintext is unchanged keeps its exact ciphertext, as `sops edit` does.
-pub fn encrypt(
+pub(crate) fn encrypt(
     plain: &[u8],
     options: &EncryptOptions,
     previous: Option<(&Unlocked, &[u8])>,
@@ -270,7 +270,7 @@ pub fn encrypt(
 
 /// Replaces the `sops_` lines of an existing file (new recipients for the same data key);
 /// every other line is kept byte for byte.
-pub fn replace_metadata(file: &[u8], metadata: &Metadata) -> Vec<u8> {
+pub(crate) fn replace_metadata(file: &[u8], metadata: &Metadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(file.len() + 1024);
     for line in file.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if !line.starts_with(b"sops_") {
