@@ -10,7 +10,6 @@
 //! Everything is checked in memory (every value's tag, then the MAC) before a plaintext is
 //! handed out.
 
-pub(crate) mod binary_stream;
 pub(crate) mod cipher;
 pub(crate) mod gcm;
 pub(crate) mod mac;

@@ -16,7 +16,7 @@ use crate::secret::{DataKey, SecretBytes};
 /// Accumulates values in file order.
 pub(crate) struct MacHasher {
     /// SHA-512 from `sha2`, the one age uses: for a 64 MiB secret the MAC is the one job
-    /// that cannot be split (see [`super::binary_stream`]).
+    /// that cannot be split (see `sync::large::stream`).
     hasher: Sha512,
     only_encrypted: bool,
 }

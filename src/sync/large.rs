@@ -1,11 +1,13 @@
 //! Entries decrypted as a stream: a large binary `.enc` whose server file does not exist yet
 //! (a first deploy, a new server) is decrypted from the repo file chunk by chunk
-//! ([`crate::sops::binary_stream`]) instead of being read whole first: an 89 MB `.enc` for a
+//! ([`stream`]) instead of being read whole first: an 89 MB `.enc` for a
 //! 64 MiB secret never sits in memory beside its plaintext.
 //!
 //! Such an entry is `server-missing` whatever its plaintext, so nothing but the write needs
 //! the rest of [`super::Sides`]; in every other state the plaintext is compared with the
 //! server's, and the entry goes through [`super::Sides`] as usual.
+
+mod stream;
 
 use std::fs::File;
 use std::io::{Read, Seek};
@@ -17,9 +19,9 @@ use crate::format::Format;
 use crate::fs::{self, FsError};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::{DataKey, SecretBytes};
-use crate::sops::binary_stream::{LargeBinary, StreamError};
 use crate::sops::store::binary;
 use crate::sops::SopsError;
+use stream::{LargeBinary, StreamError};
 
 /// `.enc` files from this size are streamed (below it, reading them whole is as fast).
 pub(crate) const STREAM_FROM: u64 = 8 << 20;

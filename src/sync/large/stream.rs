@@ -1,11 +1,11 @@
-//! The binary store, streamed: a large `.enc` decrypted from its file chunk by chunk, on two
+//! The binary store, streamed (the large-file path's I/O, built on the SOPS primitives): a large `.enc` decrypted from its file chunk by chunk, on two
 //! threads, into one plaintext buffer. The `.enc` is never held in memory whole (an 89 MB file
 //! for a 64 MiB secret), and decoding, deciphering and the MAC overlap.
 //!
 //! sops writes `{"data": "ENC[AES256_GCM,data:<base64>,iv:…,tag:…,type:str]", "sops": {…}}`:
 //! the ciphertext first, then its IV, its tag and the metadata. [`LargeBinary::find`] reads
 //! the head and the tail of the file, finds where the base64 runs, and parses everything else
-//! as [`super::binary`] would. [`LargeBinary::decrypt`] then streams the base64:
+//! as [`binary`] (the in-memory store) would. [`LargeBinary::decrypt`] then streams the base64:
 //!
 //! ```text
 //! worker: read ─ digest of the file ─ base64 into the buffer ─ GHASH ─ CTR ─┐ plaintext chunks
@@ -33,14 +33,14 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-use super::cipher::{CipherError, EncValue};
-use super::gcm::GcmDecryptor;
-use super::mac::{self, MacHasher};
-use super::metadata::Metadata;
-use super::store::binary;
-use super::{unlock_data_key, SopsError};
 use crate::crypto::Identities;
 use crate::secret::{DataKey, SecretBytes};
+use crate::sops::cipher::{CipherError, EncValue};
+use crate::sops::gcm::GcmDecryptor;
+use crate::sops::mac::{self, MacHasher};
+use crate::sops::metadata::Metadata;
+use crate::sops::store::binary;
+use crate::sops::{unlock_data_key, SopsError};
 use crate::sync::record::EncDigest;
 
 /// Where the ciphertext starts: what sops writes before it (whitespace may vary).
