@@ -91,6 +91,8 @@ impl<'a> Op<'a> {
 }
 
 /// What an applied step changed, and how to put it back.
+// An in-place step carries its backup job; the undo log is short-lived, so size is no matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Applied<'a> {
     /// A file that did not exist: undone by removing it.
@@ -114,12 +116,14 @@ enum Applied<'a> {
         relative: &'a str,
         dir: Option<OwnedFd>,
     },
-    /// A file rewritten in place; `old` and `before` are what it held.
+    /// A file rewritten in place; `old` and `before` are what it held, `now` the
+    /// permissions the rewrite gave it.
     InPlace {
         base: &'a Path,
         relative: &'a str,
         old: &'a [u8],
         before: Owner,
+        now: Perms,
         backup: Job<'a>,
     },
     /// A file whose mode and owner were set.
@@ -181,10 +185,13 @@ impl Applied<'_> {
                 relative,
                 old,
                 before,
+                now,
                 ..
             } => {
-                super::write_in_place(base, relative, old, old, before.perms())?;
-                Ok(())
+                // The old content under the permissions the new one has (never the new secret
+                // under the old, maybe wider, mode), then the old permissions.
+                super::write_in_place(base, relative, old, old, *now)?;
+                super::set_perms(base, relative, before.perms()).map(|_| ())
             }
             Self::Perms {
                 base,
@@ -267,6 +274,7 @@ impl<'a> Batch<'_, 'a> {
         };
         let mut stamps = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
+            let applied_before = self.applied.len();
             let result = if i == 0 {
                 // Every target is checked before the first step is applied.
                 ops.iter().try_for_each(Op::check)
@@ -280,12 +288,15 @@ impl<'a> Batch<'_, 'a> {
                     stamps.push(stamp);
                 }
                 Err(e) => {
-                    let unused = (ops.iter().zip(&staged)).skip(i);
-                    for (op, staged) in unused {
-                        if let (Op::Write(job), Some(s)) = (op, staged) {
-                            discard(job, s);
-                        }
-                    }
+                    // Temps and in-place backups of the steps not applied. A step recorded as
+                    // applied before it failed keeps its backup: its undo needs it.
+                    let first = if self.applied.len() > applied_before {
+                        self.touched.push(op.target());
+                        i + 1
+                    } else {
+                        i
+                    };
+                    discard_all(&ops[first..], &staged[first..]);
                     return Err(self.undo_after(e));
                 }
             }
@@ -358,7 +369,7 @@ impl<'a> Batch<'_, 'a> {
                 })?;
                 let (applied, stamp) = commit(&job, staged)?;
                 self.applied.push(applied);
-                Ok(stamp)
+                stamp
             }
             Op::InPlace {
                 job,
@@ -366,16 +377,17 @@ impl<'a> Batch<'_, 'a> {
                 before,
                 backup,
             } => {
-                let stamp =
-                    super::write_in_place(job.base, job.relative, old, job.contents, job.perms)?;
+                // Recorded first: a rewrite that fails part way (new owner and mode set, or
+                // content half written) is put back by the batch's undo too.
                 self.applied.push(Applied::InPlace {
                     base: job.base,
                     relative: job.relative,
                     old,
                     before,
+                    now: job.perms,
                     backup,
                 });
-                Ok(stamp)
+                super::write_in_place(job.base, job.relative, old, job.contents, job.perms)
             }
             Op::Perms {
                 base,
@@ -384,13 +396,13 @@ impl<'a> Batch<'_, 'a> {
                 before,
                 ..
             } => {
-                let stamp = super::set_perms(base, relative, perms)?;
+                // Recorded first: an owner set before the mode failed is put back too.
                 self.applied.push(Applied::Perms {
                     base,
                     relative,
                     before,
                 });
-                Ok(stamp)
+                super::set_perms(base, relative, perms)
             }
         }
     }
@@ -515,13 +527,19 @@ fn parent(base: &Path, relative: &str) -> Result<(std::os::fd::OwnedFd, String),
 /// read the target, else as a second name (a hard link) made just before the rename. (A
 /// target the plan checks is never linked: a leftover link from a killed run would share its
 /// inode, and sweeping it would change the target under the next run's plan.)
-fn commit<'a>(job: &Job<'a>, staged: Staged) -> Result<(Applied<'a>, Stamp), FsError> {
+fn commit<'a>(
+    job: &Job<'a>,
+    staged: Staged,
+) -> Result<(Applied<'a>, Result<Stamp, FsError>), FsError> {
     let Staged {
         target,
         temp,
         kept,
         dir,
     } = staged;
+    // A large batch reopens the folder here and closes it again after the step: holding one
+    // open folder a file would exceed the descriptor limit.
+    let keep_dir = dir.is_some();
     let (dir, name) = match dir {
         Some(dir) => (dir, target_name(job.relative)),
         None => parent(job.base, job.relative)?,
@@ -551,7 +569,7 @@ fn commit<'a>(job: &Job<'a>, staged: Staged) -> Result<(Applied<'a>, Stamp), FsE
     let stamp = rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| Stamp::of(&st))
         .map_err(|e| FsError::io(&target, "inspect", e));
-    let (base, relative, dir) = (job.base, job.relative, Some(dir));
+    let (base, relative, dir) = (job.base, job.relative, keep_dir.then_some(dir));
     let applied = match kept {
         None => Applied::Created {
             base,
@@ -570,14 +588,8 @@ fn commit<'a>(job: &Job<'a>, staged: Staged) -> Result<(Applied<'a>, Stamp), FsE
             dir,
         },
     };
-    match stamp {
-        Ok(stamp) => Ok((applied, stamp)),
-        Err(e) => {
-            let _ = applied.undo();
-            applied.forget();
-            Err(e)
-        }
-    }
+    // A failed stat still hands the step back: the batch's undo puts it back (or reports it).
+    Ok((applied, stamp))
 }
 
 /// The last component of a relative path.
