@@ -1,11 +1,12 @@
-//! The one atomic writer, and the reads that go with it.
+//! The one atomic writer, the apply protocol built on it, and the reads that go with them.
 //!
 //! Every file envsync writes goes through [`AtomicWriter`]: a temp file in the target's own
 //! folder, created 0600 with `O_EXCL|O_NOFOLLOW`, given its owner, group and mode on the open
 //! descriptor (so no umask and no moment of wider access), fsynced, renamed over the target,
-//! and the folder fsynced (a large batch is flushed with one `syncfs` before the renames and
-//! one after, instead of two fsyncs a file). Folders are walked from a trusted base one component at a
-//! time without following symlinks, so a planted link cannot redirect a write. Missing folders
+//! and the folder fsynced. A run's writes go as one batch (`batch.rs`): all staged, all
+//! checked, all applied, undone together on failure. Folders are walked from a trusted base
+//! one component at a time without following symlinks, so a planted link cannot redirect a
+//! write. Missing folders
 //! are created 0700. A symlink at the target is refused. Temps left by a killed run are
 //! removed the next time that folder is written.
 

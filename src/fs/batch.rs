@@ -328,10 +328,9 @@ impl<'a> Batch<'_, 'a> {
         } else {
             ops.iter().map(stage_one).collect()
         };
-        let failed = results.iter().position(Result::is_err);
         let mut staged = Vec::with_capacity(ops.len());
         let mut first_error = None;
-        for (op, result) in ops.iter().zip(results) {
+        for result in results {
             match result {
                 Ok(s) => staged.push(s),
                 Err(e) => {
@@ -339,9 +338,8 @@ impl<'a> Batch<'_, 'a> {
                     staged.push(None);
                 }
             }
-            let _ = op;
         }
-        if let (Some(_), Some(e)) = (failed, first_error) {
+        if let Some(e) = first_error {
             discard_all(ops, &staged);
             return Err(e);
         }
