@@ -21,7 +21,7 @@ use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::fs::{AtomicWriter, RunLock};
+use crate::fs::{AtomicWriter, Folders, RunLock};
 use crate::keys;
 
 use crate::error::FileError;
@@ -108,16 +108,44 @@ impl Context {
             .collect())
     }
 
-    /// Before a plan is applied: takes the run's lock and removes the temps a killed run
-    /// left beside the targets (server side or repo side). The targets are checked against
-    /// the plan only after this, so an edit made while the run waited for its lock stops it.
+    /// Before a plan is applied: refuses server folders others could write to (before
+    /// anything is created), takes the run's lock and removes the temps a killed run left
+    /// beside the targets (server side or repo side). The targets are checked against the
+    /// plan only after this, so an edit made while the run waited for its lock stops it.
     pub(crate) fn prepare_writes<'e>(
         &self,
         entries: impl IntoIterator<Item = &'e Entry>,
         server_side: bool,
     ) -> Result<RunLock, Error> {
         let manifest = &self.settings.manifest;
-        let lock = RunLock::acquire(&manifest.path)?;
+        let printer = &self.settings.printer;
+        let entries: Vec<&Entry> = entries.into_iter().collect();
+        let euid = rustix::process::geteuid().as_raw();
+        if server_side {
+            for entry in &entries {
+                let folder = entry.server_path.parent().unwrap_or(&manifest.server_root);
+                let existing = folder.ancestors().find(|p| p.is_dir()).unwrap_or(folder);
+                self.writer
+                    .check_folder(existing, entry.uid.unwrap_or(euid))?;
+            }
+        }
+        // The server root first, as a folder shared by every entry (`defaults.dir_mode`);
+        // the state folder inside it is private.
+        let root = Folders {
+            mode: manifest.dir_mode,
+            gid: None,
+            guarded: true,
+        };
+        crate::fs::create_folder(&manifest.server_root, root)?;
+        let lock = RunLock::acquire(&self.writer, &manifest.state_dir, |path| {
+            printer.info(
+                Style::Plain,
+                &format!(
+                    "waiting for another envsync run to finish (it holds {})",
+                    path.display()
+                ),
+            );
+        })?;
         for entry in entries {
             if server_side {
                 self.writer.sweep(&manifest.server_root, &entry.server);

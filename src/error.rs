@@ -30,6 +30,10 @@ pub(crate) enum Error {
     /// resolves it. Nothing was written.
     #[error("{}", .0.join("\n"))]
     Refused(Vec<String>),
+    /// A signal arrived after every write of the run was durable: the run is complete, and
+    /// its exit status still says it was interrupted.
+    #[error("interrupted by {}, after every write of this run was complete and durable", .signal.name())]
+    LateSignal { signal: crate::signals::Signal },
     /// Several entries failed; each is reported on its own line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Error>),
@@ -63,7 +67,12 @@ impl Error {
     pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Refused(_) => ExitStatus::Refused,
-            Self::Fs(e) if matches!(e.cause(), FsError::Changed { .. }) => ExitStatus::Refused,
+            Self::Fs(e) => match e.cause() {
+                FsError::Interrupted { signal } => signal.exit_status(),
+                FsError::Changed { .. } => ExitStatus::Refused,
+                _ => ExitStatus::Error,
+            },
+            Self::LateSignal { signal } => signal.exit_status(),
             _ => ExitStatus::Error,
         }
     }
@@ -76,6 +85,7 @@ impl Error {
                 source: FileError::Sops(e),
             } => sops_hint(e, path),
             Self::Manifest(e) if e.line.is_some() => Some("fix that line of the manifest".into()),
+            Self::Fs(FsError::Interrupted { .. }) => Some("nothing was written".into()),
             Self::Keys(KeyError::Crypto(_) | KeyError::ReadIdentity { .. }) => Some(
                 "check the identity file (an age-keygen key file or an unencrypted SSH private key)".into(),
             ),

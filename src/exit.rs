@@ -13,6 +13,10 @@ pub enum ExitStatus {
     Error,
     /// Refused: doing it would lose an unsynced change; nothing was written.
     Refused,
+    /// Stopped by SIGINT: nothing half-written remains, no temp file left.
+    Interrupted,
+    /// Stopped by SIGTERM or SIGHUP, as [`ExitStatus::Interrupted`].
+    Terminated,
 }
 
 impl ExitStatus {
@@ -22,6 +26,8 @@ impl ExitStatus {
             Self::Drift => 1,
             Self::Error => 2,
             Self::Refused => 3,
+            Self::Interrupted => 130,
+            Self::Terminated => 143,
         }
     }
 }
@@ -42,5 +48,7 @@ mod tests {
         assert_eq!(ExitStatus::Drift.code(), 1);
         assert_eq!(ExitStatus::Error.code(), 2);
         assert_eq!(ExitStatus::Refused.code(), 3);
+        assert_eq!(ExitStatus::Interrupted.code(), 130);
+        assert_eq!(ExitStatus::Terminated.code(), 143);
     }
 }

@@ -6,8 +6,8 @@
 //! and the folder fsynced. A run's writes go as one batch (`batch.rs`): all staged, all
 //! checked, all applied, undone together on failure. Folders are walked from a trusted base
 //! one component at a time without following symlinks, so a planted link cannot redirect a
-//! write. Missing folders
-//! are created 0700. A symlink at the target is refused. Temps left by a killed run are
+//! write; missing ones are created, and unsafe ones refused, as `folders.rs` says. A symlink
+//! at the target is refused. Temps left by a killed run are
 //! removed the next time that folder is written.
 
 use std::fs::File;
@@ -20,8 +20,10 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 use crate::secret::SecretBytes;
 
 mod batch;
+mod folders;
 mod writer;
 pub(crate) use batch::{Op, Owner};
+pub(crate) use folders::Folders;
 pub(crate) use writer::Previous;
 pub(crate) use writer::{AtomicWriter, Expect, Job};
 
@@ -47,6 +49,14 @@ pub(crate) enum FsError {
     Changed { path: PathBuf },
     #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]
     BadFolder { path: PathBuf },
+    #[error("{}: {reason}, so someone other than root or the file's owner could swap the files envsync writes under it; nothing was written (fix it with `{fix}`)", path.display())]
+    Hostile {
+        path: PathBuf,
+        reason: String,
+        fix: String,
+    },
+    #[error("interrupted by {}", signal.name())]
+    Interrupted { signal: crate::signals::Signal },
     /// A batch failed part way and was undone: `kept` lists the files that could not be
     /// put back (empty: nothing was written).
     #[error("{source}; {}", undone_note(kept))]
@@ -93,8 +103,8 @@ pub(crate) struct Perms {
     pub(crate) mode: u32,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
-    /// Mode of folders created on the way (0700 on the server).
-    pub(crate) folder_mode: u32,
+    /// How folders on the way are created and checked.
+    pub(crate) folders: Folders,
     /// fsync the file and its folder. Only the state folder's sync records skip it: a record
     /// lost in a crash makes an entry look `new` (a refusal), never loses a secret.
     pub(crate) durable: bool,
@@ -106,7 +116,7 @@ impl Perms {
         mode: 0o600,
         uid: None,
         gid: None,
-        folder_mode: 0o700,
+        folders: Folders::PRIVATE,
         durable: false,
     };
 }
@@ -212,6 +222,9 @@ fn apply_perms(file: &File, target: &Path, perms: Perms) -> Result<(), FsError> 
         std::os::unix::fs::fchown(file, perms.uid, perms.gid)
             .map_err(|e| FsError::io(target, "change the owner of", e))?;
     }
+    // The entry's mode is all the access there is: an ACL on the file would widen it.
+    folders::strip_acl(file, false)
+        .map_err(|e| FsError::io(target, "remove the ACL (it would widen the mode) of", e))?;
     rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))
         .map_err(|e| FsError::io(target, "change the mode of", e))
 }
@@ -288,17 +301,64 @@ pub(crate) fn remove(base: &Path, relative: &str) -> Result<(), FsError> {
     }
 }
 
-/// Holds an exclusive lock on a file (the manifest) while a run writes, so two runs on one
-/// repo take turns instead of sweeping each other's temps. Released on drop.
+/// The run's lock: an exclusive `flock` on `lock` in the state folder, held while a run
+/// writes, so two runs on one server root (one manifest or two) take turns instead of
+/// sweeping each other's temps. The state folder is private to its owner, so no other user can
+/// open the lock file and hold it to block a run. Released on drop.
 #[derive(Debug)]
 pub(crate) struct RunLock(#[allow(dead_code)] File);
 
+/// Creates `folder` (and the folders above it) when missing, as [`Folders`] says.
+pub(crate) fn create_folder(folder: &Path, folders: Folders) -> Result<(), FsError> {
+    folders::make_base(folder, folders)
+}
+
+/// The lock file's name inside the state folder.
+pub(crate) const LOCK_FILE: &str = "lock";
+
 impl RunLock {
-    pub(crate) fn acquire(path: &Path) -> Result<Self, FsError> {
-        let file = File::open(path).map_err(|e| FsError::io(path, "open", e))?;
-        rfs::flock(&file, rfs::FlockOperation::LockExclusive)
-            .map_err(|e| FsError::io(path, "lock", e))?;
-        Ok(Self(file))
+    /// Takes the lock, waiting for another run to release it: `waiting` is called once, with
+    /// the lock's path, before the wait. A signal stops the wait.
+    pub(crate) fn acquire(
+        writer: &AtomicWriter,
+        state_dir: &Path,
+        waiting: impl FnOnce(&Path),
+    ) -> Result<Self, FsError> {
+        let path = state_dir.join(LOCK_FILE);
+        let folders = Folders {
+            mode: 0o700,
+            gid: None,
+            guarded: true,
+        };
+        let (dir, name) = open_parent(state_dir, LOCK_FILE, Some(folders))?
+            .ok_or_else(|| FsError::BadFolder { path: path.clone() })?;
+        writer.check_folder(state_dir, rustix::process::geteuid().as_raw())?;
+        let fd = rfs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => FsError::Symlink { path: path.clone() },
+            e => FsError::io(&path, "open", e),
+        })?;
+        let file = File::from(fd);
+        let try_lock = || rfs::flock(&file, rfs::FlockOperation::NonBlockingLockExclusive);
+        match try_lock() {
+            Ok(()) => return Ok(Self(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) => waiting(&path),
+            Err(e) => return Err(FsError::io(&path, "lock", e)),
+        }
+        loop {
+            crate::signals::check()?;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            match try_lock() {
+                Ok(()) => return Ok(Self(file)),
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(e) => return Err(FsError::io(&path, "lock", e)),
+            }
+        }
     }
 }
 
@@ -375,12 +435,12 @@ pub(crate) fn stamp(base: &Path, relative: &str) -> Result<Option<Stamp>, FsErro
 }
 
 /// Opens the folder that holds `base/relative`, one component at a time with `O_NOFOLLOW`.
-/// With `create` (a folder mode), missing folders are made with that mode; without, a
+/// With `create`, missing folders (the base too) are made as [`Folders`] says; without, a
 /// missing one gives `None`.
 pub(crate) fn open_parent(
     base: &Path,
     relative: &str,
-    create: Option<u32>,
+    create: Option<Folders>,
 ) -> Result<Option<(OwnedFd, String)>, FsError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
@@ -390,13 +450,8 @@ pub(crate) fn open_parent(
             path: base.to_path_buf(),
         })?
         .to_string();
-    if let Some(mode) = create.filter(|_| !base.exists()) {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(base)
-            .map_err(|e| FsError::io(base, "create the folder", e))?;
+    if let Some(folders) = create.filter(|_| !base.exists()) {
+        folders::make_base(base, folders)?;
     }
     // The base (server root or repo root) is trusted and may itself be a symlink.
     let mut dir = match rfs::openat(CWD, base, dir_flags, Mode::empty()) {
@@ -417,19 +472,10 @@ pub(crate) fn open_parent(
         path.push(part);
         let next = match rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) if create.is_some() => {
-                let folder_mode = Mode::from_raw_mode(create.unwrap_or(0o700));
-                match rfs::mkdirat(&dir, part, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                    Err(e) => return Err(FsError::io(&path, "create the folder", e)),
-                }
-                let fd = rfs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty())
-                    .map_err(|_| FsError::BadFolder { path: path.clone() })?;
-                rfs::fchmod(&fd, folder_mode)
-                    .map_err(|e| FsError::io(&path, "set the mode of", e))?;
-                fd
-            }
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::NOENT) => match create {
+                Some(folders) => folders::make_folder(&dir, part, &path, folders)?,
+                None => return Ok(None),
+            },
             Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
                 return Err(FsError::BadFolder { path })
             }

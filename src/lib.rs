@@ -18,6 +18,7 @@ mod manifest;
 mod output;
 mod secret;
 mod settings;
+mod signals;
 mod sops;
 mod sync;
 
@@ -43,9 +44,13 @@ impl Failure {
         self.printer.error(&self.error.report());
     }
 
-    /// The exit status the contract gives this error.
+    /// The exit status the contract gives this error; 130 or 143 for any failure after a
+    /// signal arrived.
     pub fn exit_status(&self) -> ExitStatus {
-        self.error.exit_status()
+        match signals::received() {
+            Some(signal) => signal.exit_status(),
+            None => self.error.exit_status(),
+        }
     }
 }
 
@@ -61,12 +66,19 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
     let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(fail(fallback))?;
     let printer = settings.printer.clone();
     let ctx = Context::new(settings, cwd);
-    commands::dispatch(&ctx, &cli.command).map_err(fail(printer))
+    let status = commands::dispatch(&ctx, &cli.command).map_err(fail(printer.clone()))?;
+    // A signal that came after the last safe point: the run is whole, yet it was interrupted.
+    match signals::received() {
+        Some(signal) => Err(fail(printer)(Error::LateSignal { signal })),
+        None => Ok(status),
+    }
 }
 
 /// Hardens the process before any secret is read: no core dumps, no ptrace by same-uid
-/// processes, and files created private whatever umask the caller had.
+/// processes, files created private whatever umask the caller had, and SIGINT, SIGTERM and
+/// SIGHUP caught so that a run stops at a safe point (see `signals`).
 pub fn harden_process() {
+    let _ = signals::install();
     use rustix::process::{setrlimit, umask, Resource, Rlimit};
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let _ = setrlimit(

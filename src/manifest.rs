@@ -48,6 +48,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     mode: Option<Spanned<RawMode>>,
+    dir_mode: Option<Spanned<RawMode>>,
     owner: Option<Spanned<RawId>>,
     group: Option<Spanned<RawId>>,
 }
@@ -73,6 +74,7 @@ struct RawFile {
     server: Spanned<String>,
     format: Option<Spanned<Format>>,
     mode: Option<Spanned<RawMode>>,
+    dir_mode: Option<Spanned<RawMode>>,
     owner: Option<Spanned<RawId>>,
     group: Option<Spanned<RawId>>,
     #[serde(default)]
@@ -99,6 +101,8 @@ pub(crate) struct Manifest {
     pub(crate) server_root: PathBuf,
     pub(crate) identity: Option<PathBuf>,
     pub(crate) state_dir: PathBuf,
+    /// `defaults.dir_mode`: the mode of the server root when envsync creates it.
+    pub(crate) dir_mode: u32,
     pub(crate) entries: Vec<Entry>,
 }
 
@@ -113,6 +117,8 @@ pub(crate) struct Entry {
     pub(crate) server_path: PathBuf,
     pub(crate) format: Option<Format>,
     pub(crate) mode: u32,
+    /// Mode of the server folders envsync creates for this entry (`dir_mode`).
+    pub(crate) dir_mode: u32,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
     pub(crate) optional: bool,
@@ -127,6 +133,9 @@ pub(crate) struct Entry {
 
 /// Default mode of a server file.
 const DEFAULT_MODE: u32 = 0o600;
+/// Default mode of a server folder envsync creates: traversable, so that a `0640
+/// root:debian` file in it is readable by its group.
+const DEFAULT_DIR_MODE: u32 = 0o755;
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
@@ -188,6 +197,16 @@ impl Manifest {
                 )
             })?,
             None => DEFAULT_MODE,
+        };
+        let default_dir_mode = match &raw.defaults.dir_mode {
+            Some(m) => parse_dir_mode(m.get_ref()).ok_or_else(|| {
+                err(
+                    Some(m.span()),
+                    "`defaults.dir_mode` must be an octal folder mode like \"0750\": owner rwx, no group or other write"
+                        .into(),
+                )
+            })?,
+            None => DEFAULT_DIR_MODE,
         };
         // Each owner or group name is looked up once: a lookup reads the user database, about
         // 25 us, which 20,000 entries naming `owner = "root"` would pay 20,000 times.
@@ -288,6 +307,15 @@ impl Manifest {
                 })?,
                 None => default_mode,
             };
+            let dir_mode = match &file.dir_mode {
+                Some(m) => parse_dir_mode(m.get_ref()).ok_or_else(|| {
+                    err(
+                        Some(m.span()),
+                        "`dir_mode` must be an octal folder mode like \"0750\": owner rwx, no group or other write".into(),
+                    )
+                })?,
+                None => default_dir_mode,
+            };
             let uid = resolve_id(file.owner.as_ref(), IdKind::User, &mut ids)
                 .map_err(|(span, m)| err(Some(span), m))?
                 .or(default_uid);
@@ -301,6 +329,7 @@ impl Manifest {
                 server,
                 format: file.format.map(Spanned::into_inner),
                 mode,
+                dir_mode,
                 uid,
                 gid,
                 optional: file.optional,
@@ -317,6 +346,7 @@ impl Manifest {
             server_root,
             identity,
             state_dir,
+            dir_mode: default_dir_mode,
             entries,
         })
     }
@@ -374,6 +404,12 @@ fn parse_mode(raw: &RawMode) -> Option<u32> {
         RawMode::Number(n) => u32::try_from(*n).ok()?,
     };
     (mode <= 0o7777).then_some(mode)
+}
+
+/// A folder mode envsync can create and then write through: the owner can list, enter and
+/// write it, and nobody else can write it (envsync refuses such folders).
+fn parse_dir_mode(raw: &RawMode) -> Option<u32> {
+    parse_mode(raw).filter(|mode| mode & 0o700 == 0o700 && mode & 0o022 == 0)
 }
 
 #[derive(Clone, Copy)]

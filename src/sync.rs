@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::format::{self, Format, Opened};
-use crate::fs::{self, Existing, Perms};
+use crate::fs::{self, Existing, Folders, Perms};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::SecretBytes;
 use crate::sops::store::dotenv;
@@ -74,7 +74,11 @@ pub(crate) fn repo_job<'a>(
             mode: existing.map_or(REPO_MODE, |r| r.mode),
             uid: None,
             gid: None,
-            folder_mode: REPO_FOLDER_MODE,
+            folders: Folders {
+                mode: REPO_FOLDER_MODE,
+                gid: None,
+                guarded: false,
+            },
             durable: true,
         },
         expect: existing.map_or(fs::Expect::Absent, |e| fs::Expect::Stamp(e.stamp)),
@@ -93,7 +97,11 @@ pub(crate) const STATE_PERMS: Perms = Perms {
     mode: 0o600,
     uid: None,
     gid: None,
-    folder_mode: 0o700,
+    folders: Folders {
+        mode: 0o700,
+        gid: None,
+        guarded: true,
+    },
     durable: true,
 };
 
@@ -101,8 +109,6 @@ pub(crate) const STATE_PERMS: Perms = Perms {
 pub(crate) const REPO_MODE: u32 = 0o644;
 /// Mode of a repo folder envsync creates.
 pub(crate) const REPO_FOLDER_MODE: u32 = 0o755;
-/// Mode of a server folder envsync creates: private, like the secrets in it.
-pub(crate) const SERVER_FOLDER_MODE: u32 = 0o700;
 
 impl<'m> Sides<'m> {
     /// Reads both files; the codec comes from the entry, else the `.enc`'s content, else
@@ -248,7 +254,11 @@ impl<'m> Sides<'m> {
             mode: entry.mode,
             uid: entry.uid,
             gid: entry.gid,
-            folder_mode: SERVER_FOLDER_MODE,
+            folders: Folders {
+                mode: entry.dir_mode,
+                gid: entry.gid,
+                guarded: true,
+            },
             durable: true,
         }
     }

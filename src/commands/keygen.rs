@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::crypto;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::fs::{AtomicWriter, Perms};
+use crate::fs::{AtomicWriter, Folders, Perms};
 use crate::output::{Printer, Style};
 
 /// Folders created for a key file are private.
@@ -18,7 +18,7 @@ const KEY_PERMS: Perms = Perms {
     mode: 0o600,
     uid: None,
     gid: None,
-    folder_mode: 0o700,
+    folders: Folders::PRIVATE,
     durable: true,
 };
 

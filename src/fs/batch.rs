@@ -229,7 +229,7 @@ impl Owner {
             mode: self.mode,
             uid: Some(self.uid),
             gid: Some(self.gid),
-            folder_mode: 0o700,
+            folders: super::Folders::PRIVATE,
             durable: true,
         }
     }
@@ -268,7 +268,9 @@ impl<'a> Batch<'_, 'a> {
     /// call and earlier ones) is undone, and the error says so.
     pub(crate) fn apply(&mut self, ops: &[Op<'a>]) -> Result<Vec<Stamp>, FsError> {
         self.large |= ops.len() > BATCH_FSYNC_LIMIT;
-        let mut staged = match self.stage_all(ops) {
+        // A signal is checked before each step (`signals.rs`): the batch stops there and is
+        // undone, so an interrupted run leaves every target as it was and no temp behind.
+        let mut staged = match crate::signals::check().and_then(|()| self.stage_all(ops)) {
             Ok(staged) => staged,
             Err(e) => return Err(self.undo_after(e)),
         };
@@ -281,6 +283,7 @@ impl<'a> Batch<'_, 'a> {
             } else {
                 Ok(())
             }
+            .and_then(|()| crate::signals::check())
             .and_then(|()| self.apply_one(op, staged[i].take()));
             match result {
                 Ok(stamp) => {
@@ -308,7 +311,7 @@ impl<'a> Batch<'_, 'a> {
     fn stage_all(&mut self, ops: &[Op<'a>]) -> Result<Vec<Option<Staged>>, FsError> {
         let large = ops.len() > BATCH_FSYNC_LIMIT;
         let writer = self.writer;
-        let stage_one = |op: &Op<'a>| match op {
+        let stage_one = |op: &Op<'a>| match crate::signals::check().map(|()| op)? {
             Op::Write(job) => writer.stage(job, !large).map(Some),
             Op::InPlace { backup, .. } => {
                 let perms = Perms {
@@ -355,6 +358,11 @@ impl<'a> Batch<'_, 'a> {
                 discard_all(ops, &staged);
                 return Err(e);
             }
+        }
+        // The flush can take seconds on a busy disk: a signal that came meanwhile stops here.
+        if let Err(e) = crate::signals::check() {
+            discard_all(ops, &staged);
+            return Err(e);
         }
         Ok(staged)
     }
@@ -408,7 +416,7 @@ impl<'a> Batch<'_, 'a> {
     /// Makes everything applied durable, then drops the previous versions kept for undo.
     /// A failure to make it durable undoes the batch.
     pub(crate) fn finish(mut self) -> Result<(), FsError> {
-        if let Err(e) = self.make_durable() {
+        if let Err(e) = crate::signals::check().and_then(|()| self.make_durable()) {
             return Err(self.undo_after(e));
         }
         self.finished = true;

@@ -63,6 +63,8 @@ pub(super) struct Staged {
 #[derive(Debug, Default)]
 pub(crate) struct AtomicWriter {
     swept: Mutex<HashSet<PathBuf>>,
+    /// Folders found safe to write through this run (see `folders.rs`).
+    trusted: Mutex<HashSet<PathBuf>>,
 }
 
 impl AtomicWriter {
@@ -138,12 +140,18 @@ impl AtomicWriter {
         perms: Perms,
     ) -> Result<(OwnedFd, String, PathBuf), FsError> {
         let target = base.join(relative);
-        let (dir, name) =
-            open_parent(base, relative, Some(perms.folder_mode))?.ok_or_else(|| {
-                FsError::BadFolder {
-                    path: target.clone(),
-                }
-            })?;
+        let (dir, name) = open_parent(base, relative, Some(perms.folders))?.ok_or_else(|| {
+            FsError::BadFolder {
+                path: target.clone(),
+            }
+        })?;
+        if perms.folders.guarded {
+            let owner = perms
+                .uid
+                .unwrap_or_else(|| rustix::process::geteuid().as_raw());
+            let folder = target.parent().unwrap_or(base);
+            super::folders::check_chain(folder, owner, &self.trusted)?;
+        }
         match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::Symlink => return Err(FsError::Symlink { path: target }),
@@ -155,6 +163,12 @@ impl AtomicWriter {
         }
         self.sweep_folder(&dir, &target);
         Ok((dir, name, target))
+    }
+
+    /// Refuses `folder` when it, or a folder above it, is unsafe to write through for files
+    /// owned by `owner` (see `folders.rs`).
+    pub(crate) fn check_folder(&self, folder: &Path, owner: u32) -> Result<(), FsError> {
+        super::folders::check_chain(folder, owner, &self.trusted)
     }
 
     /// Atomically creates `base/relative`, failing if anything exists there (a new key must
@@ -341,11 +355,13 @@ fn write_part(file: &mut File, bytes: &[u8], at: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets owner then mode of a written temp, and fsyncs it.
+/// Sets owner, then mode with no ACL, of a written temp, and fsyncs it.
 fn settle(file: &File, perms: Perms) -> io::Result<()> {
     if perms.uid.is_some() || perms.gid.is_some() {
         std::os::unix::fs::fchown(file, perms.uid, perms.gid)?;
     }
+    // An ACL inherited from the folder's default would widen the mode once it is set.
+    super::folders::strip_acl(file, false)?;
     rfs::fchmod(file.as_fd(), Mode::from_raw_mode(perms.mode))?;
     if perms.durable {
         file.sync_all()?;

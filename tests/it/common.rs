@@ -332,6 +332,12 @@ pub(crate) fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.unwrap();
+        // The run's lock (and the state folder that holds it) is made by any writing run,
+        // even one that writes nothing else: it is not data.
+        let relative = entry.path().strip_prefix(root).unwrap();
+        if relative == Path::new(".envsync") || relative == Path::new(".envsync/lock") {
+            continue;
+        }
         let meta = fs::symlink_metadata(entry.path()).unwrap();
         let bytes = if meta.is_file() {
             fs::read(entry.path()).unwrap()

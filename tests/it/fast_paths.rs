@@ -203,20 +203,30 @@ fn edit_during_a_run_is_not_overwritten() {
     );
 }
 
-/// Waits until the envsync under `child` holds its run lock (its `flock` on the manifest,
-/// granted and held there by strace's delayed exit): by then it has planned its run. Polled
-/// with a non-blocking lock of our own rather than guessed with a sleep, so a loaded machine
-/// cannot make the edit land before the plan.
+/// Waits until the envsync under `child` holds its run lock (its `flock` on the state
+/// folder's `lock`, granted and held there by strace's delayed exit): by then it has planned
+/// its run. Polled with a non-blocking lock of our own rather than guessed with a sleep, so a
+/// loaded machine cannot make the edit land before the plan.
 fn wait_for_run_lock(fx: &Fixture, child: &mut std::process::Child) {
     use rustix::fs::{flock, FlockOperation};
     use std::time::{Duration, Instant};
-    let manifest = fs::File::open(fx.repo.join("secrets.toml")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let lock_path = fx.server.join(".envsync/lock");
+    let lock = loop {
+        if let Ok(file) = fs::File::open(&lock_path) {
+            break file;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("envsync ended ({status}) before it made its run lock");
+        }
+        assert!(Instant::now() < deadline, "no run lock within a minute");
+        std::thread::sleep(Duration::from_millis(5));
+    };
     loop {
-        match flock(&manifest, FlockOperation::NonBlockingLockExclusive) {
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
             Err(rustix::io::Errno::WOULDBLOCK) => return,
-            Ok(()) => flock(&manifest, FlockOperation::Unlock).unwrap(),
-            Err(e) => panic!("flock of the manifest: {e}"),
+            Ok(()) => flock(&lock, FlockOperation::Unlock).unwrap(),
+            Err(e) => panic!("flock of the run lock: {e}"),
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("envsync ended ({status}) before it took its run lock");

@@ -491,8 +491,8 @@ fn modes_are_exact_under_any_umask() {
         for folder in ["new", "new/deeper"] {
             let m = mode(&fs::symlink_metadata(fx.server_path(folder)).expect("stat folder"));
             assert_eq!(
-                m, 0o700,
-                "{context}: folder {folder} created by decrypt has mode {m:04o}, expected 0700"
+                m, 0o755,
+                "{context}: folder {folder} created by decrypt has mode {m:04o}, expected 0755 (the default dir_mode)"
             );
         }
     };
@@ -510,9 +510,13 @@ fn modes_are_exact_under_any_umask() {
         check(&context);
         let root_mode = mode(&fs::metadata(&fx.server).expect("stat server root"));
         assert_eq!(
-            root_mode & 0o077,
-            0,
-            "{context}: the missing server root was created {root_mode:04o}, open to others"
+            root_mode, 0o755,
+            "{context}: the missing server root was created {root_mode:04o}, not the default dir_mode 0755"
+        );
+        let state_mode = mode(&fs::metadata(fx.server.join(".envsync")).expect("stat state"));
+        assert_eq!(
+            state_mode, 0o700,
+            "{context}: the state folder was created {state_mode:04o}, not private"
         );
 
         // Wrong modes on the right content are fixed, again whatever the umask.
