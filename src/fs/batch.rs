@@ -251,6 +251,7 @@ pub(crate) struct Batch<'w, 'a> {
 impl AtomicWriter {
     /// Starts a batch.
     pub(crate) fn batch<'a>(&self) -> Batch<'_, 'a> {
+        super::folders::keep_created();
         Batch {
             writer: self,
             applied: Vec::new(),
@@ -420,6 +421,7 @@ impl<'a> Batch<'_, 'a> {
             return Err(self.undo_after(e));
         }
         self.finished = true;
+        super::folders::keep_created();
         for applied in &self.applied {
             applied.forget();
         }
@@ -471,6 +473,7 @@ impl<'a> Batch<'_, 'a> {
         if self.applied.is_empty() {
             // Nothing was applied yet: the batch is simply not written.
             self.finished = true;
+            super::folders::remove_created();
             return cause;
         }
         let kept = self.undo();
@@ -496,6 +499,7 @@ impl<'a> Batch<'_, 'a> {
         // Applied steps are now either undone or reported; none is to be undone again.
         self.applied.clear();
         self.finished = true;
+        super::folders::remove_created();
         kept
     }
 }

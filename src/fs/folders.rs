@@ -11,6 +11,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
@@ -44,6 +45,30 @@ impl Folders {
     };
 }
 
+/// The folders this process created, oldest first: a batch that is undone removes the ones
+/// it made (when still empty), so a failed run leaves no trace of them. One list for the
+/// process, as the folders are created deep inside the walk of `open_parent`, and a process
+/// runs one command.
+static CREATED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn created() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    CREATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets the folders created so far (a batch starts, or is finished: they stay).
+pub(super) fn keep_created() {
+    created().clear();
+}
+
+/// Removes the folders created since [`keep_created`], newest (deepest) first, as long as they
+/// are empty.
+pub(super) fn remove_created() {
+    let mut list = created();
+    while let Some(path) = list.pop() {
+        let _ = std::fs::remove_dir(&path);
+    }
+}
+
 /// Creates folder `name` in `parent` (or finds it, when a parallel write created it first),
 /// then gives it `folders`' group, no ACL and `folders`' mode, in that order (chown can clear
 /// the set-gid bit). Made 0700 first, so it is never wider than asked, not even for a moment.
@@ -54,7 +79,7 @@ pub(super) fn make_folder(
     folders: Folders,
 ) -> Result<OwnedFd, FsError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-    let created = match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+    let made = match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
         Err(e) => return Err(FsError::io(path, "create the folder", e)),
@@ -63,7 +88,7 @@ pub(super) fn make_folder(
         rfs::openat(parent, name, dir_flags, Mode::empty()).map_err(|_| FsError::BadFolder {
             path: path.to_path_buf(),
         })?;
-    if created {
+    if made {
         if folders.gid.is_some() {
             std::os::unix::fs::fchown(&fd, None, folders.gid)
                 .map_err(|e| FsError::io(path, "set the group of", e))?;
@@ -73,6 +98,7 @@ pub(super) fn make_folder(
             .map_err(|e| FsError::io(path, "set the mode of", e))?;
         // The new folder's name is durable before any file is renamed into it.
         rfs::fsync(parent).map_err(|e| FsError::io(path, "make durable the creation of", e))?;
+        created().push(path.to_path_buf());
     }
     Ok(fd)
 }
