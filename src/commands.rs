@@ -116,7 +116,7 @@ impl Context {
         &self,
         entries: impl IntoIterator<Item = &'e Entry>,
         server_side: bool,
-    ) -> Result<RunLock, Error> {
+    ) -> Result<Option<RunLock>, Error> {
         let manifest = &self.settings.manifest;
         let printer = &self.settings.printer;
         let entries: Vec<&Entry> = entries.into_iter().collect();
@@ -128,6 +128,13 @@ impl Context {
                 self.writer
                     .check_folder(existing, entry.uid.unwrap_or(euid))?;
             }
+        }
+        // A repo-side run (encrypt, rekey) on a machine with no server root, a workstation,
+        // has no server files or records to protect, and must not create a server root: it
+        // takes no lock.
+        if !server_side && !manifest.server_root.is_dir() {
+            self.sweep(&entries, server_side);
+            return Ok(None);
         }
         // The server root first, as a folder shared by every entry (`defaults.dir_mode`);
         // the state folder inside it is private.
@@ -146,6 +153,13 @@ impl Context {
                 ),
             );
         })?;
+        self.sweep(&entries, server_side);
+        Ok(Some(lock))
+    }
+
+    /// Removes the temps a killed run left beside the targets.
+    fn sweep(&self, entries: &[&Entry], server_side: bool) {
+        let manifest = &self.settings.manifest;
         for entry in entries {
             if server_side {
                 self.writer.sweep(&manifest.server_root, &entry.server);
@@ -153,7 +167,6 @@ impl Context {
                 self.writer.sweep(&manifest.repo_root, &entry.repo);
             }
         }
-        Ok(lock)
     }
 
     /// Loads identities when any selected entry is encrypted.
