@@ -86,6 +86,12 @@ impl Error {
             } => sops_hint(e, path),
             Self::Manifest(e) if e.line.is_some() => Some("fix that line of the manifest".into()),
             Self::Fs(FsError::Interrupted { .. }) => Some("nothing was written".into()),
+            Self::Fs(e) => match e.cause() {
+                FsError::Io { source, .. } if source.raw_os_error() == Some(1) => Some(
+                    "nothing was written; an immutable or append-only file (see lsattr) cannot be replaced: chattr -i -a it first, or fix the permissions".into(),
+                ),
+                _ => None,
+            },
             Self::Keys(KeyError::Crypto(_) | KeyError::ReadIdentity { .. }) => Some(
                 "check the identity file (an age-keygen key file or an unencrypted SSH private key)".into(),
             ),

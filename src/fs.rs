@@ -239,12 +239,29 @@ pub(crate) fn write_in_place(
     contents: &[u8],
     perms: Perms,
 ) -> Result<Stamp, FsError> {
+    let file = open_for_rewrite(base, relative)?;
+    rewrite_in_place(&file, &base.join(relative), old, contents, perms)
+}
+
+/// Opens an existing file to rewrite it in place. Nothing is changed yet: a file that cannot
+/// be opened for writing (immutable, append-only) fails here, untouched.
+pub(crate) fn open_for_rewrite(base: &Path, relative: &str) -> Result<File, FsError> {
+    open_existing(base, relative, OFlags::WRONLY)
+}
+
+/// [`write_in_place`] on a file already opened with [`open_for_rewrite`].
+pub(crate) fn rewrite_in_place(
+    file: &File,
+    target: &Path,
+    old: &[u8],
+    contents: &[u8],
+    perms: Perms,
+) -> Result<Stamp, FsError> {
     use std::os::unix::fs::FileExt;
-    let target = base.join(relative);
-    let file = open_existing(base, relative, OFlags::WRONLY)?;
+    let target = target.to_path_buf();
     // Owner, group and mode first, on this descriptor: the new secret is never readable by
     // more than the entry allows, not even for a moment.
-    apply_perms(&file, &target, perms)?;
+    apply_perms(file, &target, perms)?;
     let rewrite = |bytes: &[u8]| -> io::Result<()> {
         file.write_all_at(bytes, 0)?;
         file.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
@@ -260,7 +277,7 @@ pub(crate) fn write_in_place(
             ),
         });
     }
-    Stamp::of_file(&file, &target)
+    Stamp::of_file(file, &target)
 }
 
 fn open_existing(base: &Path, relative: &str, access: OFlags) -> Result<File, FsError> {

@@ -384,8 +384,10 @@ impl<'a> Batch<'_, 'a> {
                 before,
                 backup,
             } => {
-                // Recorded first: a rewrite that fails part way (new owner and mode set, or
-                // content half written) is put back by the batch's undo too.
+                // Opened first: a file that cannot be opened for writing is left untouched and
+                // not to be undone. Then recorded: a rewrite that fails part way (new owner and
+                // mode set, or content half written) is put back by the batch's undo too.
+                let file = super::open_for_rewrite(job.base, job.relative)?;
                 self.applied.push(Applied::InPlace {
                     base: job.base,
                     relative: job.relative,
@@ -394,7 +396,8 @@ impl<'a> Batch<'_, 'a> {
                     now: job.perms,
                     backup,
                 });
-                super::write_in_place(job.base, job.relative, old, job.contents, job.perms)
+                let target = job.base.join(job.relative);
+                super::rewrite_in_place(&file, &target, old, job.contents, job.perms)
             }
             Op::Perms {
                 base,
