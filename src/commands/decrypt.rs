@@ -223,13 +223,15 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
     records = steps
         .iter()
         .zip(&stamps)
-        .filter(|(s, _)| s.analysis.record_stale && s.decision != Decision::Skip)
+        // A server file this run touched (a mode fix too: its ctime moved) needs a new
+        // record even when the old one was current, or the next run takes the slow path.
+        .filter(|(s, stamp)| {
+            (s.analysis.record_stale || stamp.is_some()) && s.decision != Decision::Skip
+        })
         .filter_map(|(s, stamp)| {
             let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
             let enc = s.sides.repo.as_ref()?.bytes.expose();
-            Some(RecordWrite::new(s.sides.entry, &server, enc, || {
-                s.sides.repo_digest()
-            }))
+            s.sides.record_write(&server, enc, || s.sides.repo_digest())
         })
         .chain(streamed_records)
         .collect();

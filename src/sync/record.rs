@@ -197,6 +197,18 @@ impl<'a> RecordWrite<'a> {
         }
     }
 
+    /// Whether `record` already holds exactly what this would store: then writing it would
+    /// only churn the state folder (a temp and a rename for nothing), so it is not written.
+    pub(crate) fn is_stored_in(&self, record: &Record) -> bool {
+        let new = Record::parse(self.head.clone());
+        new.server == record.server
+            && match (&new.enc, &record.enc) {
+                // The header parsed alone: the copy it stands for is the body.
+                (RecordedEnc::Copy(_), RecordedEnc::Copy(old)) => old == Record::body(self.enc),
+                (new, old) => new == old,
+            }
+    }
+
     /// The record of a large `.enc` that was streamed, not read: by its digest.
     pub(crate) fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
         Self {
@@ -299,6 +311,40 @@ mod tests {
         assert!(!record.same_enc(&changed, || enc_digest(&changed)));
         // A digest record never stands for a small `.enc`.
         assert!(!record.same_enc(b"small", || enc_digest(&enc)));
+    }
+
+    /// A record is rewritten only when what it would hold differs.
+    #[test]
+    fn a_record_is_stored_only_when_it_changes() {
+        let entry_record = |head: Vec<u8>, body: &[u8]| {
+            let mut bytes = head;
+            bytes.extend_from_slice(body);
+            Record::parse(bytes)
+        };
+        let write = |server: &Stamp, enc: &'static [u8]| RecordWrite {
+            path: "records/x".into(),
+            head: Record::header(server, enc.len(), || unreachable!("small")),
+            enc,
+        };
+        let enc: &'static [u8] = b"KEY=ENC[...]\n";
+        let stored = entry_record(Record::header(&stamp(), enc.len(), || unreachable!()), enc);
+        assert!(write(&stamp(), enc).is_stored_in(&stored));
+        assert!(!write(&stamp(), b"KEY=ENC[other]\n").is_stored_in(&stored));
+        let mut moved = stamp();
+        moved.ctime.1 += 1;
+        assert!(!write(&moved, enc).is_stored_in(&stored));
+        assert!(!write(&stamp(), enc).is_stored_in(&Record::parse(enc.to_vec())));
+        let large = large_enc();
+        let digest = enc_digest(&large);
+        let large_write = RecordWrite {
+            path: "records/x".into(),
+            head: Record::header(&stamp(), large.len(), || digest),
+            enc: &large,
+        };
+        let stored = Record::parse(Record::header(&stamp(), large.len(), || digest));
+        assert!(large_write.is_stored_in(&stored));
+        let other = Record::parse(Record::header(&stamp(), large.len(), || [7; 32]));
+        assert!(!large_write.is_stored_in(&other));
     }
 
     #[test]

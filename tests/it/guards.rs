@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::{self, canary, key_file, Fixture};
@@ -301,4 +301,109 @@ fn guards_closed_pipe_on_stdout_is_quiet() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
     assert!(stderr.is_empty(), "a closed pipe was reported:\n{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. No record churn
+// ---------------------------------------------------------------------------------------------
+
+/// The sync record file of the entry whose repo path is `repo`.
+fn record_file(fx: &Fixture, repo: &str) -> PathBuf {
+    fx.server
+        .join(".envsync/records")
+        .join(repo.replace('%', "%25").replace('/', "%2F"))
+}
+
+/// Inode and modification time: a rewrite (temp and rename) changes both.
+fn inode_and_mtime(path: &Path) -> (u64, i64, i64) {
+    let meta = fs::metadata(path).unwrap();
+    (meta.ino(), meta.mtime(), meta.mtime_nsec())
+}
+
+/// Runs envsync under `strace -f -y` tracing opens, renames and unlinks; the log's lines.
+fn traced(fx: &Fixture, args: &[&str]) -> Vec<String> {
+    let log = fx.dir.path().join("trace.log");
+    let out = Command::new(common::tool("strace"))
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=openat,renameat,renameat2,unlinkat",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(common::envsync_bin())
+        .args(args)
+        .current_dir(&fx.repo)
+        .env("HOME", &fx.home)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?} under strace:\n{stderr}"
+    );
+    common::assert_no_leak(&stderr, "stderr under strace");
+    fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The traced calls that create or replace a file, the run lock aside.
+fn writes_in(trace: &[String], state: &Path) -> Vec<String> {
+    let lock = format!("{}>, \"lock\"", state.display());
+    trace
+        .iter()
+        .filter(|l| (l.contains("O_CREAT") && !l.contains(&lock)) || l.contains("rename"))
+        .cloned()
+        .collect()
+}
+
+/// Proves: a decrypt (and an encrypt) of an in-sync manifest with a `plain = true` entry and
+/// a dotenv entry writes nothing: no file created but the run lock, no rename, and both sync
+/// records keep their inode and mtime.
+#[test]
+fn guards_no_op_runs_do_not_rewrite_records() {
+    let fx = Fixture::new();
+    let conf = "nginx/app.conf";
+    fx.manifest(&[
+        Fixture::entry(ENC, SERVER),
+        format!(
+            "{}plain = true\nmode = \"0644\"\n",
+            Fixture::entry(conf, conf)
+        ),
+    ]);
+    fx.write_server(SERVER, dotenv("churn").as_bytes());
+    fx.write_server(conf, b"server { listen 80; }\n");
+    fs::set_permissions(fx.server_path(conf), fs::Permissions::from_mode(0o644)).unwrap();
+    fx.envsync(["encrypt"]).expect(0);
+    fx.envsync(["decrypt"]).expect(0);
+    let records = [record_file(&fx, ENC), record_file(&fx, conf)];
+    let before: Vec<_> = records.iter().map(|r| inode_and_mtime(r)).collect();
+    let state = fx.server.join(".envsync");
+
+    for command in ["decrypt", "encrypt"] {
+        let trace = traced(&fx, &[command]);
+        assert!(
+            trace.iter().any(|l| l.contains("O_CREAT")),
+            "{command}: the trace holds no open of the lock; is strace logging?\n{}",
+            trace.join("\n")
+        );
+        let writes = writes_in(&trace, &state);
+        assert!(
+            writes.is_empty(),
+            "{command} of an in-sync manifest wrote:\n{}",
+            writes.join("\n")
+        );
+        let after: Vec<_> = records.iter().map(|r| inode_and_mtime(r)).collect();
+        assert_eq!(after, before, "{command}: a sync record was rewritten");
+    }
+    fx.envsync(["status"]).expect(0);
+    assert_no_temps(&fx.server);
 }
