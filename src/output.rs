@@ -98,7 +98,6 @@ impl Printer {
     }
 
     /// A warning on stderr, unless --quiet: `warning: ` and the text.
-    #[allow(dead_code)] // used by decrypt's rollback warning (next commit)
     pub(crate) fn warn(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal {
             let label = paint(self.color_stderr, Style::Changed, "warning:");

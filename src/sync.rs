@@ -10,6 +10,7 @@
 pub(crate) mod decision;
 pub(crate) mod large;
 pub(crate) mod record;
+pub(crate) mod rollback;
 pub(crate) mod state;
 
 pub(crate) use record::{

@@ -37,6 +37,8 @@ struct Streamed<'m> {
     plaintext: SecretBytes,
     /// The digest of its `.enc`, for the sync record.
     digest: [u8; 32],
+    /// The `.enc`'s sops `lastmodified`, for the sync record.
+    lastmodified: String,
 }
 
 /// The plaintext decrypt writes for a step.
@@ -66,6 +68,7 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
         (Err(a), Err(b)) => return Err(Error::Several(vec![a, b])),
     };
+    warn_rollbacks(ctx, &steps, flags.dry_run);
     if flags.dry_run {
         report(ctx, &steps, &streamed, true);
         return Ok(ExitStatus::Success);
@@ -76,6 +79,17 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     apply(ctx, &steps, &streamed)?;
     report(ctx, &steps, &streamed, false);
     Ok(ExitStatus::Success)
+}
+
+/// Warns of every `.enc` this run applies that is older than its last sync: a revert is
+/// applied as any pulled change, but a stale checkout looks the same.
+fn warn_rollbacks(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
+    for step in steps.iter().filter(|s| s.decision.writes()) {
+        if let Some(rollback) = &step.analysis.rollback {
+            let warning = rollback.warning(&step.sides.entry.repo, dry_run);
+            ctx.settings.printer.warn(&warning);
+        }
+    }
 }
 
 /// Decides one entry.
@@ -131,6 +145,7 @@ fn open_streamed<'m>(
         entry: large.entry,
         plaintext,
         digest,
+        lastmodified: large.lastmodified().to_string(),
     })
 }
 
@@ -218,7 +233,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
         stamps[*i] = Some(stamp);
     }
     let streamed_records = (streamed.iter().zip(written))
-        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest));
+        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest, &s.lastmodified));
     // The records: the .enc as synced, and the server file as this sync left it.
     records = steps
         .iter()

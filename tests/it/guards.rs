@@ -304,6 +304,160 @@ fn guards_closed_pipe_on_stdout_is_quiet() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3. An `.enc` older than its sync record
+// ---------------------------------------------------------------------------------------------
+
+/// Runs git in the fixture's repo; it must succeed.
+fn git(fx: &Fixture, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=envsync-test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .current_dir(&fx.repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The sops `lastmodified` of a repo file, as written in it (dotenv line or JSON field).
+fn lastmodified(fx: &Fixture, repo: &str) -> String {
+    let text = String::from_utf8_lossy(&fs::read(fx.repo_path(repo)).unwrap()).into_owned();
+    let value = match text.find("sops_lastmodified=") {
+        Some(at) => text[at + "sops_lastmodified=".len()..]
+            .lines()
+            .next()
+            .unwrap(),
+        None => {
+            let at = text.rfind("\"lastmodified\": \"").unwrap() + "\"lastmodified\": \"".len();
+            text[at..].split('"').next().unwrap()
+        }
+    };
+    value.trim().to_string()
+}
+
+/// Encrypts `v1`, commits, encrypts `v2` a second later (sops dates have 1 s resolution),
+/// commits, then checks out the first `.enc` again. Returns both dates.
+fn synced_then_rolled_back(
+    fx: &Fixture,
+    repo: &str,
+    server: &str,
+    v1: &[u8],
+    v2: &[u8],
+) -> (String, String) {
+    fx.write_server(server, v1);
+    fx.envsync(["encrypt"]).expect(0);
+    git(fx, &["add", "-A"]);
+    git(fx, &["commit", "-q", "-m", "v1"]);
+    let first = lastmodified(fx, repo);
+    let enc_v1 = fs::read(fx.repo_path(repo)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fx.write_server(server, v2);
+    fx.envsync(["encrypt"]).expect(0);
+    git(fx, &["commit", "-q", "-am", "v2"]);
+    let second = lastmodified(fx, repo);
+    assert!(first < second, "{first} is not before {second}");
+    git(fx, &["checkout", "HEAD~1", "--", repo]);
+    assert_eq!(fs::read(fx.repo_path(repo)).unwrap(), enc_v1);
+    (first, second)
+}
+
+/// Checks status (text and JSON) and decrypt of a rolled-back entry: the state says the
+/// `.enc` is older, decrypt warns with both dates and applies it.
+fn check_rollback(fx: &Fixture, repo: &str, server: &str, v1: &[u8], dates: &(String, String)) {
+    let run = fx.envsync(["status"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .contains("repo-changed (older than the last sync)"),
+        "status does not say the .enc is older:\n{}",
+        run.stdout
+    );
+    let run = fx.envsync(["status", "--json"]);
+    run.expect(1);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let entry = &json["entries"][0];
+    assert_eq!(entry["state"], "repo-changed", "{}", run.stdout);
+    assert_eq!(entry["older_than_last_sync"], true, "{}", run.stdout);
+
+    let warning = format!(
+        "warning: {repo} is older than its last sync (lastmodified {}, last synced {}); ",
+        dates.0, dates.1
+    );
+    let run = fx.envsync(["decrypt", "--dry-run"]);
+    run.expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("{warning}a decrypt would apply it")),
+        "dry run:\n{}",
+        run.stderr
+    );
+    assert_ne!(
+        fs::read(fx.server_path(server)).unwrap(),
+        v1,
+        "a dry run wrote"
+    );
+    let run = fx.envsync(["decrypt"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "{warning}applying it anyway (a git revert is a legitimate rollback)"
+        )),
+        "decrypt does not warn with both dates:\n{}",
+        run.stderr
+    );
+    assert_eq!(fs::read(fx.server_path(server)).unwrap(), v1);
+    // Applied and recorded: in sync, no longer older than anything.
+    let run = fx.envsync(["status", "--json"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("\"older_than_last_sync\": false"),
+        "{}",
+        run.stdout
+    );
+    assert_no_temps(&fx.server);
+}
+
+/// Proves: after `git checkout HEAD~1 -- app/.env.enc` undoes a synced rotation, status shows
+/// `repo-changed (older than the last sync)` (exit 1) and `"older_than_last_sync": true`, and
+/// decrypt warns naming both dates, applies the older values and exits 0.
+#[test]
+fn guards_enc_older_than_its_record_warns_and_applies() {
+    let fx = Fixture::new();
+    fx.manifest(&[Fixture::entry(ENC, SERVER)]);
+    let (v1, v2) = (dotenv("rollback-v1"), dotenv("rollback-v2"));
+    let dates = synced_then_rolled_back(&fx, ENC, SERVER, v1.as_bytes(), v2.as_bytes());
+    check_rollback(&fx, ENC, SERVER, v1.as_bytes(), &dates);
+}
+
+/// Proves: the same for an `.enc` over 1 MiB, whose record holds only a digest: the record's
+/// header keeps the synced `lastmodified`.
+#[test]
+fn guards_large_enc_older_than_its_digest_record_warns_and_applies() {
+    let fx = Fixture::new();
+    let (repo, server) = ("data/blob.bin.enc", "data/blob.bin");
+    fx.manifest(&[Fixture::entry(repo, server)]);
+    let v1: Vec<u8> = (0..900_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut v2 = v1.clone();
+    v2[1000] ^= 0xff;
+    let dates = synced_then_rolled_back(&fx, repo, server, &v1, &v2);
+    let record = fs::read(record_file(&fx, repo)).unwrap();
+    let header = String::from_utf8_lossy(&record[..record.len().min(300)]).into_owned();
+    assert!(
+        header.contains(&format!(" lastmodified={}\n", dates.1)) && record.len() < 300,
+        "the digest record does not keep the synced date: {header}"
+    );
+    check_rollback(&fx, repo, server, &v1, &dates);
+}
+
+// ---------------------------------------------------------------------------------------------
 // 4. No record churn
 // ---------------------------------------------------------------------------------------------
 
