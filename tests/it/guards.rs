@@ -521,7 +521,8 @@ fn writes_in(trace: &[String], state: &Path) -> Vec<String> {
 
 /// Proves: a decrypt (and an encrypt) of an in-sync manifest with a `plain = true` entry and
 /// a dotenv entry writes nothing: no file created but the run lock, no rename, and both sync
-/// records keep their inode and mtime.
+/// records keep their inode and mtime. (The server's dotenv file starts 0644: the first
+/// decrypt fixes its mode, and the record must follow its new stamp then, not one run later.)
 #[test]
 fn guards_no_op_runs_do_not_rewrite_records() {
     let fx = Fixture::new();
