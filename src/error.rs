@@ -34,6 +34,9 @@ pub(crate) enum Error {
     /// its exit status still says it was interrupted.
     #[error("interrupted by {}, after every write of this run was complete and durable", .signal.name())]
     LateSignal { signal: crate::signals::Signal },
+    /// stdout failed (a full disk, a closed file), not as a closed pipe: the data was lost.
+    #[error("the output could not be written to stdout: {source}; the run itself completed, only its output was lost")]
+    Stdout { source: std::io::Error },
     /// Several entries failed; each is reported on its own line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Error>),

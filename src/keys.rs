@@ -21,8 +21,25 @@ pub(crate) enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: permissions {mode:04o} are too open for a private key (readable by others or writable by the group)", path.display())]
-    OpenPermissions { path: PathBuf, mode: u32 },
+    #[error("{}: permissions {mode:04o} are too open for a private key (readable by others or writable by the group); fix it with `{fix}`", path.display())]
+    OpenPermissions {
+        path: PathBuf,
+        mode: u32,
+        fix: String,
+    },
+    #[error("{}: is owned by {owner}, neither root nor the user running envsync, so that user could change the key; fix it with `{fix}`", path.display())]
+    Owner {
+        path: PathBuf,
+        owner: String,
+        fix: String,
+    },
+    #[error("{}: the folder {} {reason}, so someone else could replace the key in it; fix it with `{fix}`, or keep the key in a folder only root or you can write to", path.display(), folder.display())]
+    KeyFolder {
+        path: PathBuf,
+        folder: PathBuf,
+        reason: String,
+        fix: String,
+    },
     #[error("{}: is passphrase-protected and there is no terminal to ask for the passphrase", path.display())]
     NoTerminal { path: PathBuf },
     #[error("{0}")]

@@ -61,17 +61,22 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
     let fail = |printer: Printer| move |error| Failure { error, printer };
     // keygen needs no manifest: it is how a new host starts.
     if let cli::Command::Keygen { output } = &cli.command {
-        return commands::keygen::run(&fallback, output.as_deref(), &cwd).map_err(fail(fallback));
+        let status = commands::keygen::run(&fallback, output.as_deref(), &cwd)
+            .map_err(fail(fallback.clone()))?;
+        output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
+        return Ok(status);
     }
     let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(fail(fallback))?;
     let printer = settings.printer.clone();
     let ctx = Context::new(settings, cwd);
     let status = commands::dispatch(&ctx, &cli.command).map_err(fail(printer.clone()))?;
     // A signal that came after the last safe point: the run is whole, yet it was interrupted.
-    match signals::received() {
-        Some(signal) => Err(fail(printer)(Error::LateSignal { signal })),
-        None => Ok(status),
+    if let Some(signal) = signals::received() {
+        return Err(fail(printer)(Error::LateSignal { signal }));
     }
+    // Data that could not be written is an error (exit 2), even after a run that succeeded.
+    output::finish_stdout().map_err(|source| fail(printer)(Error::Stdout { source }))?;
+    Ok(status)
 }
 
 /// Hardens the process before any secret is read: no core dumps, no ptrace by same-uid

@@ -1,6 +1,7 @@
 //! The `envsync` binary: parse, run, print the error once, exit with the contract's code.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,10 +14,11 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("envsync: internal error{place}; please report it (no data was written after this point)");
-        }
+        // Not eprintln!: it panics when stderr cannot be written (`2>/dev/full`).
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "envsync: internal error{place}; please report it (no data was written after this point)"
+        );
         // An internal error is an error: exit 2, as the contract numbers it, not Rust's 101.
         std::process::exit(2);
     }));

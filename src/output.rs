@@ -1,9 +1,15 @@
 //! The one printer: stdout carries data (diffs, JSON), stderr carries talk (progress, notes,
 //! errors). It alone decides colour, quietness and JSON, and it cleans names taken from files
 //! before they reach a terminal.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! No write here panics. A failed write to stderr is ignored: talk that cannot be shown must
+//! not change what the run did or its exit status (`envsync decrypt 2>/dev/full` still
+//! decrypts). The first failed write to stdout is kept and later ones are skipped; when the
+//! run ends, [`finish_stdout`] reports it, unless it was a closed pipe (`envsync diff | head`),
+//! which ends the output quietly, as ripgrep does.
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, StdoutLock, Write};
+use std::sync::Mutex;
 
 use crate::cli::ColorChoice;
 
@@ -65,36 +71,44 @@ impl Printer {
     /// A line of data on stdout.
     pub(crate) fn data(&self, style: Style, line: &str) {
         let line = paint(self.color_stdout, style, line);
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`envsync diff | head`) is not an error worth a message.
-        let _ = writeln!(out, "{line}");
+        write_stdout(|out| writeln!(out, "{line}"));
     }
 
     /// Secret bytes the user asked for on stdout (a new key from `keygen` without `-o`).
     pub(crate) fn secret_data(&self, bytes: &[u8]) {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(bytes);
-        let _ = out.flush();
+        write_stdout(|out| {
+            out.write_all(bytes)?;
+            out.flush()
+        });
     }
 
     /// A JSON document on stdout.
     pub(crate) fn json(&self, value: &serde_json::Value) {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut out, value);
-        let _ = writeln!(out);
+        write_stdout(|out| {
+            serde_json::to_writer_pretty(&mut *out, value)?;
+            writeln!(out)
+        });
     }
 
     /// Progress and results on stderr, unless --quiet.
     pub(crate) fn info(&self, style: Style, line: &str) {
         if self.verbosity >= Verbosity::Normal {
-            eprintln!("{}", paint(self.color_stderr, style, line));
+            write_stderr(&paint(self.color_stderr, style, line));
+        }
+    }
+
+    /// A warning on stderr, unless --quiet: `warning: ` and the text.
+    pub(crate) fn warn(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            let label = paint(self.color_stderr, Style::Changed, "warning:");
+            write_stderr(&format!("{label} {text}"));
         }
     }
 
     /// Detail on stderr with --verbose.
     pub(crate) fn verbose(&self, line: &str) {
         if self.verbosity >= Verbosity::Verbose {
-            eprintln!("{line}");
+            write_stderr(line);
         }
     }
 
@@ -108,8 +122,43 @@ impl Printer {
                 ),
                 None => line.to_string(),
             };
-            eprintln!("envsync: {line}");
+            write_stderr(&format!("envsync: {line}"));
         }
+    }
+}
+
+/// The first error a write to stdout met; once set, nothing more is written there.
+static STDOUT_ERROR: Mutex<Option<io::Error>> = Mutex::new(None);
+
+fn stdout_error() -> std::sync::MutexGuard<'static, Option<io::Error>> {
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes to stdout unless an earlier write failed; a failure is kept for [`finish_stdout`].
+fn write_stdout(write: impl FnOnce(&mut StdoutLock<'static>) -> io::Result<()>) {
+    let mut failed = stdout_error();
+    if failed.is_none() {
+        if let Err(e) = write(&mut io::stdout().lock()) {
+            *failed = Some(e);
+        }
+    }
+}
+
+/// One line on stderr. A failure is ignored: see the module doc.
+pub(crate) fn write_stderr(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Flushes stdout at the end of a run and returns the first write to it that failed, if any.
+/// A closed pipe is not returned: the reader chose to stop reading, so the output ends
+/// quietly and the run's own exit status stands.
+pub(crate) fn finish_stdout() -> Result<(), io::Error> {
+    write_stdout(|out| out.flush());
+    match stdout_error().take() {
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -10,6 +10,7 @@
 pub(crate) mod decision;
 pub(crate) mod large;
 pub(crate) mod record;
+pub(crate) mod rollback;
 pub(crate) mod state;
 
 pub(crate) use record::{
@@ -21,7 +22,7 @@ use std::path::Path;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::format::{self, Format, Opened};
-use crate::fs::{self, Existing, Folders, Perms};
+use crate::fs::{self, Existing, Folders, Perms, Stamp};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::SecretBytes;
 use crate::sops::store::dotenv;
@@ -225,9 +226,28 @@ impl<'m> Sides<'m> {
         match (&self.record, &self.repo, &self.server) {
             (Some(record), Some(enc), Some(server)) => {
                 record.matches(enc.bytes.expose(), &server.stamp, || self.repo_digest())
-                    && identities.is_none_or(|ids| ids.named_in(enc.bytes.expose()))
+                    // A plain entry's repo file is a copy that names no recipient: asking for
+                    // one sent every plain entry down the slow path, and its record was
+                    // rewritten on every run.
+                    && (self.codec == Codec::Plain
+                        || identities.is_none_or(|ids| ids.named_in(enc.bytes.expose())))
             }
             _ => false,
+        }
+    }
+
+    /// The record to store after a sync that leaves the server file at `server` and the
+    /// repo file holding `enc`; `None` when the record on disk already says exactly that.
+    pub(crate) fn record_write<'a>(
+        &self,
+        server: &Stamp,
+        enc: &'a [u8],
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> Option<RecordWrite<'a>> {
+        let write = RecordWrite::new(self.entry, server, enc, digest);
+        match &self.record {
+            Some(record) if write.is_stored_in(record) => None,
+            _ => Some(write),
         }
     }
 

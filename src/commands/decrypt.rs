@@ -37,6 +37,8 @@ struct Streamed<'m> {
     plaintext: SecretBytes,
     /// The digest of its `.enc`, for the sync record.
     digest: [u8; 32],
+    /// The `.enc`'s sops `lastmodified`, for the sync record.
+    lastmodified: String,
 }
 
 /// The plaintext decrypt writes for a step.
@@ -66,6 +68,7 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
         (Err(a), Err(b)) => return Err(Error::Several(vec![a, b])),
     };
+    warn_rollbacks(ctx, &steps, flags.dry_run);
     if flags.dry_run {
         report(ctx, &steps, &streamed, true);
         return Ok(ExitStatus::Success);
@@ -76,6 +79,17 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     apply(ctx, &steps, &streamed)?;
     report(ctx, &steps, &streamed, false);
     Ok(ExitStatus::Success)
+}
+
+/// Warns of every `.enc` this run applies that is older than its last sync: a revert is
+/// applied as any pulled change, but a stale checkout looks the same.
+fn warn_rollbacks(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
+    for step in steps.iter().filter(|s| s.decision.writes()) {
+        if let Some(rollback) = &step.analysis.rollback {
+            let warning = rollback.warning(&step.sides.entry.repo, dry_run);
+            ctx.settings.printer.warn(&warning);
+        }
+    }
 }
 
 /// Decides one entry.
@@ -131,6 +145,7 @@ fn open_streamed<'m>(
         entry: large.entry,
         plaintext,
         digest,
+        lastmodified: large.lastmodified().to_string(),
     })
 }
 
@@ -218,18 +233,20 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
         stamps[*i] = Some(stamp);
     }
     let streamed_records = (streamed.iter().zip(written))
-        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest));
+        .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest, &s.lastmodified));
     // The records: the .enc as synced, and the server file as this sync left it.
     records = steps
         .iter()
         .zip(&stamps)
-        .filter(|(s, _)| s.analysis.record_stale && s.decision != Decision::Skip)
+        // A server file this run touched (a mode fix too: its ctime moved) needs a new
+        // record even when the old one was current, or the next run takes the slow path.
+        .filter(|(s, stamp)| {
+            (s.analysis.record_stale || stamp.is_some()) && s.decision != Decision::Skip
+        })
         .filter_map(|(s, stamp)| {
             let server = stamp.or(s.sides.server.as_ref().map(|f| f.stamp))?;
             let enc = s.sides.repo.as_ref()?.bytes.expose();
-            Some(RecordWrite::new(s.sides.entry, &server, enc, || {
-                s.sides.repo_digest()
-            }))
+            s.sides.record_write(&server, enc, || s.sides.repo_digest())
         })
         .chain(streamed_records)
         .collect();

@@ -140,9 +140,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
                 _ => return None,
             };
             let server = &s.sides.server.as_ref()?.stamp;
-            Some(RecordWrite::new(s.sides.entry, server, enc, || {
-                enc_digest(enc)
-            }))
+            s.sides.record_write(server, enc, || enc_digest(enc))
         })
         .collect();
     batch.apply(&record_ops(manifest, &records))?;

@@ -5,7 +5,10 @@
 //! each entry is `{"repo", "server", "state", "next", "drift"}` where `state` is one of
 //! `in-sync`, `server-changed`, `repo-changed`, `conflict`, `server-missing`, `repo-missing`,
 //! `new`, `missing`; `next` is the command that resolves it (or null); `drift` lists
-//! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file.
+//! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file;
+//! `older_than_last_sync` is true when the `.enc` changed since the last sync into one with an
+//! earlier sops `lastmodified` (a revert, or a stale checkout), which the text shows as
+//! `repo-changed (older than the last sync)`.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -34,6 +37,7 @@ struct EntryStatus {
     state: &'static str,
     next: Option<String>,
     drift: Vec<Drift>,
+    older_than_last_sync: bool,
     #[serde(skip)]
     clean: bool,
 }
@@ -46,8 +50,10 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
         sides
             .par_iter()
             .map(|s| {
-                let state = s.analyse(identities.as_ref())?.state;
-                Ok(describe(s, state))
+                let analysis = s.analyse(identities.as_ref())?;
+                let mut status = describe(s, analysis.state);
+                status.older_than_last_sync = analysis.rollback.is_some();
+                Ok(status)
             })
             .collect(),
     )?;
@@ -67,7 +73,12 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
                 .iter()
                 .map(|d| format!("{} {} (want {})", d.field, d.actual, d.expected))
                 .collect();
-            let mut line = format!("{:<15} {} → {}", s.state, s.repo, s.server);
+            let state = if s.older_than_last_sync {
+                format!("{} (older than the last sync)", s.state)
+            } else {
+                s.state.to_string()
+            };
+            let mut line = format!("{state:<15} {} → {}", s.repo, s.server);
             if !drift.is_empty() {
                 line.push_str(&format!("; {}", drift.join(", ")));
             }
@@ -133,5 +144,6 @@ fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
         clean: next.is_none(),
         next,
         drift,
+        older_than_last_sync: false,
     }
 }

@@ -4,10 +4,12 @@
 //! `~/.ssh/id_ed25519` / `~/.ssh/id_rsa`. They are parsed once a run.
 //!
 //! A key file readable by others or writable by its group is refused, as ssh refuses it
-//! (group-read is fine: teams keep the key 0640 root:<group>). A passphrase-protected age
-//! identity file is unlocked with a passphrase read from the terminal.
+//! (group-read is fine: teams keep the key 0640 root:<group>); so is one owned by neither
+//! root nor the user running envsync, and one in a folder (or below a folder) that someone
+//! else could write to: any of them could swap the key for their own. A passphrase-protected
+//! age identity file is unlocked with a passphrase read from the terminal.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -121,7 +123,8 @@ pub(crate) fn load_identities(config: &IdentityConfig) -> Result<Identities, Key
 }
 
 /// Reads a private key file after checking, on the opened descriptor, that it is a regular
-/// file nobody but its owner (and group, for reading) can read or change. `None` if missing.
+/// file owned by root or the running user that nobody but its owner (and group, for reading)
+/// can read or change, in folders nobody else can write to. `None` if missing.
 fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
     let read_error = |source| KeyError::ReadIdentity {
         path: path.to_path_buf(),
@@ -136,16 +139,57 @@ fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
     if !meta.is_file() {
         return Err(read_error(std::io::Error::other("not a regular file")));
     }
+    // `metadata` is an fstat of the descriptor: these checks are of the file that is read.
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        let me = if euid == 0 {
+            "root".to_string()
+        } else {
+            uzers::get_user_by_uid(euid).map_or_else(
+                || euid.to_string(),
+                |u| u.name().to_string_lossy().into_owned(),
+            )
+        };
+        return Err(KeyError::Owner {
+            path: path.to_path_buf(),
+            owner: crate::fs::user_name(meta.uid()),
+            fix: format!("chown {me} {}", path.display()),
+        });
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o027 != 0 {
         return Err(KeyError::OpenPermissions {
             path: path.to_path_buf(),
             mode,
+            fix: format!("chmod {} {}", chmod_fix(mode), path.display()),
+        });
+    }
+    if let Some((folder, reason, fix)) =
+        crate::fs::hostile_above(path, [0, euid]).map_err(read_error)?
+    {
+        return Err(KeyError::KeyFolder {
+            path: path.to_path_buf(),
+            folder,
+            reason,
+            fix,
         });
     }
     let mut contents = SecretBytes::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     contents.read_to_end(&mut file).map_err(read_error)?;
     Ok(Some(contents))
+}
+
+/// The symbolic `chmod` argument that takes away exactly the bits a key must not have:
+/// group write and all access by others (group read stays, for `0640 root:<group>`).
+fn chmod_fix(mode: u32) -> String {
+    let mut parts = Vec::new();
+    if mode & 0o020 != 0 {
+        parts.push("g-w");
+    }
+    if mode & 0o007 != 0 {
+        parts.push("o-rwx");
+    }
+    parts.join(",")
 }
 
 /// Unlocks a passphrase-protected age identity file with a passphrase from the terminal;
@@ -188,4 +232,17 @@ pub(crate) fn home_ssh_keys() -> Vec<PathBuf> {
             vec![ssh.join("id_ed25519"), ssh.join("id_rsa")]
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chmod_fix_removes_only_the_bits_that_are_refused() {
+        assert_eq!(chmod_fix(0o644), "o-rwx");
+        assert_eq!(chmod_fix(0o660), "g-w");
+        assert_eq!(chmod_fix(0o666), "g-w,o-rwx");
+        assert_eq!(chmod_fix(0o602), "o-rwx");
+    }
 }

@@ -58,6 +58,11 @@ impl<'m> LargeEntry<'m> {
         Ok(layout.map(|layout| Self { entry, enc, layout }))
     }
 
+    /// The file's sops `lastmodified`, for the sync record.
+    pub(crate) fn lastmodified(&self) -> &str {
+        &self.layout.metadata.lastmodified
+    }
+
     /// The file's data key (a wrong key fails here, before anything is written).
     pub(crate) fn unlock(&self, identities: &Identities) -> Result<DataKey, Error> {
         (self.layout.unlock(identities)).map_err(|e| self.file_error(e.into()))

@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::rollback::lastmodified_in;
 use super::STATE_PERMS;
 use crate::fs::{self, Stamp};
 use crate::manifest::{Entry, Manifest};
@@ -13,9 +14,12 @@ use crate::manifest::{Entry, Manifest};
 ///
 /// On disk: `envsync-record 1 server=<dev:ino:size:mtime:ctime>\n`, then the `.enc` bytes.
 /// An `.enc` over [`RECORD_COPY_LIMIT`] is recorded by its SHA-256 digest instead
-/// (`… enc-sha256=<hex>\n`, no body): copying a large secret on every sync would double the
-/// run's I/O, and a rekeyed large file then merely reads as changed in the repo. SHA-256 is
-/// `sha2`'s, the hash crate age already brings, so envsync has one hashing stack.
+/// (`… enc-sha256=<hex> lastmodified=<RFC 3339>\n`, no body): copying a large secret on every
+/// sync would double the run's I/O, and a rekeyed large file then merely reads as changed in
+/// the repo. SHA-256 is `sha2`'s, the hash crate age already brings, so envsync has one
+/// hashing stack. The `.enc`'s sops `lastmodified` is kept beside the digest (a copy holds it
+/// already), so an `.enc` older than its last sync is told apart ([`super::rollback`]);
+/// digest records without it (earlier versions) still read, without that date.
 ///
 /// Records with `enc-blake3=` (written by the versions that used BLAKE3 for this digest)
 /// can no longer be checked: they are read as a digest that matches no `.enc`, so the entry's
@@ -25,6 +29,8 @@ use crate::manifest::{Entry, Manifest};
 pub(crate) struct Record {
     pub(crate) enc: RecordedEnc,
     pub(crate) server: Option<Stamp>,
+    /// A digest record's `lastmodified=` field, when it has one.
+    pub(crate) lastmodified: Option<String>,
 }
 
 /// How a record holds the `.enc`.
@@ -43,6 +49,7 @@ pub(crate) const RECORD_COPY_LIMIT: usize = 1 << 20;
 const RECORD_MAGIC: &[u8] = b"envsync-record 1 server=";
 const DIGEST_FIELD: &str = " enc-sha256=";
 const BLAKE3_FIELD: &str = " enc-blake3=";
+const LASTMODIFIED_FIELD: &str = " lastmodified=";
 
 impl Record {
     /// Reads a record file; anything unrecognised is taken as a bare `.enc` copy.
@@ -50,6 +57,12 @@ impl Record {
         let header = bytes.strip_prefix(RECORD_MAGIC).and_then(|rest| {
             let end = rest.iter().position(|&b| b == b'\n')?;
             let line = std::str::from_utf8(&rest[..end]).ok()?;
+            let (line, lastmodified) = match line.split_once(LASTMODIFIED_FIELD) {
+                Some((line, date)) if line.contains(DIGEST_FIELD) && !date.contains(' ') => {
+                    (line, Some(date.to_string()))
+                }
+                _ => (line, None),
+            };
             let (stamp, digest) = if let Some((stamp, hex)) = line.split_once(DIGEST_FIELD) {
                 (stamp, Some(RecordedEnc::Sha256(hex32(hex.as_bytes())?)))
             } else if let Some((stamp, hex)) = line.split_once(BLAKE3_FIELD) {
@@ -58,30 +71,36 @@ impl Record {
             } else {
                 (line, None)
             };
-            Some((Stamp::decode(stamp)?, digest, RECORD_MAGIC.len() + end + 1))
+            let start = RECORD_MAGIC.len() + end + 1;
+            Some((Stamp::decode(stamp)?, digest, lastmodified, start))
         });
         match header {
-            Some((stamp, Some(digest), _)) => Self {
+            Some((stamp, Some(digest), lastmodified, _)) => Self {
                 enc: digest,
                 server: Some(stamp),
+                lastmodified,
             },
-            Some((stamp, None, start)) => Self {
+            Some((stamp, None, _, start)) => Self {
                 enc: RecordedEnc::Copy(bytes[start..].to_vec()),
                 server: Some(stamp),
+                lastmodified: None,
             },
             None => Self {
                 enc: RecordedEnc::Copy(bytes),
                 server: None,
+                lastmodified: None,
             },
         }
     }
 
     /// The header line of the record of an `.enc` of `enc_len` bytes for a server file with
-    /// this stamp; `digest` gives the `.enc`'s digest when it is needed (a large `.enc`).
+    /// this stamp; `digest` gives the `.enc`'s digest when it is needed (a large `.enc`), and
+    /// `lastmodified` its sops date, kept beside the digest.
     pub(crate) fn header(
         server: &Stamp,
         enc_len: usize,
         digest: impl FnOnce() -> [u8; 32],
+        lastmodified: Option<&str>,
     ) -> Vec<u8> {
         let mut out = RECORD_MAGIC.to_vec();
         out.extend_from_slice(server.encode().as_bytes());
@@ -92,6 +111,11 @@ impl Record {
                     .iter()
                     .flat_map(|b| format!("{b:02x}").into_bytes()),
             );
+            // A date is RFC 3339 (no spaces, no newline), as `lastmodified_in` checked.
+            if let Some(date) = lastmodified.filter(|d| !d.contains([' ', '\n'])) {
+                out.extend_from_slice(LASTMODIFIED_FIELD.as_bytes());
+                out.extend_from_slice(date.as_bytes());
+            }
         }
         out.push(b'\n');
         out
@@ -120,6 +144,15 @@ impl Record {
             RecordedEnc::Copy(copy) => copy == enc,
             RecordedEnc::Sha256(recorded) => large && *recorded == digest(),
             RecordedEnc::Blake3Legacy => false,
+        }
+    }
+
+    /// The sops `lastmodified` of the `.enc` as last synced, when the record tells it.
+    pub(crate) fn synced_lastmodified(&self) -> Option<String> {
+        match &self.enc {
+            RecordedEnc::Copy(copy) => lastmodified_in(copy),
+            RecordedEnc::Sha256(_) => self.lastmodified.clone(),
+            RecordedEnc::Blake3Legacy => None,
         }
     }
 
@@ -190,19 +223,41 @@ impl<'a> RecordWrite<'a> {
         enc: &'a [u8],
         digest: impl FnOnce() -> [u8; 32],
     ) -> Self {
+        let lastmodified = (enc.len() > RECORD_COPY_LIMIT)
+            .then(|| lastmodified_in(enc))
+            .flatten();
         Self {
             path: record_path(entry),
-            head: Record::header(server, enc.len(), digest),
+            head: Record::header(server, enc.len(), digest, lastmodified.as_deref()),
             enc,
         }
     }
 
-    /// The record of a large `.enc` that was streamed, not read: by its digest.
-    pub(crate) fn of_large(entry: &Entry, server: &Stamp, digest: [u8; 32]) -> Self {
+    /// Whether `record` already holds exactly what this would store: then writing it would
+    /// only churn the state folder (a temp and a rename for nothing), so it is not written.
+    pub(crate) fn is_stored_in(&self, record: &Record) -> bool {
+        let new = Record::parse(self.head.clone());
+        new.server == record.server
+            && new.lastmodified == record.lastmodified
+            && match (&new.enc, &record.enc) {
+                // The header parsed alone: the copy it stands for is the body.
+                (RecordedEnc::Copy(_), RecordedEnc::Copy(old)) => old == Record::body(self.enc),
+                (new, old) => new == old,
+            }
+    }
+
+    /// The record of a large `.enc` that was streamed, not read: by its digest and its sops
+    /// `lastmodified`.
+    pub(crate) fn of_large(
+        entry: &Entry,
+        server: &Stamp,
+        digest: [u8; 32],
+        lastmodified: &str,
+    ) -> Self {
         Self {
             path: record_path(entry),
             // Streamed files are far over the copy limit: the header holds the digest.
-            head: Record::header(server, usize::MAX, || digest),
+            head: Record::header(server, usize::MAX, || digest, Some(lastmodified)),
             enc: &[],
         }
     }
@@ -262,7 +317,7 @@ mod tests {
     #[test]
     fn copy_record_round_trip() {
         let enc = b"{\"data\": \"ENC[...]\"}".to_vec();
-        let mut bytes = Record::header(&stamp(), enc.len(), || unreachable!("small"));
+        let mut bytes = Record::header(&stamp(), enc.len(), || unreachable!("small"), None);
         bytes.extend_from_slice(Record::body(&enc));
         let record = Record::parse(bytes);
         assert_eq!(record.server, Some(stamp()));
@@ -275,7 +330,7 @@ mod tests {
     #[test]
     fn sha256_record_round_trip() {
         let enc = large_enc();
-        let bytes = Record::header(&stamp(), enc.len(), || enc_digest(&enc));
+        let bytes = Record::header(&stamp(), enc.len(), || enc_digest(&enc), None);
         let text = std::str::from_utf8(&bytes).unwrap();
         let hex: String = Sha256::digest(&enc)
             .iter()
@@ -299,6 +354,43 @@ mod tests {
         assert!(!record.same_enc(&changed, || enc_digest(&changed)));
         // A digest record never stands for a small `.enc`.
         assert!(!record.same_enc(b"small", || enc_digest(&enc)));
+    }
+
+    /// A record is rewritten only when what it would hold differs.
+    #[test]
+    fn a_record_is_stored_only_when_it_changes() {
+        let entry_record = |head: Vec<u8>, body: &[u8]| {
+            let mut bytes = head;
+            bytes.extend_from_slice(body);
+            Record::parse(bytes)
+        };
+        let write = |server: &Stamp, enc: &'static [u8]| RecordWrite {
+            path: "records/x".into(),
+            head: Record::header(server, enc.len(), || unreachable!("small"), None),
+            enc,
+        };
+        let enc: &'static [u8] = b"KEY=ENC[...]\n";
+        let stored = entry_record(
+            Record::header(&stamp(), enc.len(), || unreachable!(), None),
+            enc,
+        );
+        assert!(write(&stamp(), enc).is_stored_in(&stored));
+        assert!(!write(&stamp(), b"KEY=ENC[other]\n").is_stored_in(&stored));
+        let mut moved = stamp();
+        moved.ctime.1 += 1;
+        assert!(!write(&moved, enc).is_stored_in(&stored));
+        assert!(!write(&stamp(), enc).is_stored_in(&Record::parse(enc.to_vec())));
+        let large = large_enc();
+        let digest = enc_digest(&large);
+        let large_write = RecordWrite {
+            path: "records/x".into(),
+            head: Record::header(&stamp(), large.len(), || digest, None),
+            enc: &large,
+        };
+        let stored = Record::parse(Record::header(&stamp(), large.len(), || digest, None));
+        assert!(large_write.is_stored_in(&stored));
+        let other = Record::parse(Record::header(&stamp(), large.len(), || [7; 32], None));
+        assert!(!large_write.is_stored_in(&other));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::rollback::Rollback;
 use super::{Record, Sides};
 use crate::crypto::Identities;
 use crate::error::Error;
@@ -136,6 +137,8 @@ pub(crate) struct Analysis {
     pub(crate) server: Option<SecretBytes>,
     /// The record is missing or older than the `.enc`: a sync should store it.
     pub(crate) record_stale: bool,
+    /// The `.enc` changed since the last sync into one with an earlier `lastmodified`.
+    pub(crate) rollback: Option<Rollback>,
 }
 
 impl Sides<'_> {
@@ -148,6 +151,7 @@ impl Sides<'_> {
                 repo: None,
                 server: None,
                 record_stale: self.record.as_ref().is_some_and(Record::is_legacy),
+                rollback: None,
             });
         }
         let record_stale = true;
@@ -159,11 +163,16 @@ impl Sides<'_> {
             }
             (repo, server) => classify(repo.is_some(), server.is_some(), None, Synced::Unknown),
         };
+        // Only a pulled `.enc` can be a rollback; an in-sync one (a rekey undone) is no news.
+        let rollback = matches!(state, State::RepoChanged | State::Conflict)
+            .then(|| self.rollback(repo.as_ref()))
+            .flatten();
         Ok(Analysis {
             state,
             repo,
             server,
             record_stale,
+            rollback,
         })
     }
 

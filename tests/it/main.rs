@@ -8,6 +8,7 @@ mod bad_input;
 mod batch;
 mod cli;
 mod fast_paths;
+mod guards;
 mod interop;
 mod keys;
 mod large_files;

@@ -892,7 +892,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: owned_not_rewritten,
         },
         Row {
@@ -903,7 +903,7 @@ fn rows() -> Vec<Row> {
             code: 0,
             stdout: vec![],
             stderr: vec![],
-            trees: [Same, Changed, Same],
+            trees: [Same, Changed, Changed], // the record follows the server file's new stamp
             check: owned_not_rewritten,
         },
         Row {
