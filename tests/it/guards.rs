@@ -386,6 +386,18 @@ fn check_rollback(fx: &Fixture, repo: &str, server: &str, v1: &[u8], dates: &(St
     let entry = &json["entries"][0];
     assert_eq!(entry["state"], "repo-changed", "{}", run.stdout);
     assert_eq!(entry["older_than_last_sync"], true, "{}", run.stdout);
+    assert_eq!(
+        entry["repo_lastmodified"],
+        dates.0.as_str(),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        entry["synced_lastmodified"],
+        dates.1.as_str(),
+        "{}",
+        run.stdout
+    );
 
     let warning = format!(
         "warning: {repo} is older than its last sync (lastmodified {}, last synced {}); ",
@@ -417,11 +429,11 @@ fn check_rollback(fx: &Fixture, repo: &str, server: &str, v1: &[u8], dates: &(St
     // Applied and recorded: in sync, no longer older than anything.
     let run = fx.envsync(["status", "--json"]);
     run.expect(0);
-    assert!(
-        run.stdout.contains("\"older_than_last_sync\": false"),
-        "{}",
-        run.stdout
-    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let entry = &json["entries"][0];
+    assert_eq!(entry["older_than_last_sync"], false, "{}", run.stdout);
+    assert!(entry["repo_lastmodified"].is_null(), "{}", run.stdout);
+    assert!(entry["synced_lastmodified"].is_null(), "{}", run.stdout);
     assert_no_temps(&fx.server);
 }
 
