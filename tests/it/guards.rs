@@ -247,8 +247,9 @@ fn guards_decrypt_with_stderr_full_succeeds() {
     assert_no_temps(&fx.server);
 }
 
-/// Proves: a decrypt that fails (no matching key) with stderr on /dev/full still exits 2 and
-/// leaves the server as it was.
+/// Proves: a decrypt that fails (no matching key) with stderr on /dev/full still exits 2,
+/// through its own error (offered to fd 2 and refused there), not a panic, and leaves the
+/// server as it was.
 #[test]
 fn guards_failing_decrypt_with_stderr_full_exits_2() {
     let (fx, _) = encrypted_fixture("stderr-full-fail");
@@ -261,6 +262,25 @@ fn guards_failing_decrypt_with_stderr_full_exits_2() {
     assert_eq!(common::snapshot(&fx.server), before, "the server changed");
     assert_eq!(fs::read_to_string(fx.server_path(SERVER)).unwrap(), old);
     assert_no_temps(&fx.server);
+
+    // The panic hook exits 2 as well: what envsync tried to write to fd 2 tells them apart.
+    // It must be the error itself (refused by /dev/full), never "internal error".
+    let (code, _, trace) = strace_run(&fx, &["decrypt"], "trace=write", dev_full());
+    assert_eq!(code, 2, "under strace:\n{}", trace.join("\n"));
+    let to_stderr: Vec<&String> = trace.iter().filter(|l| l.contains("write(2<")).collect();
+    let shown = trace.join("\n");
+    common::assert_no_leak(&shown, "writes under strace");
+    assert!(
+        to_stderr
+            .iter()
+            .any(|l| l.contains("\"envsync: ") && l.contains("ENOSPC")),
+        "the error was not offered to stderr:\n{shown}"
+    );
+    assert!(
+        !shown.contains("internal error") && !shown.contains("panicked"),
+        "envsync panicked:\n{shown}"
+    );
+    assert_eq!(common::snapshot(&fx.server), before, "the server changed");
 }
 
 /// Proves: `status --json` with stdout on /dev/full exits 2 and says on stderr that the
@@ -488,37 +508,48 @@ fn inode_and_mtime(path: &Path) -> (u64, i64, i64) {
 
 /// Runs envsync under `strace -f -y` tracing opens, renames and unlinks; the log's lines.
 fn traced(fx: &Fixture, args: &[&str]) -> Vec<String> {
+    let (code, stderr, trace) = strace_run(
+        fx,
+        args,
+        "trace=openat,renameat,renameat2,unlinkat",
+        Stdio::piped(),
+    );
+    assert_eq!(code, 0, "{args:?} under strace:\n{stderr}");
+    trace
+}
+
+/// Runs envsync under `strace -f -y -s 400 -e <filter>` with stderr as given: its exit
+/// code, what was captured of its stderr, and the trace's lines.
+fn strace_run(
+    fx: &Fixture,
+    args: &[&str],
+    filter: &str,
+    stderr: Stdio,
+) -> (i32, String, Vec<String>) {
     let log = fx.dir.path().join("trace.log");
     let out = Command::new(common::tool("strace"))
-        .args([
-            "-f",
-            "-y",
-            "-e",
-            "trace=openat,renameat,renameat2,unlinkat",
-            "-o",
-        ])
+        .args(["-f", "-y", "-s", "400", "-e", filter, "-o"])
         .arg(&log)
         .arg(common::envsync_bin())
         .args(args)
         .current_dir(&fx.repo)
         .env("HOME", &fx.home)
+        .env("NO_COLOR", "1")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?} under strace:\n{stderr}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     common::assert_no_leak(&stderr, "stderr under strace");
-    fs::read_to_string(&log)
+    let trace: Vec<String> = fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(str::to_string)
-        .collect()
+        .collect();
+    (out.status.code().unwrap_or(-1), stderr, trace)
 }
 
 /// The traced calls that create or replace a file, the run lock aside.
