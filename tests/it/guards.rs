@@ -552,20 +552,26 @@ fn strace_run(
     (out.status.code().unwrap_or(-1), stderr, trace)
 }
 
-/// The traced calls that create or replace a file, the run lock aside.
+/// The traced calls that create, open for writing or replace a file, the run lock aside.
 fn writes_in(trace: &[String], state: &Path) -> Vec<String> {
     let lock = format!("{}>, \"lock\"", state.display());
+    let opens_to_write = |l: &str| {
+        ["O_CREAT", "O_WRONLY", "O_RDWR"]
+            .iter()
+            .any(|f| l.contains(f))
+    };
     trace
         .iter()
-        .filter(|l| (l.contains("O_CREAT") && !l.contains(&lock)) || l.contains("rename"))
+        .filter(|l| (opens_to_write(l) && !l.contains(&lock)) || l.contains("rename"))
         .cloned()
         .collect()
 }
 
 /// Proves: a decrypt (and an encrypt) of an in-sync manifest with a `plain = true` entry and
-/// a dotenv entry writes nothing: no file created but the run lock, no rename, and both sync
-/// records keep their inode and mtime. (The server's dotenv file starts 0644: the first
-/// decrypt fixes its mode, and the record must follow its new stamp then, not one run later.)
+/// a dotenv entry writes nothing: no file created or opened for writing but the run lock, no
+/// rename, and both sync records keep their inode and mtime. (The server's dotenv file starts
+/// 0644: the first decrypt fixes its mode, and the record must follow its new stamp then, not
+/// one run later.)
 #[test]
 fn guards_no_op_runs_do_not_rewrite_records() {
     let fx = Fixture::new();
