@@ -23,7 +23,7 @@ mod batch;
 mod folders;
 mod writer;
 pub(crate) use batch::{Op, Owner};
-pub(crate) use folders::{hostile_above, user_name, Folders};
+pub(crate) use folders::{hostile, user_name, Folders};
 pub(crate) use writer::Previous;
 pub(crate) use writer::{AtomicWriter, Expect, Job};
 

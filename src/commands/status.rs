@@ -8,7 +8,8 @@
 //! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file;
 //! `older_than_last_sync` is true when the `.enc` changed since the last sync into one with an
 //! earlier sops `lastmodified` (a revert, or a stale checkout), which the text shows as
-//! `repo-changed (older than the last sync)`.
+//! `repo-changed (older than the last sync)`; then `repo_lastmodified` and
+//! `synced_lastmodified` give both dates (RFC 3339, as the files spell them), else null.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -38,6 +39,8 @@ struct EntryStatus {
     next: Option<String>,
     drift: Vec<Drift>,
     older_than_last_sync: bool,
+    repo_lastmodified: Option<String>,
+    synced_lastmodified: Option<String>,
     #[serde(skip)]
     clean: bool,
 }
@@ -52,7 +55,11 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             .map(|s| {
                 let analysis = s.analyse(identities.as_ref())?;
                 let mut status = describe(s, analysis.state);
-                status.older_than_last_sync = analysis.rollback.is_some();
+                if let Some(rollback) = analysis.rollback {
+                    status.older_than_last_sync = true;
+                    status.repo_lastmodified = Some(rollback.repo);
+                    status.synced_lastmodified = Some(rollback.synced);
+                }
                 Ok(status)
             })
             .collect(),
@@ -145,5 +152,7 @@ fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
         next,
         drift,
         older_than_last_sync: false,
+        repo_lastmodified: None,
+        synced_lastmodified: None,
     }
 }

@@ -174,31 +174,6 @@ pub(crate) fn hostile(st: &rfs::Stat, owners: [u32; 2]) -> Option<(String, Strin
     None
 }
 
-/// The first folder above `file` that [`hostile`] refuses: its path, why, and the command
-/// that fixes it. For a file envsync only reads (an identity), so nothing is cached. Both
-/// chains are walked up to `/`: the path as written (a folder that holds a symlink on the
-/// way could swap it) and the path it resolves to (where the file really is), that one
-/// first, as its folders are named without `..` or links.
-pub(crate) fn hostile_above(
-    file: &Path,
-    owners: [u32; 2],
-) -> std::io::Result<Option<(PathBuf, String, String)>> {
-    let written = std::path::absolute(file)?;
-    let real = std::fs::canonicalize(file)?;
-    let folders = (real.parent().into_iter().flat_map(Path::ancestors))
-        .chain(written.parent().into_iter().flat_map(Path::ancestors));
-    for folder in folders {
-        // Followed: a symlinked folder on the way is judged by the folder it leads to, and
-        // the folder holding the link is the next one up in the same chain.
-        let st = rfs::stat(folder)?;
-        if let Some((reason, fix)) = hostile(&st, owners) {
-            let fix = fix.replace("<folder>", &folder.display().to_string());
-            return Ok(Some((folder.to_path_buf(), reason, fix)));
-        }
-    }
-    Ok(None)
-}
-
 /// `nobody (uid 65534)`, or the uid alone when it has no name.
 pub(crate) fn user_name(uid: u32) -> String {
     match uzers::get_user_by_uid(uid) {
@@ -252,35 +227,6 @@ mod tests {
         st.st_uid = uid;
         st.st_gid = gid;
         st
-    }
-
-    /// A key reached through a symlink is judged by the folders of the link and of the file.
-    #[test]
-    fn hostile_above_follows_links_and_sees_both_chains() {
-        use std::os::unix::fs::PermissionsExt;
-        let owners = [0, rustix::process::geteuid().as_raw()];
-        let base = tempfile::tempdir().unwrap();
-        let (safe, open) = (base.path().join("safe"), base.path().join("open"));
-        for dir in [&safe, &open] {
-            std::fs::create_dir(dir).unwrap();
-        }
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::fs::write(safe.join("key"), "k").unwrap();
-        std::fs::write(open.join("key"), "k").unwrap();
-        assert_eq!(hostile_above(&safe.join("key"), owners).unwrap(), None);
-        // A link in a safe folder to a key in an open one: the real folder is refused.
-        std::os::unix::fs::symlink(open.join("key"), safe.join("to-open")).unwrap();
-        let found = hostile_above(&safe.join("to-open"), owners)
-            .unwrap()
-            .unwrap();
-        assert_eq!(found.0, open);
-        assert_eq!(found.2, format!("chmod o-w {}", open.display()));
-        // A link in an open folder to a key in a safe one: the link's folder is refused.
-        std::os::unix::fs::symlink(safe.join("key"), open.join("to-safe")).unwrap();
-        let found = hostile_above(&open.join("to-safe"), owners)
-            .unwrap()
-            .unwrap();
-        assert_eq!(found.0, open);
     }
 
     /// Which folders a target may sit in: root's or the owner's, not writable by others

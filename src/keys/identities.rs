@@ -165,7 +165,7 @@ fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
         });
     }
     if let Some((folder, reason, fix)) =
-        crate::fs::hostile_above(path, [0, euid]).map_err(read_error)?
+        hostile_folder_above(path, [0, euid]).map_err(read_error)?
     {
         return Err(KeyError::KeyFolder {
             path: path.to_path_buf(),
@@ -177,6 +177,31 @@ fn read_private(path: &Path) -> Result<Option<SecretBytes>, KeyError> {
     let mut contents = SecretBytes::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     contents.read_to_end(&mut file).map_err(read_error)?;
     Ok(Some(contents))
+}
+
+/// The first folder above the key `file` that [`crate::fs::hostile`] refuses (owned by
+/// someone else, or writable by others without the sticky bit): its path, why, and the
+/// command that fixes it. Both chains are walked up to `/`: the path it resolves to (where
+/// the file really is, named without `..` or links) first, then the path as written, since
+/// a folder holding a symlink on the way could swap the link.
+fn hostile_folder_above(
+    file: &Path,
+    owners: [u32; 2],
+) -> std::io::Result<Option<(PathBuf, String, String)>> {
+    let written = std::path::absolute(file)?;
+    let real = std::fs::canonicalize(file)?;
+    let folders = (real.parent().into_iter().flat_map(Path::ancestors))
+        .chain(written.parent().into_iter().flat_map(Path::ancestors));
+    for folder in folders {
+        // Followed: a symlinked folder on the way is judged by the folder it leads to, and
+        // the folder holding the link is the next one up in the same chain.
+        let st = rustix::fs::stat(folder)?;
+        if let Some((reason, fix)) = crate::fs::hostile(&st, owners) {
+            let fix = fix.replace("<folder>", &folder.display().to_string());
+            return Ok(Some((folder.to_path_buf(), reason, fix)));
+        }
+    }
+    Ok(None)
 }
 
 /// The symbolic `chmod` argument that takes away exactly the bits a key must not have:
@@ -244,5 +269,36 @@ mod tests {
         assert_eq!(chmod_fix(0o660), "g-w");
         assert_eq!(chmod_fix(0o666), "g-w,o-rwx");
         assert_eq!(chmod_fix(0o602), "o-rwx");
+    }
+
+    /// A key reached through a symlink is judged by the folders of the link and of the file.
+    #[test]
+    fn hostile_folder_above_follows_links_and_sees_both_chains() {
+        let owners = [0, rustix::process::geteuid().as_raw()];
+        let base = tempfile::tempdir().unwrap();
+        let (safe, open) = (base.path().join("safe"), base.path().join("open"));
+        for dir in [&safe, &open] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(safe.join("key"), "k").unwrap();
+        std::fs::write(open.join("key"), "k").unwrap();
+        assert_eq!(
+            hostile_folder_above(&safe.join("key"), owners).unwrap(),
+            None
+        );
+        // A link in a safe folder to a key in an open one: the real folder is refused.
+        std::os::unix::fs::symlink(open.join("key"), safe.join("to-open")).unwrap();
+        let found = hostile_folder_above(&safe.join("to-open"), owners)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.0, open);
+        assert_eq!(found.2, format!("chmod o-w {}", open.display()));
+        // A link in an open folder to a key in a safe one: the link's folder is refused.
+        std::os::unix::fs::symlink(safe.join("key"), open.join("to-safe")).unwrap();
+        let found = hostile_folder_above(&open.join("to-safe"), owners)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.0, open);
     }
 }

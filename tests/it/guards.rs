@@ -247,8 +247,9 @@ fn guards_decrypt_with_stderr_full_succeeds() {
     assert_no_temps(&fx.server);
 }
 
-/// Proves: a decrypt that fails (no matching key) with stderr on /dev/full still exits 2 and
-/// leaves the server as it was.
+/// Proves: a decrypt that fails (no matching key) with stderr on /dev/full still exits 2,
+/// through its own error (offered to fd 2 and refused there), not a panic, and leaves the
+/// server as it was.
 #[test]
 fn guards_failing_decrypt_with_stderr_full_exits_2() {
     let (fx, _) = encrypted_fixture("stderr-full-fail");
@@ -261,6 +262,25 @@ fn guards_failing_decrypt_with_stderr_full_exits_2() {
     assert_eq!(common::snapshot(&fx.server), before, "the server changed");
     assert_eq!(fs::read_to_string(fx.server_path(SERVER)).unwrap(), old);
     assert_no_temps(&fx.server);
+
+    // The panic hook exits 2 as well: what envsync tried to write to fd 2 tells them apart.
+    // It must be the error itself (refused by /dev/full), never "internal error".
+    let (code, _, trace) = strace_run(&fx, &["decrypt"], "trace=write", dev_full());
+    assert_eq!(code, 2, "under strace:\n{}", trace.join("\n"));
+    let to_stderr: Vec<&String> = trace.iter().filter(|l| l.contains("write(2<")).collect();
+    let shown = trace.join("\n");
+    common::assert_no_leak(&shown, "writes under strace");
+    assert!(
+        to_stderr
+            .iter()
+            .any(|l| l.contains("\"envsync: ") && l.contains("ENOSPC")),
+        "the error was not offered to stderr:\n{shown}"
+    );
+    assert!(
+        !shown.contains("internal error") && !shown.contains("panicked"),
+        "envsync panicked:\n{shown}"
+    );
+    assert_eq!(common::snapshot(&fx.server), before, "the server changed");
 }
 
 /// Proves: `status --json` with stdout on /dev/full exits 2 and says on stderr that the
@@ -386,6 +406,18 @@ fn check_rollback(fx: &Fixture, repo: &str, server: &str, v1: &[u8], dates: &(St
     let entry = &json["entries"][0];
     assert_eq!(entry["state"], "repo-changed", "{}", run.stdout);
     assert_eq!(entry["older_than_last_sync"], true, "{}", run.stdout);
+    assert_eq!(
+        entry["repo_lastmodified"],
+        dates.0.as_str(),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        entry["synced_lastmodified"],
+        dates.1.as_str(),
+        "{}",
+        run.stdout
+    );
 
     let warning = format!(
         "warning: {repo} is older than its last sync (lastmodified {}, last synced {}); ",
@@ -417,11 +449,11 @@ fn check_rollback(fx: &Fixture, repo: &str, server: &str, v1: &[u8], dates: &(St
     // Applied and recorded: in sync, no longer older than anything.
     let run = fx.envsync(["status", "--json"]);
     run.expect(0);
-    assert!(
-        run.stdout.contains("\"older_than_last_sync\": false"),
-        "{}",
-        run.stdout
-    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let entry = &json["entries"][0];
+    assert_eq!(entry["older_than_last_sync"], false, "{}", run.stdout);
+    assert!(entry["repo_lastmodified"].is_null(), "{}", run.stdout);
+    assert!(entry["synced_lastmodified"].is_null(), "{}", run.stdout);
     assert_no_temps(&fx.server);
 }
 
@@ -476,53 +508,70 @@ fn inode_and_mtime(path: &Path) -> (u64, i64, i64) {
 
 /// Runs envsync under `strace -f -y` tracing opens, renames and unlinks; the log's lines.
 fn traced(fx: &Fixture, args: &[&str]) -> Vec<String> {
+    let (code, stderr, trace) = strace_run(
+        fx,
+        args,
+        "trace=openat,renameat,renameat2,unlinkat",
+        Stdio::piped(),
+    );
+    assert_eq!(code, 0, "{args:?} under strace:\n{stderr}");
+    trace
+}
+
+/// Runs envsync under `strace -f -y -s 400 -e <filter>` with stderr as given: its exit
+/// code, what was captured of its stderr, and the trace's lines.
+fn strace_run(
+    fx: &Fixture,
+    args: &[&str],
+    filter: &str,
+    stderr: Stdio,
+) -> (i32, String, Vec<String>) {
     let log = fx.dir.path().join("trace.log");
     let out = Command::new(common::tool("strace"))
-        .args([
-            "-f",
-            "-y",
-            "-e",
-            "trace=openat,renameat,renameat2,unlinkat",
-            "-o",
-        ])
+        .args(["-f", "-y", "-s", "400", "-e", filter, "-o"])
         .arg(&log)
         .arg(common::envsync_bin())
         .args(args)
         .current_dir(&fx.repo)
         .env("HOME", &fx.home)
+        .env("NO_COLOR", "1")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?} under strace:\n{stderr}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     common::assert_no_leak(&stderr, "stderr under strace");
-    fs::read_to_string(&log)
+    let trace: Vec<String> = fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(str::to_string)
-        .collect()
+        .collect();
+    (out.status.code().unwrap_or(-1), stderr, trace)
 }
 
-/// The traced calls that create or replace a file, the run lock aside.
+/// The traced calls that create, open for writing or replace a file, the run lock aside.
 fn writes_in(trace: &[String], state: &Path) -> Vec<String> {
     let lock = format!("{}>, \"lock\"", state.display());
+    let opens_to_write = |l: &str| {
+        ["O_CREAT", "O_WRONLY", "O_RDWR"]
+            .iter()
+            .any(|f| l.contains(f))
+    };
     trace
         .iter()
-        .filter(|l| (l.contains("O_CREAT") && !l.contains(&lock)) || l.contains("rename"))
+        .filter(|l| (opens_to_write(l) && !l.contains(&lock)) || l.contains("rename"))
         .cloned()
         .collect()
 }
 
 /// Proves: a decrypt (and an encrypt) of an in-sync manifest with a `plain = true` entry and
-/// a dotenv entry writes nothing: no file created but the run lock, no rename, and both sync
-/// records keep their inode and mtime. (The server's dotenv file starts 0644: the first
-/// decrypt fixes its mode, and the record must follow its new stamp then, not one run later.)
+/// a dotenv entry writes nothing: no file created or opened for writing but the run lock, no
+/// rename, and both sync records keep their inode and mtime. (The server's dotenv file starts
+/// 0644: the first decrypt fixes its mode, and the record must follow its new stamp then, not
+/// one run later.)
 #[test]
 fn guards_no_op_runs_do_not_rewrite_records() {
     let fx = Fixture::new();
