@@ -23,7 +23,7 @@ use crate::common::Fixture;
 
 /// Gives `cmd` the harness's clean environment: run in the repo, no SOPS_* from the caller,
 /// HOME inside the fixture.
-fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
+pub(crate) fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
     cmd.current_dir(&fx.repo)
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
@@ -36,7 +36,7 @@ fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
 }
 
 /// `envsync <args>` as a command with the clean environment.
-fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
+pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
     let mut cmd = Command::new(common::envsync_bin());
     cmd.args(args);
     clean_env(&mut cmd, fx);
@@ -45,7 +45,7 @@ fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
 
 /// Runs a command to completion and checks its output the way the harness does: no secret
 /// leaked, no panic. Returns (exit code, stdout, stderr).
-fn run_checked(cmd: &mut Command, context: &str) -> (i32, String, String) {
+pub(crate) fn run_checked(cmd: &mut Command, context: &str) -> (i32, String, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{context}: cannot start: {e}"));
@@ -82,17 +82,17 @@ fn put(path: &Path, bytes: &[u8], mode: u32) {
     fs::rename(&tmp, path).expect("rename restore temp");
 }
 
-fn mode(meta: &fs::Metadata) -> u32 {
+pub(crate) fn mode(meta: &fs::Metadata) -> u32 {
     meta.permissions().mode() & 0o7777
 }
 
 /// Whether a file name is one of envsync's temps: `.envsync.<name>.<hex>.tmp`.
-fn is_envsync_temp(name: &str) -> bool {
+pub(crate) fn is_envsync_temp(name: &str) -> bool {
     name.starts_with(".envsync.") && name.ends_with(".tmp")
 }
 
 /// Every `.envsync.*.tmp` under `root`.
-fn temps_under(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn temps_under(root: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(root)
         .into_iter()
         .map(|e| e.expect("walk server root"))
@@ -103,7 +103,7 @@ fn temps_under(root: &Path) -> Vec<PathBuf> {
 
 /// A numeric id from the system's user and group databases (`id -u NAME` /
 /// `getent group NAME`).
-fn system_id(kind: &str, name: &str) -> u32 {
+pub(crate) fn system_id(kind: &str, name: &str) -> u32 {
     let out = match kind {
         "user" => Command::new("id").args(["-u", name]).output(),
         _ => Command::new("getent").args(["group", name]).output(),
@@ -121,7 +121,7 @@ fn system_id(kind: &str, name: &str) -> u32 {
 }
 
 /// strace, found like every other tool: a missing strace fails the test.
-fn strace() -> PathBuf {
+pub(crate) fn strace() -> PathBuf {
     common::tool("strace")
 }
 
@@ -793,25 +793,25 @@ fn hard_link_at_target_is_broken_not_written_through() {
 
 /// One syscall from an `strace -f` log, with `<unfinished ...>` / `resumed>` halves joined.
 #[derive(Debug, Clone)]
-struct Call {
-    pid: u32,
-    name: String,
-    args: Vec<String>,
-    ret: String,
+pub(crate) struct Call {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) ret: String,
 }
 
 impl Call {
-    fn ret_fd(&self) -> Option<i64> {
+    pub(crate) fn ret_fd(&self) -> Option<i64> {
         self.ret.split_whitespace().next()?.parse().ok()
     }
 
-    fn arg(&self, i: usize) -> &str {
+    pub(crate) fn arg(&self, i: usize) -> &str {
         self.args.get(i).map_or("", String::as_str)
     }
 }
 
 /// Parses `strace -f` output: `PID name(args) = ret`, joining split calls per pid.
-fn parse_strace(text: &str) -> Vec<Call> {
+pub(crate) fn parse_strace(text: &str) -> Vec<Call> {
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
     let mut calls = Vec::new();
     for line in text.lines() {
