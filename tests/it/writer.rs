@@ -445,6 +445,123 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
     );
 }
 
+/// The SIGKILL sweep's injection points with a signal envsync catches (SIGINT, SIGTERM), plus
+/// the last `syncfs` (after the last safe point). Every run whose point strace reached (its log
+/// shows the nth call on some thread: `when=N` counts per thread) ends 130 or 143 and says it
+/// was interrupted; one whose point was never reached ends 0 with every target NEW. Either way
+/// no temp is left anywhere under the server root, and every target is OLD (the batch put
+/// back), or NEW when the signal came in the last `syncfs`.
+fn injected_signal_sweep(signal: &str, code: i32) {
+    let (fx, targets) = crash_fixture();
+    let rename = rename_syscall(&fx, &targets);
+    let mut injected: Vec<(&str, usize)> = Vec::new();
+    for n in [2, 9, 60, 99] {
+        injected.push((rename.as_str(), n));
+    }
+    for n in [1, 2, 3] {
+        injected.push(("syncfs", n));
+    }
+    for n in [1, 30] {
+        injected.push(("write", n));
+    }
+    injected.push(("fchmod", 7));
+    injected.push((rename.as_str(), 1));
+    let log = fx.dir.path().join("signal.strace");
+    // How many syncfs a full run makes: the last is the late point.
+    restore_old(&fx, &targets);
+    let mut cmd = Command::new(strace());
+    cmd.arg("-f")
+        .arg("-o")
+        .arg(&log)
+        .args(["-e", "trace=syncfs"])
+        .arg(common::envsync_bin())
+        .args(["decrypt", "--force"]);
+    clean_env(&mut cmd, &fx);
+    let (got, _, stderr) = run_checked(&mut cmd, "strace envsync decrypt (syncfs)");
+    assert_eq!(got, 0, "decrypt under strace failed:\n{stderr}");
+    let calls = parse_strace(&fs::read_to_string(&log).expect("read strace log"));
+    let last_syncfs = calls.iter().filter(|c| c.name == "syncfs").count();
+    assert!(
+        last_syncfs >= 2,
+        "a large decrypt flushes with syncfs (before its renames and at the end): {last_syncfs}"
+    );
+    let mut reached_count = 0;
+    for (syscall, n) in &injected {
+        restore_old(&fx, &targets);
+        let mut cmd = Command::new(strace());
+        cmd.arg("-f")
+            .arg("-o")
+            .arg(&log)
+            .arg("-e")
+            .arg(format!("trace={syscall}"))
+            .arg("-e")
+            .arg(format!("inject={syscall}:signal={signal}:when={n}"))
+            .arg(common::envsync_bin())
+            .args(["decrypt", "--force"]);
+        clean_env(&mut cmd, &fx);
+        let context = format!("{signal} injected at {syscall} #{n}");
+        let (got, _, stderr) = run_checked(&mut cmd, &context);
+        let mut per_thread: BTreeMap<u32, usize> = BTreeMap::new();
+        let calls = parse_strace(&fs::read_to_string(&log).expect("read strace log"));
+        for call in calls.iter().filter(|c| c.name == *syscall) {
+            *per_thread.entry(call.pid).or_default() += 1;
+        }
+        let most = per_thread.values().copied().max().unwrap_or(0);
+        let context = format!("{context} (exit {got}, at most {most} calls on a thread)");
+        let new_count = check_crash_state(&fx, &targets, &context);
+        let left = temps_under(&fx.server);
+        assert!(left.is_empty(), "{context}: temps left behind: {left:?}");
+        if most < *n {
+            assert_eq!(got, 0, "{context}: the point was never reached:\n{stderr}");
+            assert_eq!(
+                new_count, CRASH_FILES,
+                "{context}: a finished run wrote everything"
+            );
+            continue;
+        }
+        reached_count += 1;
+        assert_eq!(got, code, "{context}: expected exit {code}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {signal}")),
+            "{context}: the message must name the signal:\n{stderr}"
+        );
+        // The last syncfs makes the whole run durable after the last safe point.
+        let late = *syscall == "syncfs" && *n == last_syncfs;
+        assert_eq!(
+            new_count,
+            if late { CRASH_FILES } else { 0 },
+            "{context}: expected every target {}",
+            if late {
+                "NEW"
+            } else {
+                "OLD (the batch put back)"
+            }
+        );
+        if (*syscall == rename && *n <= 2) || *syscall == "syncfs" {
+            assert!(most >= *n, "{context}: the signal must land");
+        }
+    }
+    assert!(
+        reached_count + 1 >= injected.len(),
+        "{signal}: too few injection points were reached ({reached_count} of {})",
+        injected.len()
+    );
+    // A run to completion converges.
+    restore_old(&fx, &targets);
+    fx.envsync(["decrypt", "--force"]).expect(0);
+    assert_eq!(check_crash_state(&fx, &targets, "final run"), CRASH_FILES);
+}
+
+#[test]
+fn sigint_at_injected_points_exits_130_and_leaves_old_or_new_no_temp() {
+    injected_signal_sweep("SIGINT", 130);
+}
+
+#[test]
+fn sigterm_at_injected_points_exits_143_and_leaves_old_or_new_no_temp() {
+    injected_signal_sweep("SIGTERM", 143);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. umask independence
 // ---------------------------------------------------------------------------------------------
