@@ -52,7 +52,9 @@ impl Folders {
 static CREATED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn created() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    CREATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    CREATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Forgets the folders created so far (a batch starts, or is finished: they stay).

@@ -1,6 +1,7 @@
 //! The atomic writer, end to end through `envsync decrypt`: SIGKILL at many points (timed and
-//! injected with strace), umask independence, owner and group, symlinks at the target and on
-//! the way, stale temps, hard links, and the exact syscall order of one write.
+//! injected with strace), SIGINT and SIGTERM injected at the same points, umask independence,
+//! owner and group, symlinks at the target and on the way, stale temps, hard links, and the
+//! exact syscall order of one write.
 //!
 //! Decrypt runs use `--force`: these tests overwrite server files on purpose, so the sync
 //! states (tested in tests/it/safety.rs) do not get in the way.
