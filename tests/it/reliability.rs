@@ -1416,7 +1416,7 @@ fn two_manifests_on_one_server_root_take_turns() {
             "-e",
             &format!("trace={rename}"),
             "-e",
-            &format!("inject={rename}:delay_enter=2000000:when=1"),
+            &format!("inject={rename}:delay_enter=3000000:when=1"),
         ],
     );
     let mut run_a = Background::spawn(&mut cmd_a, "manifest A, held in its first rename", true);
