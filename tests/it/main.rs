@@ -13,6 +13,7 @@ mod interop;
 mod keys;
 mod large_files;
 mod leaks;
+mod reliability;
 mod safety;
 mod team_repo;
 mod writer;

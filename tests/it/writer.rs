@@ -1,6 +1,7 @@
 //! The atomic writer, end to end through `envsync decrypt`: SIGKILL at many points (timed and
-//! injected with strace), umask independence, owner and group, symlinks at the target and on
-//! the way, stale temps, hard links, and the exact syscall order of one write.
+//! injected with strace), SIGINT and SIGTERM injected at the same points, umask independence,
+//! owner and group, symlinks at the target and on the way, stale temps, hard links, and the
+//! exact syscall order of one write.
 //!
 //! Decrypt runs use `--force`: these tests overwrite server files on purpose, so the sync
 //! states (tested in tests/it/safety.rs) do not get in the way.
@@ -23,7 +24,7 @@ use crate::common::Fixture;
 
 /// Gives `cmd` the harness's clean environment: run in the repo, no SOPS_* from the caller,
 /// HOME inside the fixture.
-fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
+pub(crate) fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
     cmd.current_dir(&fx.repo)
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
@@ -36,7 +37,7 @@ fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
 }
 
 /// `envsync <args>` as a command with the clean environment.
-fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
+pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
     let mut cmd = Command::new(common::envsync_bin());
     cmd.args(args);
     clean_env(&mut cmd, fx);
@@ -45,7 +46,7 @@ fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
 
 /// Runs a command to completion and checks its output the way the harness does: no secret
 /// leaked, no panic. Returns (exit code, stdout, stderr).
-fn run_checked(cmd: &mut Command, context: &str) -> (i32, String, String) {
+pub(crate) fn run_checked(cmd: &mut Command, context: &str) -> (i32, String, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{context}: cannot start: {e}"));
@@ -82,17 +83,17 @@ fn put(path: &Path, bytes: &[u8], mode: u32) {
     fs::rename(&tmp, path).expect("rename restore temp");
 }
 
-fn mode(meta: &fs::Metadata) -> u32 {
+pub(crate) fn mode(meta: &fs::Metadata) -> u32 {
     meta.permissions().mode() & 0o7777
 }
 
 /// Whether a file name is one of envsync's temps: `.envsync.<name>.<hex>.tmp`.
-fn is_envsync_temp(name: &str) -> bool {
+pub(crate) fn is_envsync_temp(name: &str) -> bool {
     name.starts_with(".envsync.") && name.ends_with(".tmp")
 }
 
 /// Every `.envsync.*.tmp` under `root`.
-fn temps_under(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn temps_under(root: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(root)
         .into_iter()
         .map(|e| e.expect("walk server root"))
@@ -103,7 +104,7 @@ fn temps_under(root: &Path) -> Vec<PathBuf> {
 
 /// A numeric id from the system's user and group databases (`id -u NAME` /
 /// `getent group NAME`).
-fn system_id(kind: &str, name: &str) -> u32 {
+pub(crate) fn system_id(kind: &str, name: &str) -> u32 {
     let out = match kind {
         "user" => Command::new("id").args(["-u", name]).output(),
         _ => Command::new("getent").args(["group", name]).output(),
@@ -121,7 +122,7 @@ fn system_id(kind: &str, name: &str) -> u32 {
 }
 
 /// strace, found like every other tool: a missing strace fails the test.
-fn strace() -> PathBuf {
+pub(crate) fn strace() -> PathBuf {
     common::tool("strace")
 }
 
@@ -443,6 +444,123 @@ fn sigkill_at_any_point_leaves_old_or_new_never_partial() {
         left.is_empty(),
         "temps left after a complete run (before it: {stale:?}): {left:?}"
     );
+}
+
+/// The SIGKILL sweep's injection points with a signal envsync catches (SIGINT, SIGTERM), plus
+/// the last `syncfs` (after the last safe point). Every run whose point strace reached (its log
+/// shows the nth call on some thread: `when=N` counts per thread) ends 130 or 143 and says it
+/// was interrupted; one whose point was never reached ends 0 with every target NEW. Either way
+/// no temp is left anywhere under the server root, and every target is OLD (the batch put
+/// back), or NEW when the signal came in the last `syncfs`.
+fn injected_signal_sweep(signal: &str, code: i32) {
+    let (fx, targets) = crash_fixture();
+    let rename = rename_syscall(&fx, &targets);
+    let mut injected: Vec<(&str, usize)> = Vec::new();
+    for n in [2, 9, 60, 99] {
+        injected.push((rename.as_str(), n));
+    }
+    for n in [1, 2, 3] {
+        injected.push(("syncfs", n));
+    }
+    for n in [1, 30] {
+        injected.push(("write", n));
+    }
+    injected.push(("fchmod", 7));
+    injected.push((rename.as_str(), 1));
+    let log = fx.dir.path().join("signal.strace");
+    // How many syncfs a full run makes: the last is the late point.
+    restore_old(&fx, &targets);
+    let mut cmd = Command::new(strace());
+    cmd.arg("-f")
+        .arg("-o")
+        .arg(&log)
+        .args(["-e", "trace=syncfs"])
+        .arg(common::envsync_bin())
+        .args(["decrypt", "--force"]);
+    clean_env(&mut cmd, &fx);
+    let (got, _, stderr) = run_checked(&mut cmd, "strace envsync decrypt (syncfs)");
+    assert_eq!(got, 0, "decrypt under strace failed:\n{stderr}");
+    let calls = parse_strace(&fs::read_to_string(&log).expect("read strace log"));
+    let last_syncfs = calls.iter().filter(|c| c.name == "syncfs").count();
+    assert!(
+        last_syncfs >= 2,
+        "a large decrypt flushes with syncfs (before its renames and at the end): {last_syncfs}"
+    );
+    let mut reached_count = 0;
+    for (syscall, n) in &injected {
+        restore_old(&fx, &targets);
+        let mut cmd = Command::new(strace());
+        cmd.arg("-f")
+            .arg("-o")
+            .arg(&log)
+            .arg("-e")
+            .arg(format!("trace={syscall}"))
+            .arg("-e")
+            .arg(format!("inject={syscall}:signal={signal}:when={n}"))
+            .arg(common::envsync_bin())
+            .args(["decrypt", "--force"]);
+        clean_env(&mut cmd, &fx);
+        let context = format!("{signal} injected at {syscall} #{n}");
+        let (got, _, stderr) = run_checked(&mut cmd, &context);
+        let mut per_thread: BTreeMap<u32, usize> = BTreeMap::new();
+        let calls = parse_strace(&fs::read_to_string(&log).expect("read strace log"));
+        for call in calls.iter().filter(|c| c.name == *syscall) {
+            *per_thread.entry(call.pid).or_default() += 1;
+        }
+        let most = per_thread.values().copied().max().unwrap_or(0);
+        let context = format!("{context} (exit {got}, at most {most} calls on a thread)");
+        let new_count = check_crash_state(&fx, &targets, &context);
+        let left = temps_under(&fx.server);
+        assert!(left.is_empty(), "{context}: temps left behind: {left:?}");
+        if most < *n {
+            assert_eq!(got, 0, "{context}: the point was never reached:\n{stderr}");
+            assert_eq!(
+                new_count, CRASH_FILES,
+                "{context}: a finished run wrote everything"
+            );
+            continue;
+        }
+        reached_count += 1;
+        assert_eq!(got, code, "{context}: expected exit {code}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {signal}")),
+            "{context}: the message must name the signal:\n{stderr}"
+        );
+        // The last syncfs makes the whole run durable after the last safe point.
+        let late = *syscall == "syncfs" && *n == last_syncfs;
+        assert_eq!(
+            new_count,
+            if late { CRASH_FILES } else { 0 },
+            "{context}: expected every target {}",
+            if late {
+                "NEW"
+            } else {
+                "OLD (the batch put back)"
+            }
+        );
+        if (*syscall == rename && *n <= 2) || *syscall == "syncfs" {
+            assert!(most >= *n, "{context}: the signal must land");
+        }
+    }
+    assert!(
+        reached_count + 1 >= injected.len(),
+        "{signal}: too few injection points were reached ({reached_count} of {})",
+        injected.len()
+    );
+    // A run to completion converges.
+    restore_old(&fx, &targets);
+    fx.envsync(["decrypt", "--force"]).expect(0);
+    assert_eq!(check_crash_state(&fx, &targets, "final run"), CRASH_FILES);
+}
+
+#[test]
+fn sigint_at_injected_points_exits_130_and_leaves_old_or_new_no_temp() {
+    injected_signal_sweep("SIGINT", 130);
+}
+
+#[test]
+fn sigterm_at_injected_points_exits_143_and_leaves_old_or_new_no_temp() {
+    injected_signal_sweep("SIGTERM", 143);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,25 +911,25 @@ fn hard_link_at_target_is_broken_not_written_through() {
 
 /// One syscall from an `strace -f` log, with `<unfinished ...>` / `resumed>` halves joined.
 #[derive(Debug, Clone)]
-struct Call {
-    pid: u32,
-    name: String,
-    args: Vec<String>,
-    ret: String,
+pub(crate) struct Call {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) ret: String,
 }
 
 impl Call {
-    fn ret_fd(&self) -> Option<i64> {
+    pub(crate) fn ret_fd(&self) -> Option<i64> {
         self.ret.split_whitespace().next()?.parse().ok()
     }
 
-    fn arg(&self, i: usize) -> &str {
+    pub(crate) fn arg(&self, i: usize) -> &str {
         self.args.get(i).map_or("", String::as_str)
     }
 }
 
 /// Parses `strace -f` output: `PID name(args) = ret`, joining split calls per pid.
-fn parse_strace(text: &str) -> Vec<Call> {
+pub(crate) fn parse_strace(text: &str) -> Vec<Call> {
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
     let mut calls = Vec::new();
     for line in text.lines() {
