@@ -91,7 +91,7 @@ impl Error {
             Self::Fs(FsError::Interrupted { .. }) => Some("nothing was written".into()),
             Self::Fs(e) => match e.cause() {
                 FsError::Io { source, .. } if source.raw_os_error() == Some(1) => Some(
-                    "nothing was written; an immutable or append-only file (see lsattr) cannot be replaced: chattr -i -a it first, or fix the permissions".into(),
+                    "an immutable or append-only file (see lsattr) cannot be replaced: chattr -i -a it first, or fix the permissions".into(),
                 ),
                 _ => None,
             },

@@ -57,6 +57,9 @@ pub(crate) enum FsError {
     },
     #[error("interrupted by {}", signal.name())]
     Interrupted { signal: crate::signals::Signal },
+    /// A batch failed before its first step was applied: nothing was written.
+    #[error("{source}; nothing was written")]
+    NotWritten { source: Box<FsError> },
     /// A batch failed part way and was undone: `kept` lists the files that could not be
     /// put back (empty: nothing was written).
     #[error("{source}; {}", undone_note(kept))]
@@ -84,6 +87,7 @@ impl FsError {
     pub(crate) fn cause(&self) -> &Self {
         match self {
             Self::Undone { source, kept } if kept.is_empty() => source.cause(),
+            Self::NotWritten { source } => source.cause(),
             other => other,
         }
     }

@@ -477,7 +477,16 @@ impl<'a> Batch<'_, 'a> {
             // Nothing was applied yet: the batch is simply not written.
             self.finished = true;
             super::folders::remove_created();
-            return cause;
+            return match cause {
+                // These already say that nothing was written.
+                already @ (FsError::NotWritten { .. }
+                | FsError::Undone { .. }
+                | FsError::Changed { .. }
+                | FsError::Hostile { .. }) => already,
+                cause => FsError::NotWritten {
+                    source: Box::new(cause),
+                },
+            };
         }
         let kept = self.undo();
         FsError::Undone {

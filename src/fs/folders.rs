@@ -62,11 +62,12 @@ pub(super) fn keep_created() {
     created().clear();
 }
 
-/// Removes the folders created since [`keep_created`], newest (deepest) first, as long as they
-/// are empty.
+/// Removes the folders created since [`keep_created`], deepest first (parallel staging can
+/// record a parent after its child), as long as they are empty.
 pub(super) fn remove_created() {
     let mut list = created();
-    while let Some(path) = list.pop() {
+    list.sort_by_key(|path| std::cmp::Reverse(path.components().count()));
+    for path in list.drain(..) {
         let _ = std::fs::remove_dir(&path);
     }
 }
