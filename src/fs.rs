@@ -354,12 +354,18 @@ impl RunLock {
         let (dir, name) = open_parent(state_dir, LOCK_FILE, Some(folders))?
             .ok_or_else(|| FsError::BadFolder { path: path.clone() })?;
         writer.check_folder(state_dir, rustix::process::geteuid().as_raw())?;
-        let fd = rfs::openat(
-            &dir,
-            name.as_str(),
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
+        // Read-only (flock needs no more), and created only when missing: a run with
+        // nothing to do opens nothing for writing.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rfs::openat(&dir, name.as_str(), flags, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) => rfs::openat(
+                &dir,
+                name.as_str(),
+                flags | OFlags::CREATE,
+                Mode::from_raw_mode(0o600),
+            ),
+            other => other,
+        }
         .map_err(|e| match e {
             rustix::io::Errno::LOOP => FsError::Symlink { path: path.clone() },
             e => FsError::io(&path, "open", e),
