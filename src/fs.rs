@@ -109,8 +109,8 @@ pub(crate) struct Perms {
     pub(crate) gid: Option<u32>,
     /// How folders on the way are created and checked.
     pub(crate) folders: Folders,
-    /// fsync the file and its folder. Only the state folder's sync records skip it: a record
-    /// lost in a crash makes an entry look `new` (a refusal), never loses a secret.
+    /// fsync the file and its folder (every file a run writes, sync records included; only
+    /// the undo copies a batch keeps and then drops skip it).
     pub(crate) durable: bool,
 }
 
