@@ -72,7 +72,7 @@ impl Format {
     }
 
     /// The SOPS store of a SOPS format that this build reads and writes.
-    fn store(self) -> Option<Store> {
+    pub(crate) fn store(self) -> Option<Store> {
         match self {
             Self::Dotenv => Some(Store::Dotenv),
             Self::Binary => Some(Store::Binary),

@@ -30,6 +30,15 @@ impl Store {
         }
     }
 
+    /// The file's `sops` metadata, read without decrypting anything (not authenticated: the
+    /// MAC is checked only by a decrypt).
+    pub(crate) fn metadata(self, file: &[u8]) -> Result<Metadata, SopsError> {
+        match self {
+            Self::Dotenv => dotenv::metadata(file),
+            Self::Binary => binary::metadata(file),
+        }
+    }
+
     /// Encrypts `plain`. `previous` is the file being replaced, opened: a store that can keeps
     /// its data key and the ciphertext of every unchanged value.
     pub(crate) fn encrypt(

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{Codec, Sides};
-use crate::format::Opened;
+use crate::format::{Format, Opened};
 
 /// The two `lastmodified` dates of an `.enc` older than its last sync, as the files spell
 /// them (RFC 3339).
@@ -64,51 +64,41 @@ impl Sides<'_> {
     }
 }
 
-/// The sops `lastmodified` of an encrypted file, read without decrypting it: the dotenv
-/// store's `sops_lastmodified=` line, or the binary (JSON) store's `"lastmodified": "…"`.
-/// `None` for anything else (an age file has no such date) or a value that is not RFC 3339.
-/// The metadata sits at the end of the file, so both are searched from there.
+/// The sops `lastmodified` of an encrypted file, read from its metadata without decrypting
+/// it (the stores' own parsers). `None` for a file no sops store reads (an age file has no
+/// such date) or a value that is not RFC 3339.
 pub(crate) fn lastmodified_in(file: &[u8]) -> Option<String> {
-    const DOTENV: &[u8] = b"sops_lastmodified=";
-    const JSON: &[u8] = b"\"lastmodified\"";
-    let value = match memchr::memmem::rfind(file, DOTENV) {
-        Some(at) if at == 0 || file[at - 1] == b'\n' => {
-            let rest = &file[at + DOTENV.len()..];
-            rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())].trim_ascii()
-        }
-        _ => {
-            // A sops value is `ENC[…]` (no quote), so the last `"lastmodified"` is the key.
-            let at = memchr::memmem::rfind(file, JSON)? + JSON.len();
-            let rest = (file[at..].trim_ascii_start().strip_prefix(b":")?)
-                .trim_ascii_start()
-                .strip_prefix(b"\"")?;
-            &rest[..memchr::memchr(b'"', rest)?]
-        }
-    };
-    let value = std::str::from_utf8(value).ok()?;
-    OffsetDateTime::parse(value, &Rfc3339).ok()?;
-    Some(value.to_string())
+    let store = Format::detect(file)?.store()?;
+    let value = store.metadata(file).ok()?.lastmodified;
+    OffsetDateTime::parse(&value, &Rfc3339).ok()?;
+    Some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Files written by real sops (the test vectors), in both stores it reads.
     #[test]
     fn lastmodified_is_read_from_either_store() {
-        let dotenv = b"A=ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\nsops_lastmodified=2026-11-20T10:00:00Z\r\nsops_version=3.11.0\n";
+        let dotenv = include_bytes!("../../tests/fixtures/sops-vectors/dotenv_backslash_n.enc.env");
         assert_eq!(
             lastmodified_in(dotenv).as_deref(),
-            Some("2026-11-20T10:00:00Z")
+            Some("2026-11-23T07:19:37Z")
         );
-        let binary = b"{\n\t\"data\": \"ENC[AES256_GCM,data:x]\",\n\t\"sops\": {\n\t\t\"lastmodified\": \"2026-11-21T09:00:00Z\",\n\t\t\"version\": \"3.11.0\"\n\t}\n}\n";
+        let binary = include_bytes!("../../tests/fixtures/sops-vectors/dotenv_as_binary.env.enc");
         assert_eq!(
             lastmodified_in(binary).as_deref(),
-            Some("2026-11-21T09:00:00Z")
+            Some("2026-11-23T07:14:59Z")
+        );
+        let text = String::from_utf8(dotenv.to_vec()).unwrap();
+        let undated = text.replace(
+            "sops_lastmodified=2026-11-23T07:19:37Z",
+            "sops_lastmodified=yesterday",
         );
         for none in [
             &b"-----BEGIN AGE ENCRYPTED FILE-----\n"[..],
-            b"sops_lastmodified=yesterday\n",
+            undated.as_bytes(),
             b"KEY=1 sops_lastmodified=2026-11-20T10:00:00Z\n",
             b"{\"lastmodified\": 5}",
         ] {

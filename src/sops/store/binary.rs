@@ -41,6 +41,11 @@ pub(crate) fn looks_encrypted(bytes: &[u8]) -> bool {
         && memchr::memmem::rfind(bytes, b"\"sops\"").is_some()
 }
 
+/// The `sops` metadata of a SOPS binary file, read without decrypting anything.
+pub(crate) fn metadata(file: &[u8]) -> Result<Metadata, SopsError> {
+    Metadata::from_tree(&parse_parts(file)?.1)
+}
+
 /// Decrypts a SOPS binary file and checks its MAC.
 pub(crate) fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
     let (data, sops) = parse_parts(file)?;

@@ -122,25 +122,14 @@ fn aad(key: &str) -> Vec<u8> {
     format!("{key}:").into_bytes()
 }
 
+/// The `sops` metadata of a SOPS dotenv file, read without decrypting anything.
+pub(crate) fn metadata(file: &[u8]) -> Result<Metadata, SopsError> {
+    split(file).map(|(metadata, _)| metadata)
+}
+
 /// Decrypts a SOPS dotenv file and checks its MAC.
 pub(crate) fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted, SopsError> {
-    let items = parse(file)?;
-    let mut meta_pairs = Vec::new();
-    let mut body = Vec::new();
-    for item in items {
-        match item {
-            Item::Pair { key, value } if key.starts_with("sops_") => {
-                let value = String::from_utf8(value.expose().to_vec())
-                    .map_err(|_| SopsError::Metadata(format!("{key} is not UTF-8")))?;
-                meta_pairs.push((key["sops_".len()..].to_string(), value));
-            }
-            other => body.push(other),
-        }
-    }
-    if meta_pairs.is_empty() {
-        return Err(SopsError::NotSops("it has no sops_ metadata lines".into()));
-    }
-    let metadata = Metadata::from_tree(&unflatten(&meta_pairs)?)?;
+    let (metadata, body) = split(file)?;
     let data_key = unlock_data_key(&metadata, identities)?;
     let rule = metadata.rule.clone().unwrap_or_default();
     let comments_encrypted = rule.encrypts(&[])?;
@@ -196,6 +185,27 @@ pub(crate) fn decrypt(file: &[u8], identities: &Identities) -> Result<Decrypted,
         plaintext: emit(&plain_items),
         keys: Unlocked { metadata, data_key },
     })
+}
+
+/// A SOPS dotenv file's metadata (its `sops_*` lines) and its other lines, still encrypted.
+fn split(file: &[u8]) -> Result<(Metadata, Vec<Item>), SopsError> {
+    let items = parse(file)?;
+    let mut meta_pairs = Vec::new();
+    let mut body = Vec::new();
+    for item in items {
+        match item {
+            Item::Pair { key, value } if key.starts_with("sops_") => {
+                let value = String::from_utf8(value.expose().to_vec())
+                    .map_err(|_| SopsError::Metadata(format!("{key} is not UTF-8")))?;
+                meta_pairs.push((key["sops_".len()..].to_string(), value));
+            }
+            other => body.push(other),
+        }
+    }
+    if meta_pairs.is_empty() {
+        return Err(SopsError::NotSops("it has no sops_ metadata lines".into()));
+    }
+    Ok((Metadata::from_tree(&unflatten(&meta_pairs)?)?, body))
 }
 
 /// Encrypts a plaintext dotenv file into a new SOPS file.
