@@ -342,6 +342,15 @@ fn app_0775(fx: &Fixture) -> PathBuf {
     d
 }
 
+/// A 0755 folder whose ACL lets `nobody` write: the mask shows as group write (0775).
+fn app_acl_lets_nobody_write(fx: &Fixture) -> PathBuf {
+    let d = fx.server.join("app");
+    fs::create_dir(&d).expect("mkdir");
+    set_mode(&d, 0o755);
+    setfacl(&["-m", "u:nobody:rwx"], &d);
+    d
+}
+
 fn open_0777(fx: &Fixture) -> PathBuf {
     let d = fx.server.join("open");
     fs::create_dir(&d).expect("mkdir");
@@ -360,7 +369,7 @@ fn above_root_0775(fx: &Fixture) -> PathBuf {
 /// it.
 #[test]
 fn hostile_folders_are_refused_before_anything_is_written() {
-    let cases: [(&str, &str, Setup, &str); 6] = [
+    let cases: [(&str, &str, Setup, &str); 7] = [
         (
             "target folder owned by nobody",
             "app/.env",
@@ -375,6 +384,12 @@ fn hostile_folders_are_refused_before_anything_is_written() {
         ),
         ("target folder 0777", "app/.env", app_0777, "chmod"),
         ("target folder 0775", "app/.env", app_0775, "chmod"),
+        (
+            "target folder whose ACL lets nobody write",
+            "app/.env",
+            app_acl_lets_nobody_write,
+            "chmod g-w",
+        ),
         (
             "missing target folder under a 0777 one",
             "open/missing/.env",

@@ -12,7 +12,14 @@ use crate::writer::{parse_strace, run_checked};
 fn records_are_durable_before_exit(n: usize) {
     let b = Batch::new(n);
     let log = b.fx.dir.path().join("records.strace");
-    let mut cmd = b.strace_decrypt(&log, &["-y", "-e", "trace=renameat,renameat2,fsync,syncfs"]);
+    let mut cmd = b.strace_decrypt(
+        &log,
+        &[
+            "-y",
+            "-e",
+            "trace=renameat,renameat2,fsync,fdatasync,syncfs",
+        ],
+    );
     let (code, _, stderr) = run_checked(&mut cmd, "decrypt under strace -y");
     assert_eq!(code, 0, "stderr:\n{stderr}");
     b.assert_all(Side::New, "decrypt under strace");
@@ -35,7 +42,9 @@ fn records_are_durable_before_exit(n: usize) {
     for &i in &renames {
         let flushed = calls[i + 1..].iter().any(|c| {
             c.ret == "0"
-                && (c.name == "syncfs" || (c.name == "fsync" && c.arg(0).ends_with(&records)))
+                && (c.name == "syncfs"
+                    || (matches!(c.name.as_str(), "fsync" | "fdatasync")
+                        && c.arg(0).ends_with(&records)))
         });
         assert!(
             flushed,
