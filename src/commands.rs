@@ -144,7 +144,8 @@ impl Context {
             guarded: true,
         };
         crate::fs::create_folder(&manifest.server_root, root)?;
-        let lock = RunLock::acquire(&self.writer, &manifest.state_dir, |path| {
+        let state = crate::sync::STATE_PERMS.folders;
+        let lock = RunLock::acquire(&self.writer, &manifest.state_dir, state, |path| {
             printer.info(
                 Style::Plain,
                 &format!(

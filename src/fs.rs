@@ -339,18 +339,15 @@ pub(crate) const LOCK_FILE: &str = "lock";
 
 impl RunLock {
     /// Takes the lock, waiting for another run to release it: `waiting` is called once, with
-    /// the lock's path, before the wait. A signal stops the wait.
+    /// the lock's path, before the wait. A signal stops the wait. The state folder is made as
+    /// `folders` says when missing.
     pub(crate) fn acquire(
         writer: &AtomicWriter,
         state_dir: &Path,
+        folders: Folders,
         waiting: impl FnOnce(&Path),
     ) -> Result<Self, FsError> {
         let path = state_dir.join(LOCK_FILE);
-        let folders = Folders {
-            mode: 0o700,
-            gid: None,
-            guarded: true,
-        };
         let (dir, name) = open_parent(state_dir, LOCK_FILE, Some(folders))?
             .ok_or_else(|| FsError::BadFolder { path: path.clone() })?;
         writer.check_folder(state_dir, rustix::process::geteuid().as_raw())?;

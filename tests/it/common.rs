@@ -352,3 +352,25 @@ pub(crate) fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
     }
     out
 }
+
+/// Gives `cmd` the harness's clean environment: run in the repo, no SOPS_* from the caller,
+/// HOME inside the fixture.
+pub(crate) fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
+    cmd.current_dir(&fx.repo)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("ENVSYNC_MANIFEST")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", &fx.home)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "full")
+        .stdin(Stdio::null())
+}
+
+/// `envsync <args>` as a command with the clean environment.
+pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
+    let mut cmd = Command::new(envsync_bin());
+    cmd.args(args);
+    clean_env(&mut cmd, fx);
+    cmd
+}

@@ -91,16 +91,7 @@ struct RawRun {
 }
 
 fn run_raw(fx: &Fixture, args: &[&str], stdout: Stdio, stderr: Stdio) -> RawRun {
-    let out = Command::new(common::envsync_bin())
-        .args(args)
-        .current_dir(&fx.repo)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("ENVSYNC_MANIFEST")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("HOME", &fx.home)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let out = common::envsync_command(fx, args)
         .stdout(stdout)
         .stderr(stderr)
         .output()
@@ -306,12 +297,7 @@ fn guards_status_json_with_stdout_full_exits_2() {
 fn guards_closed_pipe_on_stdout_is_quiet() {
     let (fx, _) = encrypted_fixture("pipe");
     fx.envsync(["decrypt"]).expect(0);
-    let mut child = Command::new(common::envsync_bin())
-        .args(["status", "--json"])
-        .current_dir(&fx.repo)
-        .env("HOME", &fx.home)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .stdin(Stdio::null())
+    let mut child = common::envsync_command(&fx, &["status", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -527,17 +513,12 @@ fn strace_run(
     stderr: Stdio,
 ) -> (i32, String, Vec<String>) {
     let log = fx.dir.path().join("trace.log");
-    let out = Command::new(common::tool("strace"))
-        .args(["-f", "-y", "-s", "400", "-e", filter, "-o"])
+    let mut cmd = Command::new(common::tool("strace"));
+    cmd.args(["-f", "-y", "-s", "400", "-e", filter, "-o"])
         .arg(&log)
         .arg(common::envsync_bin())
-        .args(args)
-        .current_dir(&fx.repo)
-        .env("HOME", &fx.home)
-        .env("NO_COLOR", "1")
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .stdin(Stdio::null())
+        .args(args);
+    let out = common::clean_env(&mut cmd, fx)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .output()

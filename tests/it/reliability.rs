@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use sha2::{Digest, Sha256};
 
+use crate::common::clean_env;
 use crate::common::{self, Fixture};
-use crate::writer::{clean_env, mode, parse_strace, run_checked, strace, temps_under};
+use crate::writer::{mode, parse_strace, run_checked, strace, temps_under};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -16,33 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Fixture;
+use crate::common::{clean_env, envsync_command, Fixture};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Gives `cmd` the harness's clean environment: run in the repo, no SOPS_* from the caller,
-/// HOME inside the fixture.
-pub(crate) fn clean_env<'c>(cmd: &'c mut Command, fx: &Fixture) -> &'c mut Command {
-    cmd.current_dir(&fx.repo)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("ENVSYNC_MANIFEST")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("HOME", &fx.home)
-        .env("NO_COLOR", "1")
-        .env("RUST_BACKTRACE", "full")
-        .stdin(Stdio::null())
-}
-
-/// `envsync <args>` as a command with the clean environment.
-pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::envsync_bin());
-    cmd.args(args);
-    clean_env(&mut cmd, fx);
-    cmd
-}
 
 /// Runs a command to completion and checks its output the way the harness does: no secret
 /// leaked, no panic. Returns (exit code, stdout, stderr).

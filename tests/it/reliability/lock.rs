@@ -12,8 +12,8 @@ use super::{
     in_syscall, kill, lock_held, open_to_others, set_mode, sha256, traced_envsync, wait_until,
     write_manifest, Background, Batch, Side, SIGNALS, SYS_RENAMES,
 };
+use crate::common::envsync_command;
 use crate::common::{self, Fixture};
-use crate::writer::envsync_command;
 
 /// `flock PATH sleep 600` in the background (as `user` when given), returned once the lock is
 /// held; dropping it ends the holder.
