@@ -59,9 +59,28 @@ pub enum Command {
         /// Print what would be written, write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
-        /// Overwrite server files edited since the last sync (server-changed, conflict, new).
+        /// Overwrite server files edited since the last sync (server-changed, conflict, new,
+        /// rolled-back).
         #[arg(long)]
         force: bool,
+        /// Run no `on_change` command.
+        #[arg(long)]
+        no_hooks: bool,
+    },
+    /// Point a `releases` entry's `current` back at the previous release (or --to STAMP),
+    /// then run its `on_change`.
+    Rollback {
+        #[command(flatten)]
+        selection: Selection,
+        /// The release to go back to (its folder name under releases/).
+        #[arg(long, value_name = "STAMP")]
+        to: Option<String>,
+        /// Print what would change, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Run no `on_change` command.
+        #[arg(long)]
+        no_hooks: bool,
     },
     /// Encrypt server files into the repo (server → repo).
     Encrypt {

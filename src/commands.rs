@@ -6,8 +6,10 @@
 pub(crate) mod decrypt;
 pub(crate) mod diff;
 pub(crate) mod encrypt;
+pub(crate) mod hooks;
 pub(crate) mod keygen;
 pub(crate) mod rekey;
+pub(crate) mod rollback;
 pub(crate) mod status;
 
 use std::collections::HashMap;
@@ -123,7 +125,11 @@ impl Context {
         let euid = rustix::process::geteuid().as_raw();
         if server_side {
             for entry in &entries {
-                let folder = entry.server_path.parent().unwrap_or(&manifest.server_root);
+                // A files entry's key files live in its server folder (or under it).
+                let folder = match entry.files {
+                    Some(_) => &entry.server_path,
+                    None => entry.server_path.parent().unwrap_or(&manifest.server_root),
+                };
                 let existing = folder.ancestors().find(|p| p.is_dir()).unwrap_or(folder);
                 self.writer
                     .check_folder(existing, entry.uid.unwrap_or(euid))?;
@@ -162,7 +168,11 @@ impl Context {
     fn sweep(&self, entries: &[&Entry], server_side: bool) {
         let manifest = &self.settings.manifest;
         for entry in entries {
-            if server_side {
+            if server_side && entry.files.is_some() {
+                // Inside the folder: key files' temps, and `current`'s.
+                let inside = format!("{}/-", entry.server);
+                self.writer.sweep(&manifest.server_root, &inside);
+            } else if server_side {
                 self.writer.sweep(&manifest.server_root, &entry.server);
             } else {
                 self.writer.sweep(&manifest.repo_root, &entry.repo);
@@ -365,6 +375,8 @@ pub(crate) struct Flags {
     pub(crate) dry_run: bool,
     pub(crate) force: bool,
     pub(crate) allow_empty: bool,
+    /// `--no-hooks`: changes run no `on_change` command.
+    pub(crate) no_hooks: bool,
 }
 
 /// Checks a whole plan before anything is written: every entry's error first (all of
@@ -457,6 +469,7 @@ pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, E
             selection,
             dry_run,
             force,
+            no_hooks,
         } => decrypt::run(
             ctx,
             selection,
@@ -464,8 +477,15 @@ pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, E
                 dry_run: *dry_run,
                 force: *force,
                 allow_empty: false,
+                no_hooks: *no_hooks,
             },
         ),
+        Command::Rollback {
+            selection,
+            to,
+            dry_run,
+            no_hooks,
+        } => rollback::run(ctx, selection, to.as_deref(), *dry_run, *no_hooks),
         Command::Encrypt {
             selection,
             dry_run,
@@ -478,6 +498,7 @@ pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, E
                 dry_run: *dry_run,
                 force: *force,
                 allow_empty: *allow_empty,
+                no_hooks: true,
             },
         ),
         Command::Status { selection } => status::run(ctx, selection),

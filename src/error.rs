@@ -37,6 +37,20 @@ pub(crate) enum Error {
     /// stdout failed (a full disk, a closed file), not as a closed pipe: the data was lost.
     #[error("the output could not be written to stdout: {source}; the run itself completed, only its output was lost")]
     Stdout { source: std::io::Error },
+    /// `envsync rollback` cannot roll this entry back.
+    #[error("cannot roll back {server}: {reason}")]
+    Rollback { server: String, reason: String },
+    /// A release's `verify` command failed: the run was undone.
+    #[error("verify `{command}` {how} for release {release} of {server}; nothing was written: the new release was removed and `current` still points where it did")]
+    Verify {
+        command: String,
+        how: String,
+        server: String,
+        release: String,
+    },
+    /// `on_change` commands failed after every write of the run was durable.
+    #[error("{}", .0.iter().map(|f| format!("on_change `{}` {}; every file of this run was written and is durable: run it by hand once the cause is fixed", f.command, f.how)).collect::<Vec<_>>().join("\n"))]
+    OnChange(Vec<crate::hooks::Failed>),
     /// Several entries failed; each is reported on its own line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Error>),
@@ -63,6 +77,18 @@ pub(crate) enum FileError {
         "is a {0} file; this version of envsync reads and writes dotenv, binary and age files only"
     )]
     Unsupported(&'static str),
+    #[error("is a {0} file, but its entry says `as = \"files\"`, which splits a dotenv file into one file per key; remove `as` or point the entry at a dotenv .enc")]
+    FilesNeedDotenv(&'static str),
+    #[error("key `{key}` cannot be a file name (empty, `.`, `..`, a `/` or a temp name); rename the key")]
+    KeyFileName { key: String },
+    #[error("keys `{first}` and `{second}` would both be written to the file `{name}`; rename one, or drop `names = \"lower\"`")]
+    SameFileName {
+        first: String,
+        second: String,
+        name: String,
+    },
+    #[error("points at `{link}`, not at a release under releases/; point it back with `envsync rollback`, or remove it and run `envsync decrypt`")]
+    StrayCurrent { link: String },
 }
 
 impl Error {
@@ -76,6 +102,7 @@ impl Error {
                 _ => ExitStatus::Error,
             },
             Self::LateSignal { signal } => signal.exit_status(),
+            Self::OnChange(_) => ExitStatus::HookFailed,
             _ => ExitStatus::Error,
         }
     }

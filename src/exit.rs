@@ -13,6 +13,8 @@ pub enum ExitStatus {
     Error,
     /// Refused: doing it would lose an unsynced change; nothing was written.
     Refused,
+    /// Everything was written and is durable, but an `on_change` command failed.
+    HookFailed,
     /// Stopped by SIGINT: nothing half-written remains, no temp file left.
     Interrupted,
     /// Stopped by SIGTERM or SIGHUP, as [`ExitStatus::Interrupted`].
@@ -26,6 +28,7 @@ impl ExitStatus {
             Self::Drift => 1,
             Self::Error => 2,
             Self::Refused => 3,
+            Self::HookFailed => 4,
             Self::Interrupted => 130,
             Self::Terminated => 143,
         }
@@ -48,6 +51,7 @@ mod tests {
         assert_eq!(ExitStatus::Drift.code(), 1);
         assert_eq!(ExitStatus::Error.code(), 2);
         assert_eq!(ExitStatus::Refused.code(), 3);
+        assert_eq!(ExitStatus::HookFailed.code(), 4);
         assert_eq!(ExitStatus::Interrupted.code(), 130);
         assert_eq!(ExitStatus::Terminated.code(), 143);
     }

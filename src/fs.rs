@@ -22,7 +22,7 @@ use crate::secret::SecretBytes;
 mod batch;
 mod folders;
 mod writer;
-pub(crate) use batch::{Op, Owner};
+pub(crate) use batch::{read_link, Op, Owner};
 pub(crate) use folders::{hostile, user_name, Folders};
 pub(crate) use writer::Previous;
 pub(crate) use writer::{AtomicWriter, Expect, Job};
@@ -45,6 +45,8 @@ pub(crate) enum FsError {
     Exists { path: PathBuf },
     #[error("{}: is not a regular file", path.display())]
     NotAFile { path: PathBuf },
+    #[error("{}: is not a symlink; envsync points it at the current release and replaces only a symlink (move it away first)", path.display())]
+    NotALink { path: PathBuf },
     #[error("{}: changed while envsync was working, so nothing was written; run envsync status and try again", path.display())]
     Changed { path: PathBuf },
     #[error("{}: a folder on the way is a symlink or not a folder; envsync does not follow it", path.display())]

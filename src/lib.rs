@@ -13,6 +13,7 @@ mod error;
 mod exit;
 mod format;
 mod fs;
+mod hooks;
 mod keys;
 mod manifest;
 mod output;

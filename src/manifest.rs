@@ -85,8 +85,11 @@ struct RawFile {
     tags: Vec<String>,
     recipients: Option<Vec<String>>,
     #[serde(rename = "as")]
-    as_: Option<Spanned<toml::Value>>,
-    releases: Option<Spanned<toml::Value>>,
+    as_: Option<Spanned<String>>,
+    names: Option<Spanned<String>>,
+    releases: Option<Spanned<i64>>,
+    verify: Option<Spanned<Vec<String>>>,
+    on_change: Option<Spanned<Vec<String>>>,
     write: Option<Spanned<String>>,
     follow_symlinks: Option<Spanned<toml::Value>>,
 }
@@ -127,8 +130,34 @@ pub(crate) struct Entry {
     pub(crate) recipients: Option<Vec<String>>,
     /// `write = "in-place"`: keep the inode (for files bind-mounted alone into containers).
     pub(crate) in_place: bool,
+    /// `as = "files"`: the server side is a folder of one file per dotenv key.
+    pub(crate) files: Option<FilesLayout>,
+    /// `on_change`: the command to run after a run changed this entry's server content.
+    pub(crate) on_change: Option<Vec<String>>,
     /// The manifest line of `repo = …`, for messages.
     pub(crate) line: usize,
+}
+
+/// How an `as = "files"` entry lays out its folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilesLayout {
+    /// `names = "lower"`: a key's file name is the key lowercased.
+    pub(crate) lower: bool,
+    /// `releases = N`: timestamped release folders behind a `current` symlink, N kept.
+    pub(crate) releases: Option<usize>,
+    /// `verify`: run against a new release before `current` switches to it.
+    pub(crate) verify: Option<Vec<String>>,
+}
+
+impl FilesLayout {
+    /// The file name of `key`.
+    pub(crate) fn name_of(&self, key: &str) -> String {
+        if self.lower {
+            key.to_lowercase()
+        } else {
+            key.to_string()
+        }
+    }
 }
 
 /// Default mode of a server file.
@@ -222,18 +251,23 @@ impl Manifest {
         let mut seen_server: HashMap<String, usize> = HashMap::with_capacity(count);
         for file in raw.files {
             let line = lines.line_of(file.repo.span().start);
-            for (key, value) in [
-                ("as", &file.as_),
-                ("releases", &file.releases),
-                ("follow_symlinks", &file.follow_symlinks),
-            ] {
-                if let Some(v) = value {
-                    return Err(err(
-                        Some(v.span()),
-                        format!("`{key}` is not supported by this version of envsync; remove it"),
-                    ));
-                }
+            if let Some(v) = &file.follow_symlinks {
+                return Err(err(
+                    Some(v.span()),
+                    "`follow_symlinks` is not supported by this version of envsync; remove it"
+                        .into(),
+                ));
             }
+            let layout = files_layout(&file).map_err(|(span, m)| err(Some(span), m))?;
+            let on_change = match &file.on_change {
+                Some(argv) if argv.get_ref().is_empty() => {
+                    return Err(err(
+                        Some(argv.span()),
+                        "`on_change` must name a command: [\"program\", \"arg\", …]".into(),
+                    ))
+                }
+                other => other.as_ref().map(|a| a.get_ref().clone()),
+            };
             let repo = clean_relative(file.repo.get_ref()).ok_or_else(|| {
                 err(
                     Some(file.repo.span()),
@@ -337,6 +371,8 @@ impl Manifest {
                 tags: file.tags,
                 recipients: file.recipients,
                 in_place,
+                files: layout,
+                on_change,
                 line,
             });
         }
@@ -350,6 +386,91 @@ impl Manifest {
             entries,
         })
     }
+}
+
+/// The `as = "files"` layout of an entry, with `names`, `releases` and `verify` checked
+/// against it.
+fn files_layout(file: &RawFile) -> Result<Option<FilesLayout>, (std::ops::Range<usize>, String)> {
+    let Some(as_) = &file.as_ else {
+        let needs_files = [
+            ("names", file.names.as_ref().map(Spanned::span)),
+            ("releases", file.releases.as_ref().map(Spanned::span)),
+            ("verify", file.verify.as_ref().map(Spanned::span)),
+        ];
+        if let Some((key, Some(span))) = needs_files.into_iter().find(|(_, s)| s.is_some()) {
+            return Err((
+                span,
+                format!("`{key}` needs `as = \"files\"` on the same entry"),
+            ));
+        }
+        return Ok(None);
+    };
+    if as_.get_ref() != "files" {
+        return Err((
+            as_.span(),
+            "`as` must be \"files\" (one file per dotenv key in the server folder)".into(),
+        ));
+    }
+    if file.plain {
+        return Err((
+            as_.span(),
+            "`as = \"files\"` splits an encrypted dotenv file; it cannot be `plain = true`".into(),
+        ));
+    }
+    if let Some(w) = file.write.as_ref().filter(|w| w.get_ref() == "in-place") {
+        return Err((
+            w.span(),
+            "`write = \"in-place\"` cannot be combined with `as = \"files\"` (each key file is replaced atomically)".into(),
+        ));
+    }
+    let lower = match &file.names {
+        None => false,
+        Some(n) => match n.get_ref().as_str() {
+            "as-is" => false,
+            "lower" => true,
+            _ => return Err((
+                n.span(),
+                "`names` must be \"lower\" (POSTGRES_PASSWORD -> postgres_password) or \"as-is\""
+                    .into(),
+            )),
+        },
+    };
+    let releases = match &file.releases {
+        None => None,
+        Some(n) => Some(
+            usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    (
+                        n.span(),
+                        "`releases` must be the number of releases to keep, 1 or more".into(),
+                    )
+                })?,
+        ),
+    };
+    let verify = match &file.verify {
+        None => None,
+        Some(v) if releases.is_none() => {
+            return Err((
+                v.span(),
+                "`verify` checks a new release before `current` switches: it needs `releases`"
+                    .into(),
+            ))
+        }
+        Some(v) if v.get_ref().is_empty() => {
+            return Err((
+                v.span(),
+                "`verify` must name a command: [\"program\", \"arg\", …]".into(),
+            ))
+        }
+        Some(v) => Some(v.get_ref().clone()),
+    };
+    Ok(Some(FilesLayout {
+        lower,
+        releases,
+        verify,
+    }))
 }
 
 /// Walks up from `start` to the first folder holding `secrets.toml`.

@@ -8,6 +8,7 @@
 //! the same step.
 
 pub(crate) mod decision;
+pub(crate) mod files;
 pub(crate) mod large;
 pub(crate) mod record;
 pub(crate) mod rollback;
@@ -56,6 +57,9 @@ pub(crate) struct Sides<'m> {
     /// The `.enc`'s digest ([`enc_digest`]), computed once when a record needs it.
     repo_digest_once: std::sync::OnceLock<[u8; 32]>,
     pub(crate) codec: Codec,
+    /// An `as = "files"` entry's server folder (`server` is then that folder read as one
+    /// dotenv file).
+    pub(crate) folder: Option<files::FolderSide>,
 }
 
 /// A `.enc` written into the repo: `contents` over the entry's repo path, keeping the old
@@ -116,7 +120,6 @@ impl<'m> Sides<'m> {
     /// the server name.
     pub(crate) fn read(manifest: &Manifest, entry: &'m Entry) -> Result<Self, Error> {
         let repo = fs::read(&manifest.repo_root, &entry.repo)?;
-        let server = fs::read(&manifest.server_root, &entry.server)?;
         let record = fs::read(&manifest.state_dir, &record_path(entry))?
             .map(|r| Record::parse(r.bytes.expose().to_vec()));
         let codec = if entry.plain {
@@ -154,6 +157,21 @@ impl<'m> Sides<'m> {
                 });
             }
         }
+        let (folder, server) = match &entry.files {
+            Some(layout) => {
+                if codec != Codec::Encrypted(Format::Dotenv) {
+                    return Err(Error::File {
+                        path: entry.repo_path.clone(),
+                        source: FileError::FilesNeedDotenv(codec.name()),
+                    });
+                }
+                let enc = repo.as_ref().map(|r| r.bytes.expose());
+                let synced = record.as_ref().and_then(Record::copy);
+                let (side, server) = files::read(manifest, entry, layout, enc, synced)?;
+                (Some(side), server)
+            }
+            None => (None, fs::read(&manifest.server_root, &entry.server)?),
+        };
         Ok(Self {
             entry,
             repo,
@@ -161,6 +179,7 @@ impl<'m> Sides<'m> {
             record,
             repo_digest_once: std::sync::OnceLock::new(),
             codec,
+            folder,
         })
     }
 
@@ -201,11 +220,18 @@ impl<'m> Sides<'m> {
     }
 
     /// The server plaintext as the repo would hold it: for dotenv, re-emitted the way sops
-    /// prints it (blank lines dropped), so equal entries compare equal.
-    pub(crate) fn server_canonical(&self) -> Result<Option<SecretBytes>, Error> {
+    /// prints it (blank lines dropped), so equal entries compare equal; for a files entry,
+    /// its folder laid out like `repo` (the opened `.enc`: comments and key order).
+    pub(crate) fn server_canonical(
+        &self,
+        repo: Option<&Opened>,
+    ) -> Result<Option<SecretBytes>, Error> {
         let Some(server) = &self.server else {
             return Ok(None);
         };
+        if let Some(folder) = &self.folder {
+            return Ok(Some(folder.plaintext(repo.map(|r| r.plaintext.expose()))));
+        }
         Ok(Some(match self.codec {
             Codec::Encrypted(Format::Dotenv) => {
                 let items = dotenv::parse(server.bytes.expose()).map_err(|e| Error::File {

@@ -27,6 +27,7 @@ use crate::manifest::Entry;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::decision::{Decision, Direction};
+use crate::sync::files::{self, FolderPlan};
 use crate::sync::large::LargeEntry;
 use crate::sync::state::State;
 use crate::sync::{backup_path, record_ops, Codec, RecordWrite, Sides, STATE_PERMS};
@@ -69,16 +70,46 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
         (Err(a), Err(b)) => return Err(Error::Several(vec![a, b])),
     };
     warn_rollbacks(ctx, &steps, flags.dry_run);
+    // `as = "files"` entries: the key files, releases and links each one changes.
+    let folders = collect(
+        steps
+            .iter()
+            .map(|s| FolderPlan::new(s.sides, s.decision, plaintext(s)))
+            .collect(),
+    )?;
+    let changed = changed_entries(&steps, &folders, &streamed);
     if flags.dry_run {
-        report(ctx, &steps, &streamed, true);
+        report(ctx, &steps, &folders, &streamed, true);
+        super::hooks::list(ctx, &changed, flags.no_hooks);
         return Ok(ExitStatus::Success);
     }
     // Apply: one batch, all or nothing.
     let servers = (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.entry));
-    let _lock = ctx.prepare_writes(servers, true)?;
-    apply(ctx, &steps, &streamed)?;
-    report(ctx, &steps, &streamed, false);
+    let lock = ctx.prepare_writes(servers, true)?;
+    apply(ctx, &steps, &folders, &streamed)?;
+    report(ctx, &steps, &folders, &streamed, false);
+    super::hooks::prune(ctx, &folders);
+    drop(lock);
+    super::hooks::on_change(ctx, &changed, flags.no_hooks)?;
     Ok(ExitStatus::Success)
+}
+
+/// The entries whose server content this run changes (a mode fix alone is no change).
+fn changed_entries<'m>(
+    steps: &[Step<'_, 'm>],
+    folders: &[Option<FolderPlan<'_>>],
+    streamed: &[Streamed<'m>],
+) -> Vec<&'m Entry> {
+    steps
+        .iter()
+        .zip(folders)
+        .filter(|(s, plan)| match plan {
+            Some(plan) => plan.changes_content,
+            None => s.decision.writes(),
+        })
+        .map(|(s, _)| s.sides.entry)
+        .chain(streamed.iter().map(|s| s.entry))
+        .collect()
 }
 
 /// Warns of every `.enc` this run applies that is older than its last sync: a revert is
@@ -200,14 +231,21 @@ fn server_op<'a>(ctx: &'a Context, step: &'a Step<'_, '_>, backup: &'a str) -> O
 }
 
 /// Writes every server file that changes and fixes modes, then stores the sync records of
-/// the entries this run synced: one batch, undone as a whole if any part fails.
-fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Result<(), Error> {
+/// the entries this run synced: one batch, undone as a whole if any part fails. New
+/// releases go first and are verified before anything else is applied.
+fn apply(
+    ctx: &Context,
+    steps: &[Step<'_, '_>],
+    folders: &[Option<FolderPlan<'_>>],
+    streamed: &[Streamed<'_>],
+) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
     let backups: Vec<String> = steps.iter().map(|s| backup_path(s.sides.entry)).collect();
     let (indices, mut ops): (Vec<usize>, Vec<Op<'_>>) = steps
         .iter()
         .zip(&backups)
         .enumerate()
+        .filter(|(_, (s, _))| s.sides.entry.files.is_none())
         .filter_map(|(i, (s, backup))| Some((i, server_op(ctx, s, backup)?)))
         .unzip();
     // Streamed entries are new files in the same batch.
@@ -227,10 +265,26 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
     #[allow(clippy::needless_late_init)]
     let records: Vec<RecordWrite<'_>>;
     let mut batch = ctx.writer.batch();
+    let release_ops: Vec<Op<'_>> = (folders.iter().flatten())
+        .flat_map(|p| p.release_ops(manifest))
+        .collect();
+    if !release_ops.is_empty() {
+        batch.apply(&release_ops)?;
+        super::hooks::verify(ctx, folders)?;
+    }
+    // After the other files and the streamed ones: their stamps come back first, in order.
+    ops.extend((folders.iter().flatten()).flat_map(|p| p.ops(manifest)));
     let mut written = batch.apply(&ops)?.into_iter();
     let mut stamps = vec![None; steps.len()];
     for (i, stamp) in indices.iter().zip(written.by_ref()) {
         stamps[*i] = Some(stamp);
+    }
+    // A files entry's stamp covers all its key files, as they are now.
+    for (i, plan) in folders.iter().enumerate() {
+        if let Some(plan) = plan {
+            let names: Vec<&str> = plan.names.iter().map(String::as_str).collect();
+            stamps[i] = Some(files::stamp_now(&manifest.server_root, &plan.dir, &names)?);
+        }
     }
     let streamed_records = (streamed.iter().zip(written))
         .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest, &s.lastmodified));
@@ -255,10 +309,17 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>]) -> Re
     Ok(())
 }
 
-fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_run: bool) {
+fn report(
+    ctx: &Context,
+    steps: &[Step<'_, '_>],
+    folders: &[Option<FolderPlan<'_>>],
+    streamed: &[Streamed<'_>],
+    dry_run: bool,
+) {
     let mut outcomes: Vec<Outcome<'_>> = steps
         .iter()
-        .map(|step| {
+        .zip(folders)
+        .map(|(step, plan)| {
             let entry = step.sides.entry;
             let mut changes = Vec::new();
             if dry_run {
@@ -281,7 +342,22 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], streamed: &[Streamed<'_>], dry_
                     _ => Style::Plain,
                 },
                 idle: step.decision == Decision::Unchanged,
-                detail: format!("{} (mode {:04o})", arrow(entry), entry.mode),
+                detail: match plan.as_ref().and_then(|p| p.release.as_ref()) {
+                    Some(release) => format!(
+                        "{}/ (release {}, mode {:04o})",
+                        arrow(entry),
+                        release.name,
+                        entry.mode
+                    ),
+                    None if plan.is_some() || entry.files.is_some() => {
+                        format!(
+                            "{}/ (one file a key, mode {:04o})",
+                            arrow(entry),
+                            entry.mode
+                        )
+                    }
+                    None => format!("{} (mode {:04o})", arrow(entry), entry.mode),
+                },
                 changes,
             }
         })

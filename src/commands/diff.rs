@@ -101,7 +101,12 @@ fn compare(
             })
         };
         let old = parse(repo.plaintext.expose(), &entry.repo_path)?;
-        let new = parse(server.bytes.expose(), &entry.server_path)?;
+        // A files folder, laid out like the `.enc` (its comments and order).
+        let laid_out = (sides.folder.as_ref()).map(|f| f.plaintext(Some(repo.plaintext.expose())));
+        let new = parse(
+            laid_out.as_ref().unwrap_or(&server.bytes).expose(),
+            &entry.server_path,
+        )?;
         result.changes = diff::dotenv(&old, &new);
         if !result.changes.is_empty() {
             result.state = Comparison::Drift;

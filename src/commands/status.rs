@@ -6,6 +6,9 @@
 //! `in-sync`, `server-changed`, `repo-changed`, `conflict`, `server-missing`, `repo-missing`,
 //! `new`, `missing`; `next` is the command that resolves it (or null); `drift` lists
 //! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file;
+//! `as = "files"` entries add `unmanaged` (files in the folder no key maps to, left alone)
+//! and, with `releases`, `release` (where `current` points) and `rolled_back_to` (set after
+//! `envsync rollback` while the state is `rolled-back`).
 //! `older_than_last_sync` is true when the `.enc` changed since the last sync into one with an
 //! earlier sops `lastmodified` (a revert, or a stale checkout), which the text shows as
 //! `repo-changed (older than the last sync)`; then `repo_lastmodified` and
@@ -41,6 +44,15 @@ struct EntryStatus {
     older_than_last_sync: bool,
     repo_lastmodified: Option<String>,
     synced_lastmodified: Option<String>,
+    /// `as = "files"`: files in the folder that no key maps to (left alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmanaged: Option<Vec<String>>,
+    /// `releases`: the release `current` points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
+    /// After `envsync rollback`: the release it went back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back_to: Option<String>,
     #[serde(skip)]
     clean: bool,
 }
@@ -55,6 +67,13 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             .map(|s| {
                 let analysis = s.analyse(identities.as_ref())?;
                 let mut status = describe(s, analysis.state);
+                if let Some(folder) = &s.folder {
+                    status.unmanaged = Some(folder.unmanaged.clone());
+                    status.release.clone_from(&folder.release);
+                    if analysis.state == State::RolledBack {
+                        status.rolled_back_to = folder.rolled_back.as_ref().map(|(r, _)| r.clone());
+                    }
+                }
                 if let Some(rollback) = analysis.rollback {
                     status.older_than_last_sync = true;
                     status.repo_lastmodified = Some(rollback.repo);
@@ -82,12 +101,17 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
                 .collect();
             let state = if s.older_than_last_sync {
                 format!("{} (older than the last sync)", s.state)
+            } else if let Some(release) = &s.rolled_back_to {
+                format!("rolled back to {release}")
             } else {
                 s.state.to_string()
             };
             let mut line = format!("{state:<15} {} → {}", s.repo, s.server);
             if !drift.is_empty() {
                 line.push_str(&format!("; {}", drift.join(", ")));
+            }
+            if let Some(unmanaged) = s.unmanaged.as_ref().filter(|u| !u.is_empty()) {
+                line.push_str(&format!("; unmanaged: {}", unmanaged.join(", ")));
             }
             if let Some(next) = &s.next {
                 line.push_str(&format!("; next: {next}"));
@@ -154,5 +178,8 @@ fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
         older_than_last_sync: false,
         repo_lastmodified: None,
         synced_lastmodified: None,
+        unmanaged: None,
+        release: None,
+        rolled_back_to: None,
     }
 }

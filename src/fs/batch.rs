@@ -59,24 +59,62 @@ pub(crate) enum Op<'a> {
         expect: Stamp,
         before: Owner,
     },
+    /// Remove an existing file (a key dropped from an `as = "files"` entry). Until the batch
+    /// is finished the file stays in its folder under a temp name, so the undo is a rename.
+    Remove {
+        base: &'a Path,
+        relative: &'a str,
+        expect: Stamp,
+    },
+    /// Point the symlink `relative` at `target` (a release's `current`): a new link is made
+    /// under a temp name and renamed over the old one, so a reader resolves the old target
+    /// or the new one, never nothing. `before` is the target the plan saw (`None`: no link).
+    Link {
+        base: &'a Path,
+        relative: &'a str,
+        target: &'a str,
+        before: Option<&'a str>,
+        folders: super::Folders,
+    },
 }
 
 impl<'a> Op<'a> {
     fn target(&self) -> (&'a Path, &'a str) {
         match *self {
             Self::Write(job) | Self::InPlace { job, .. } => (job.base, job.relative),
-            Self::Perms { base, relative, .. } => (base, relative),
+            Self::Perms { base, relative, .. }
+            | Self::Remove { base, relative, .. }
+            | Self::Link { base, relative, .. } => (base, relative),
         }
     }
 
     fn check(&self) -> Result<(), FsError> {
         match *self {
             Self::Write(job) | Self::InPlace { job, .. } => check_unchanged(&job),
+            Self::Link {
+                base,
+                relative,
+                before,
+                ..
+            } => {
+                if read_link(base, relative)?.as_deref() == before {
+                    Ok(())
+                } else {
+                    Err(FsError::Changed {
+                        path: base.join(relative),
+                    })
+                }
+            }
             Self::Perms {
                 base,
                 relative,
                 expect,
                 ..
+            }
+            | Self::Remove {
+                base,
+                relative,
+                expect,
             } => check_unchanged(&Job {
                 base,
                 relative,
@@ -132,6 +170,13 @@ enum Applied<'a> {
         relative: &'a str,
         before: Owner,
     },
+    /// A symlink pointed at a new target; `old` is the target it had (`None`: it did not
+    /// exist).
+    Linked {
+        base: &'a Path,
+        relative: &'a str,
+        old: Option<String>,
+    },
 }
 
 impl Applied<'_> {
@@ -141,7 +186,8 @@ impl Applied<'_> {
             | Self::Replaced { base, relative, .. }
             | Self::Overwritten { base, relative, .. }
             | Self::InPlace { base, relative, .. }
-            | Self::Perms { base, relative, .. } => base.join(relative),
+            | Self::Perms { base, relative, .. }
+            | Self::Linked { base, relative, .. } => base.join(relative),
         }
     }
 
@@ -151,7 +197,7 @@ impl Applied<'_> {
             Self::Created { dir, .. }
             | Self::Replaced { dir, .. }
             | Self::Overwritten { dir, .. } => dir.as_ref(),
-            Self::InPlace { .. } | Self::Perms { .. } => None,
+            Self::InPlace { .. } | Self::Perms { .. } | Self::Linked { .. } => None,
         }
     }
 
@@ -198,6 +244,20 @@ impl Applied<'_> {
                 relative,
                 before,
             } => super::set_perms(base, relative, before.perms()).map(|_| ()),
+            Self::Linked {
+                base,
+                relative,
+                old,
+            } => match old {
+                Some(old) => switch_link(base, relative, old, None).map(|_| ()),
+                None => {
+                    let (dir, name) = parent(base, relative)?;
+                    match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => Ok(()),
+                        Err(e) => Err(FsError::io(&base.join(relative), "remove", e)),
+                    }
+                }
+            },
         }
     }
 
@@ -218,7 +278,10 @@ impl Applied<'_> {
             Self::InPlace { backup, .. } => {
                 let _ = super::remove(backup.base, backup.relative);
             }
-            Self::Created { .. } | Self::Overwritten { .. } | Self::Perms { .. } => {}
+            Self::Created { .. }
+            | Self::Overwritten { .. }
+            | Self::Perms { .. }
+            | Self::Linked { .. } => {}
         }
     }
 }
@@ -323,7 +386,7 @@ impl<'a> Batch<'_, 'a> {
                 writer.write(backup.base, backup.relative, contents, perms)?;
                 Ok(None)
             }
-            Op::Perms { .. } => Ok(None),
+            Op::Perms { .. } | Op::Remove { .. } | Op::Link { .. } => Ok(None),
         };
         // A small batch is staged on this thread: each file's temp, rename and folder fsync
         // then go through one open folder, in order.
@@ -413,6 +476,38 @@ impl<'a> Batch<'_, 'a> {
                     before,
                 });
                 super::set_perms(base, relative, perms)
+            }
+            Op::Remove { base, relative, .. } => {
+                // Renamed aside, not unlinked: the undo renames it back, `finish` unlinks it.
+                let (dir, name) = parent(base, relative)?;
+                let old = super::writer::temp_name(&name);
+                let target = base.join(relative);
+                let st = rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| FsError::io(&target, "inspect", e))?;
+                rfs::renameat(&dir, name.as_str(), &dir, old.as_str())
+                    .map_err(|e| FsError::io(&target, "remove", e))?;
+                self.applied.push(Applied::Replaced {
+                    base,
+                    relative,
+                    old,
+                    dir: None,
+                });
+                Ok(Stamp::of(&st))
+            }
+            Op::Link {
+                base,
+                relative,
+                target,
+                before,
+                folders,
+            } => {
+                let stamp = switch_link(base, relative, target, Some(folders))?;
+                self.applied.push(Applied::Linked {
+                    base,
+                    relative,
+                    old: before.map(str::to_string),
+                });
+                Ok(stamp)
             }
         }
     }
@@ -612,6 +707,47 @@ fn commit<'a>(
     };
     // A failed stat still hands the step back: the batch's undo puts it back (or reports it).
     Ok((applied, stamp))
+}
+
+/// What the symlink `base/relative` points at; `None` when nothing is there. Anything other
+/// than a symlink there is an error.
+pub(crate) fn read_link(base: &Path, relative: &str) -> Result<Option<String>, FsError> {
+    let Some((dir, name)) = open_parent(base, relative, None)? else {
+        return Ok(None);
+    };
+    match rfs::readlinkat(&dir, name.as_str(), Vec::new()) {
+        Ok(target) => Ok(Some(target.to_string_lossy().into_owned())),
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::INVAL) => Err(FsError::NotALink {
+            path: base.join(relative),
+        }),
+        Err(e) => Err(FsError::io(&base.join(relative), "read the symlink", e)),
+    }
+}
+
+/// Points the symlink `base/relative` at `target`: a link made under a temp name in the same
+/// folder, renamed over the old one, the folder fsynced. With `create`, missing folders on
+/// the way are made as it says.
+fn switch_link(
+    base: &Path,
+    relative: &str,
+    target: &str,
+    create: Option<super::Folders>,
+) -> Result<Stamp, FsError> {
+    let path = base.join(relative);
+    let (dir, name) = open_parent(base, relative, create)?
+        .ok_or_else(|| FsError::BadFolder { path: path.clone() })?;
+    let temp = super::writer::temp_name(&name);
+    rfs::symlinkat(target, &dir, temp.as_str())
+        .map_err(|e| FsError::io(&path, "make the symlink", e))?;
+    if let Err(e) = rfs::renameat(&dir, temp.as_str(), &dir, name.as_str()) {
+        let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Err(FsError::io(&path, "switch the symlink", e));
+    }
+    rfs::fsync(&dir).map_err(|e| FsError::io(&path, "make durable the folder of", e))?;
+    rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| Stamp::of(&st))
+        .map_err(|e| FsError::io(&path, "inspect", e))
 }
 
 /// The last component of a relative path.

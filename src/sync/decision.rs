@@ -101,9 +101,11 @@ pub(crate) fn decide(direction: Direction, s: Situation) -> Decision {
             State::InSync => Unchanged,
             State::RepoChanged => Update,
             State::ServerMissing => Create,
-            State::ServerChanged | State::Conflict | State::New if s.force => Update,
+            State::ServerChanged | State::Conflict | State::New | State::RolledBack if s.force => {
+                Update
+            }
             State::ServerChanged => Refuse(Next::Encrypt),
-            State::Conflict | State::New => Refuse(Next::Compare),
+            State::Conflict | State::New | State::RolledBack => Refuse(Next::Compare),
             State::RepoMissing | State::Missing if s.optional => Skip,
             State::RepoMissing | State::Missing => Fail(Failure::RepoMissing),
         },
@@ -113,9 +115,11 @@ pub(crate) fn decide(direction: Direction, s: Situation) -> Decision {
             State::InSync => Unchanged,
             State::ServerChanged => Update,
             State::RepoMissing => Create,
-            State::RepoChanged | State::Conflict | State::New if s.force => Update,
+            State::RepoChanged | State::Conflict | State::New | State::RolledBack if s.force => {
+                Update
+            }
             State::RepoChanged => Refuse(Next::Decrypt),
-            State::Conflict | State::New => Refuse(Next::Compare),
+            State::Conflict | State::New | State::RolledBack => Refuse(Next::Compare),
             State::ServerMissing | State::Missing if s.optional => Skip,
             State::ServerMissing | State::Missing => Fail(Failure::ServerMissing),
         },
@@ -148,7 +152,8 @@ mod tests {
     use Decision::{Create, Fail, FixPerms, Refuse, Skip, Unchanged, Update};
     use Direction::{Decrypt, Encrypt};
 
-    const STATES: [State; 8] = [
+    const STATES: [State; 9] = [
+        State::RolledBack,
         State::InSync,
         State::ServerChanged,
         State::RepoChanged,
@@ -216,6 +221,18 @@ mod tests {
             ),
             (Decrypt, Some(New), X, X, Y, X, X, Update),
             (Decrypt, Some(New), X, X, N, X, X, Refuse(Next::Compare)),
+            // `envsync rollback` went back on purpose: only --force moves either way.
+            (Decrypt, Some(RolledBack), X, X, Y, X, X, Update),
+            (
+                Decrypt,
+                Some(RolledBack),
+                X,
+                X,
+                N,
+                X,
+                X,
+                Refuse(Next::Compare),
+            ),
             (Decrypt, Some(RepoMissing), X, X, X, X, Y, Skip),
             (
                 Decrypt,
@@ -267,6 +284,17 @@ mod tests {
             ),
             (Encrypt, Some(New), X, X, Y, X, X, Update),
             (Encrypt, Some(New), X, X, N, X, X, Refuse(Next::Compare)),
+            (Encrypt, Some(RolledBack), X, X, Y, X, X, Update),
+            (
+                Encrypt,
+                Some(RolledBack),
+                X,
+                X,
+                N,
+                X,
+                X,
+                Refuse(Next::Compare),
+            ),
             (Encrypt, Some(ServerMissing), X, X, X, X, Y, Skip),
             (
                 Encrypt,
@@ -317,7 +345,7 @@ mod tests {
             && optional.fits(s.optional)
     }
 
-    /// Every combination (2 directions × 8 states × 32 flag sets = 512) is decided as the
+    /// Every combination (2 directions × 9 states × 32 flag sets = 576) is decided as the
     /// first fitting row says, and every row decides at least one of them.
     #[test]
     fn every_combination_follows_the_table() {
@@ -335,7 +363,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 512);
+        assert_eq!(checked, 576);
         let unused: Vec<usize> = (0..table.len()).filter(|&i| !used[i]).collect();
         assert!(unused.is_empty(), "rows never used: {unused:?}");
     }
@@ -345,11 +373,17 @@ mod tests {
     fn without_force_no_unsynced_change_is_overwritten() {
         for s in situations().filter(|s| !s.force) {
             let decrypt = decide(Decrypt, s);
-            if matches!(s.state, State::ServerChanged | State::Conflict | State::New) {
+            if matches!(
+                s.state,
+                State::ServerChanged | State::Conflict | State::New | State::RolledBack
+            ) {
                 assert!(matches!(decrypt, Refuse(_)), "decrypt {s:?}: {decrypt:?}");
             }
             let encrypt = decide(Encrypt, s);
-            if matches!(s.state, State::RepoChanged | State::Conflict | State::New) {
+            if matches!(
+                s.state,
+                State::RepoChanged | State::Conflict | State::New | State::RolledBack
+            ) {
                 assert!(
                     matches!(encrypt, Refuse(_) | Fail(_)),
                     "encrypt {s:?}: {encrypt:?}"
@@ -373,6 +407,7 @@ mod tests {
             (State::New, true, false, Some(Next::Compare)),
             (State::Missing, false, false, Some(Next::Restore)),
             (State::Missing, false, true, None),
+            (State::RolledBack, false, false, Some(Next::Compare)),
         ];
         for (state, drift, optional, want) in rows {
             assert_eq!(

@@ -34,6 +34,9 @@ pub(crate) enum State {
     New,
     /// Neither file exists.
     Missing,
+    /// `envsync rollback` pointed `current` at an earlier release, which differs from the
+    /// repo: kept until a `--force` run says which side wins.
+    RolledBack,
 }
 
 impl State {
@@ -47,6 +50,7 @@ impl State {
             Self::RepoMissing => "repo-missing",
             Self::New => "new",
             Self::Missing => "missing",
+            Self::RolledBack => "rolled-back",
         }
     }
 
@@ -61,6 +65,9 @@ impl State {
             Self::RepoMissing => "the .enc does not exist",
             Self::New => "repo and server differ and were never synced by envsync",
             Self::Missing => "neither file exists",
+            Self::RolledBack => {
+                "the server was rolled back to an earlier release with envsync rollback"
+            }
         }
     }
 }
@@ -156,12 +163,20 @@ impl Sides<'_> {
         }
         let record_stale = true;
         let repo = self.open_repo(identities)?;
-        let server = self.server_canonical()?;
+        let server = self.server_canonical(repo.as_ref())?;
         let state = match (&self.repo, &server) {
             (Some(enc), Some(server_plain)) => {
                 self.classify(identities, enc.bytes.expose(), repo.as_ref(), server_plain)
             }
             (repo, server) => classify(repo.is_some(), server.is_some(), None, Synced::Unknown),
+        };
+        // A rollback is on purpose: until it is undone (or the repo catches up with it), it
+        // is neither side's unsynced edit.
+        let rolled_back = (self.folder.as_ref()).is_some_and(|f| f.rolled_back.is_some());
+        let state = if rolled_back && matches!(state, State::ServerChanged | State::Conflict) {
+            State::RolledBack
+        } else {
+            state
         };
         // Only a pulled `.enc` can be a rollback; an in-sync one (a rekey undone) is no news.
         let rollback = matches!(state, State::RepoChanged | State::Conflict)
@@ -231,7 +246,14 @@ impl Sides<'_> {
         match self.open(copy, identities).ok().flatten() {
             Some(synced) => Synced::Compared {
                 repo_changed: repo.plaintext != synced.plaintext,
-                server_changed: *server != synced.plaintext,
+                // A files folder has no comments or order of its own: it is laid out like
+                // the plaintext it is compared with.
+                server_changed: match &self.folder {
+                    Some(folder) => {
+                        folder.plaintext(Some(synced.plaintext.expose())) != synced.plaintext
+                    }
+                    None => *server != synced.plaintext,
+                },
             },
             None => Synced::Unknown,
         }

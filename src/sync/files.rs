@@ -1,0 +1,444 @@
+//! `as = "files"` entries: a dotenv `.enc` kept on the server as a folder holding one file
+//! per key (Docker secrets, `*_FILE` variables), each the value's bytes with no newline added.
+//! With `releases`, the folder is `<server>/releases/<UTC stamp>/` behind a `current` symlink.
+//!
+//! The files envsync owns are those of the keys the `.enc` and its sync record name; any
+//! other file in the folder is left alone (and listed by `status`). For the sync states the
+//! folder reads as one dotenv plaintext laid out like the `.enc` (its comments and order), so
+//! a files entry is judged, diffed and encrypted exactly as a dotenv entry is; only the
+//! writing differs ([`plan`]).
+
+mod plan;
+
+pub(crate) use plan::FolderPlan;
+
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags};
+
+use crate::error::{Error, FileError};
+use crate::fs::{self, Existing, Stamp, TEMP_PREFIX};
+use crate::manifest::{Entry, FilesLayout, Manifest};
+use crate::secret::SecretBytes;
+use crate::sops::store::dotenv::{self, Item};
+use crate::sops::SopsError;
+
+/// One key's file on the server.
+#[derive(Debug)]
+pub(crate) struct KeyFile {
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) file: Existing,
+}
+
+/// What the server folder of a files entry holds.
+#[derive(Debug, Default)]
+pub(crate) struct FolderSide {
+    /// The folder the key files are in, relative to the server root (`<server>`, or
+    /// `<server>/releases/<stamp>`); `None` when there is none yet.
+    pub(crate) dir: Option<String>,
+    /// With releases: the release `current` points at, and the link's text.
+    pub(crate) release: Option<String>,
+    pub(crate) link: Option<String>,
+    /// The files of the keys envsync owns that exist, in key order.
+    pub(crate) files: Vec<KeyFile>,
+    /// Files in the folder that no key maps to, sorted.
+    pub(crate) unmanaged: Vec<String>,
+    /// With releases: every release folder's name, sorted (oldest first).
+    pub(crate) releases: Vec<String>,
+    /// Set by `envsync rollback`: the release it went back to, and the mark's stamp.
+    pub(crate) rolled_back: Option<(String, Stamp)>,
+}
+
+/// The keys a dotenv file names (its `sops_` metadata lines left out), in order. The key
+/// names of an encrypted dotenv file are in clear, so this needs no decryption.
+pub(crate) fn keys_in(dotenv_file: &[u8]) -> Vec<String> {
+    dotenv::parse(dotenv_file)
+        .map(|items| {
+            items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Item::Pair { key, .. } if !key.starts_with("sops_") => Some(key),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The folder holding `releases/` and `current` is the entry's server path.
+pub(crate) fn releases_dir(entry: &Entry) -> String {
+    format!("{}/releases", entry.server)
+}
+
+pub(crate) fn current_link(entry: &Entry) -> String {
+    format!("{}/current", entry.server)
+}
+
+/// Where `envsync rollback` marks an entry as rolled back, in the state folder.
+pub(crate) fn rollback_mark(entry: &Entry) -> String {
+    format!(
+        "rolled-back/{}",
+        entry.repo.replace('%', "%25").replace('/', "%2F")
+    )
+}
+
+/// A key's file name, checked: one path component that is not a temp name.
+fn file_name(entry: &Entry, layout: &FilesLayout, key: &str) -> Result<String, Error> {
+    let name = layout.name_of(key);
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.starts_with(TEMP_PREFIX);
+    if bad {
+        return Err(Error::File {
+            path: entry.repo_path.clone(),
+            source: FileError::KeyFileName {
+                key: key.to_string(),
+            },
+        });
+    }
+    Ok(name)
+}
+
+/// The release `link` (the text of `current`) names: `releases/<stamp>`.
+fn release_of(entry: &Entry, manifest: &Manifest, link: &str) -> Result<String, Error> {
+    let absolute = manifest.server_root.join(releases_dir(entry));
+    let rest = Path::new(link)
+        .strip_prefix(&absolute)
+        .ok()
+        .and_then(Path::to_str)
+        .or_else(|| link.trim_start_matches("./").strip_prefix("releases/"));
+    match rest {
+        Some(stamp) if !stamp.is_empty() && !stamp.contains('/') && stamp != ".." => {
+            Ok(stamp.to_string())
+        }
+        _ => Err(Error::File {
+            path: manifest.server_root.join(current_link(entry)),
+            source: FileError::StrayCurrent {
+                link: link.to_string(),
+            },
+        }),
+    }
+}
+
+/// Reads the server folder of a files entry: the files of the keys `enc` (the `.enc`) and
+/// `synced` (the `.enc` as last synced) name. Also returns the folder as one file, as the
+/// rest of the sync code sees a server side: a dotenv plaintext in key order, the first
+/// drifting file's mode and owner, and one stamp over every key file.
+pub(crate) fn read(
+    manifest: &Manifest,
+    entry: &Entry,
+    layout: &FilesLayout,
+    enc: Option<&[u8]>,
+    synced: Option<&[u8]>,
+) -> Result<(FolderSide, Option<Existing>), Error> {
+    let mut keys = enc.map(keys_in).unwrap_or_default();
+    for key in synced.map(keys_in).unwrap_or_default() {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let mut names: Vec<String> = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let name = file_name(entry, layout, key)?;
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            return Err(Error::File {
+                path: entry.repo_path.clone(),
+                source: FileError::SameFileName {
+                    first: keys[i].clone(),
+                    second: key.clone(),
+                    name,
+                },
+            });
+        }
+        names.push(name);
+    }
+    let root = &manifest.server_root;
+    let mut side = FolderSide::default();
+    if let Some(mark) = fs::read(&manifest.state_dir, &rollback_mark(entry))? {
+        let text = String::from_utf8_lossy(mark.bytes.expose())
+            .trim()
+            .to_string();
+        side.rolled_back = Some((text, mark.stamp));
+    }
+    let dir = if layout.releases.is_some() {
+        side.releases = list(root, &releases_dir(entry))?
+            .into_iter()
+            .filter(|n| !n.starts_with(TEMP_PREFIX))
+            .collect();
+        match fs::read_link(root, &current_link(entry))? {
+            None => None,
+            Some(link) => {
+                let release = release_of(entry, manifest, &link)?;
+                side.link = Some(link);
+                let dir = format!("{}/{release}", releases_dir(entry));
+                side.release = Some(release);
+                Some(dir)
+            }
+        }
+    } else {
+        Some(entry.server.clone())
+    };
+    let Some(dir) = dir else {
+        return Ok((side, None));
+    };
+    let Some(folder) = folder_stat(root, &dir)? else {
+        return Ok((side, None));
+    };
+    for (key, name) in keys.iter().zip(&names) {
+        if let Some(file) = fs::read(root, &format!("{dir}/{name}"))? {
+            side.files.push(KeyFile {
+                key: key.clone(),
+                name: name.clone(),
+                file,
+            });
+        }
+    }
+    side.unmanaged = list(root, &dir)?
+        .into_iter()
+        .filter(|n| !n.starts_with(TEMP_PREFIX) && !names.contains(n))
+        .collect();
+    side.dir = Some(dir);
+    let whole = side.as_one_file(entry, &folder);
+    Ok((side, Some(whole)))
+}
+
+/// The stat of the folder `base/relative`, `None` when missing; not a folder is an error.
+fn folder_stat(base: &Path, relative: &str) -> Result<Option<rfs::Stat>, Error> {
+    let path = base.join(relative);
+    let Some((dir, name)) = fs::open_parent(base, relative, None)? else {
+        return Ok(None);
+    };
+    match rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
+            Ok(Some(st))
+        }
+        Ok(_) => Err(Error::Fs(fs::FsError::BadFolder { path })),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(Error::Fs(fs::FsError::io(&path, "inspect", e))),
+    }
+}
+
+/// The names in the folder `base/relative`, sorted (none when it does not exist).
+fn list(base: &Path, relative: &str) -> Result<Vec<String>, Error> {
+    let path = base.join(relative);
+    let mut names: Vec<String> = match std::fs::read_dir(&path) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::Fs(fs::FsError::io(&path, "list", e))),
+    };
+    names.sort();
+    Ok(names)
+}
+
+/// One stamp over a folder's key files: any write, rename, chmod or removal of one of
+/// them changes it; other files in the folder (and the folder's own times, which the
+/// batch's clean-up moves) do not.
+pub(crate) fn combined_stamp<'a>(
+    folder: &rfs::Stat,
+    files: impl IntoIterator<Item = (&'a str, Stamp)>,
+) -> Stamp {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let (mut mtime, mut ctime) = ((0, 0), (0, 0));
+    for (name, stamp) in files {
+        hash.update(format!("{name}\0{}\n", stamp.encode()));
+        mtime = mtime.max(stamp.mtime);
+        ctime = ctime.max(stamp.ctime);
+    }
+    let digest = hash.finalize();
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&digest[..8]);
+    Stamp {
+        dev: folder.st_dev,
+        ino: folder.st_ino,
+        // Positive, as a stamp's size is read back through a signed field in places.
+        size: u64::from_le_bytes(size) >> 1,
+        mtime,
+        ctime,
+    }
+}
+
+/// The combined stamp of the key files `names` in `dir` now (after a write).
+pub(crate) fn stamp_now(base: &Path, dir: &str, names: &[&str]) -> Result<Stamp, Error> {
+    let folder = folder_stat(base, dir)?.ok_or_else(|| {
+        Error::Fs(fs::FsError::BadFolder {
+            path: base.join(dir),
+        })
+    })?;
+    let mut stamps = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(stamp) = fs::stamp(base, &format!("{dir}/{name}"))? {
+            stamps.push((*name, stamp));
+        }
+    }
+    Ok(combined_stamp(&folder, stamps))
+}
+
+impl FolderSide {
+    /// The folder as one server file (see [`read`]).
+    fn as_one_file(&self, entry: &Entry, folder: &rfs::Stat) -> Existing {
+        let drifting = |f: &&KeyFile| {
+            f.file.mode != entry.mode
+                || entry.uid.is_some_and(|u| u != f.file.uid)
+                || entry.gid.is_some_and(|g| g != f.file.gid)
+        };
+        let shown = self.files.iter().find(drifting).or(self.files.first());
+        let stamps = self.files.iter().map(|f| (f.name.as_str(), f.file.stamp));
+        Existing {
+            bytes: self.plaintext(None),
+            mode: shown.map_or(entry.mode, |f| f.file.mode),
+            uid: shown.map_or(folder.st_uid, |f| f.file.uid),
+            gid: shown.map_or(entry.gid.unwrap_or(folder.st_gid), |f| f.file.gid),
+            stamp: combined_stamp(folder, stamps),
+        }
+    }
+
+    /// The folder as a dotenv plaintext laid out like `template` (the `.enc`'s plaintext:
+    /// its comments and key order; a key with no file is left out); keys it does not name
+    /// follow, in key order.
+    pub(crate) fn plaintext(&self, template: Option<&[u8]>) -> SecretBytes {
+        let value = |key: &str| self.files.iter().find(|f| f.key == key);
+        let mut items = Vec::with_capacity(self.files.len());
+        let template = template
+            .and_then(|t| dotenv::parse(t).ok())
+            .unwrap_or_default();
+        for item in &template {
+            match item {
+                Item::Comment(_) => items.push(item.clone()),
+                Item::Pair { key, .. } => {
+                    if let Some(f) = value(key) {
+                        items.push(Item::Pair {
+                            key: key.clone(),
+                            value: f.file.bytes.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let named = |key: &str| {
+            template
+                .iter()
+                .any(|i| matches!(i, Item::Pair { key: k, .. } if k == key))
+        };
+        for f in self.files.iter().filter(|f| !named(&f.key)) {
+            items.push(Item::Pair {
+                key: f.key.clone(),
+                value: f.file.bytes.clone(),
+            });
+        }
+        dotenv::emit(&items)
+    }
+}
+
+/// The pairs of a dotenv plaintext, as the files they become.
+pub(crate) fn pairs(
+    entry: &Entry,
+    layout: &FilesLayout,
+    plaintext: &[u8],
+) -> Result<Vec<(String, String, SecretBytes)>, Error> {
+    let items = dotenv::parse(plaintext).map_err(|e: SopsError| Error::File {
+        path: entry.repo_path.clone(),
+        source: e.into(),
+    })?;
+    let mut out: Vec<(String, String, SecretBytes)> = Vec::new();
+    for item in items {
+        if let Item::Pair { key, value } = item {
+            let name = file_name(entry, layout, &key)?;
+            // A key set twice: the last value wins, as a dotenv reader would have it.
+            out.retain(|(k, _, _)| *k != key);
+            if let Some((first, _, _)) = out.iter().find(|(_, n, _)| *n == name) {
+                return Err(Error::File {
+                    path: entry.repo_path.clone(),
+                    source: FileError::SameFileName {
+                        first: first.clone(),
+                        second: key,
+                        name,
+                    },
+                });
+            }
+            out.push((key, name, value));
+        }
+    }
+    Ok(out)
+}
+
+/// A name for a new release: the UTC time, with `-1`, `-2`… when that one is taken.
+pub(crate) fn new_release_name(taken: &[String]) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let base = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let mut name = base.clone();
+    let mut n = 0;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
+}
+
+/// The releases beyond the newest `keep` (by name), never the one `current` points at.
+pub(crate) fn to_prune(releases: &[String], keep: usize, current: &str) -> Vec<String> {
+    let mut sorted: Vec<&String> = releases.iter().collect();
+    sorted.sort();
+    let mut kept = 0;
+    let mut prune = Vec::new();
+    for name in sorted.into_iter().rev() {
+        if name == current {
+            continue;
+        }
+        // `current` counts as one of the kept.
+        if kept + 1 < keep {
+            kept += 1;
+        } else {
+            prune.push(name.clone());
+        }
+    }
+    prune.sort();
+    prune
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_and_current() {
+        let r = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = r(&["a1", "a2", "a3", "a4"]);
+        assert_eq!(to_prune(&all, 2, "a4"), r(&["a1", "a2"]));
+        assert_eq!(to_prune(&all, 1, "a4"), r(&["a1", "a2", "a3"]));
+        // After a rollback to a2: a2 and the newest other are kept.
+        assert_eq!(to_prune(&all, 2, "a2"), r(&["a1", "a3"]));
+        assert_eq!(to_prune(&all, 5, "a4"), r(&[]));
+        assert_eq!(to_prune(&r(&["a1"]), 1, "a1"), r(&[]));
+    }
+
+    #[test]
+    fn release_names_never_repeat() {
+        let first = new_release_name(&[]);
+        assert_eq!(first.len(), "20260215T090000Z".len());
+        let taken = vec![first.clone(), format!("{first}-1")];
+        let next = new_release_name(&taken);
+        assert!(next == format!("{first}-2") || next > first, "{next}");
+    }
+
+    #[test]
+    fn keys_of_an_encrypted_file_leave_metadata_out() {
+        let enc = b"#ENC[AES256_GCM,data:x]\nA=ENC[AES256_GCM,data:y]\nB=ENC[z]\nsops_version=3.11.0\nsops_mac=ENC[m]\n";
+        assert_eq!(keys_in(enc), ["A", "B"]);
+    }
+}

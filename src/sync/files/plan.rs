@@ -1,0 +1,210 @@
+//! What a decrypt does to a files entry's folder: the key files it writes, removes and
+//! fixes, or, with releases, the new release it writes and the `current` switch; as batch
+//! steps ([`crate::fs::Op`]), so the folder changes with the rest of the run, all or nothing.
+
+use super::{current_link, new_release_name, pairs, releases_dir, rollback_mark, KeyFile};
+use crate::error::Error;
+use crate::fs::{Existing, Expect, Job, Op, Perms, Stamp};
+use crate::manifest::{Entry, Manifest};
+use crate::secret::SecretBytes;
+use crate::sync::decision::Decision;
+use crate::sync::Sides;
+
+/// A key file to write: its path under the server root, content, and the file there now.
+struct KeyWrite<'s> {
+    relative: String,
+    contents: SecretBytes,
+    existing: Option<&'s Existing>,
+}
+
+/// A release a decrypt writes.
+#[derive(Debug)]
+pub(crate) struct NewRelease {
+    /// Its name (the UTC stamp) and its folder under the server root.
+    pub(crate) name: String,
+    pub(crate) dir: String,
+    link_target: String,
+    link_path: String,
+}
+
+/// What one decrypt does to one files entry.
+pub(crate) struct FolderPlan<'s> {
+    pub(crate) entry: &'s Entry,
+    writes: Vec<KeyWrite<'s>>,
+    removes: Vec<(String, Stamp)>,
+    fixes: Vec<(String, &'s Existing)>,
+    /// With releases, when content changes.
+    pub(crate) release: Option<NewRelease>,
+    /// `current` as the plan saw it.
+    link_before: Option<&'s str>,
+    /// The rollback mark to clear (its path in the state folder and stamp).
+    clear_mark: Option<(String, Stamp)>,
+    /// The folder the key files are in after the run, and their names: the record's stamp.
+    pub(crate) dir: String,
+    pub(crate) names: Vec<String>,
+    /// Whether the run changes what the folder holds (not a mode fix alone).
+    pub(crate) changes_content: bool,
+}
+
+fn drifts(entry: &Entry, file: &Existing) -> bool {
+    file.mode != entry.mode
+        || entry.uid.is_some_and(|u| u != file.uid)
+        || entry.gid.is_some_and(|g| g != file.gid)
+}
+
+impl<'s> FolderPlan<'s> {
+    /// The plan for `sides` (a files entry) under `decision`, writing `plaintext` (the
+    /// decrypted `.enc`); `None` when the entry is not a files entry or nothing is done.
+    pub(crate) fn new(
+        sides: &'s Sides<'_>,
+        decision: Decision,
+        plaintext: Option<&SecretBytes>,
+    ) -> Result<Option<Self>, Error> {
+        let entry = sides.entry;
+        let (Some(layout), Some(folder)) = (&entry.files, &sides.folder) else {
+            return Ok(None);
+        };
+        let current = folder.dir.clone().unwrap_or_else(|| entry.server.clone());
+        let mut plan = FolderPlan {
+            entry,
+            writes: Vec::new(),
+            removes: Vec::new(),
+            fixes: Vec::new(),
+            release: None,
+            link_before: folder.link.as_deref(),
+            clear_mark: None,
+            dir: current.clone(),
+            names: folder.files.iter().map(|f| f.name.clone()).collect(),
+            changes_content: false,
+        };
+        let path = |dir: &str, f: &KeyFile| format!("{dir}/{}", f.name);
+        if decision == Decision::FixPerms {
+            for f in folder.files.iter().filter(|f| drifts(entry, &f.file)) {
+                plan.fixes.push((path(&current, f), &f.file));
+            }
+            return Ok(Some(plan));
+        }
+        if !decision.writes() {
+            return Ok(None);
+        }
+        let Some(plaintext) = plaintext else {
+            return Ok(None);
+        };
+        let pairs = pairs(entry, layout, plaintext.expose())?;
+        plan.names = pairs.iter().map(|(_, name, _)| name.clone()).collect();
+        plan.changes_content = true;
+        plan.clear_mark =
+            (folder.rolled_back.as_ref()).map(|(_, stamp)| (rollback_mark(entry), *stamp));
+        if layout.releases.is_some() {
+            let name = new_release_name(&folder.releases);
+            let dir = format!("{}/{name}", releases_dir(entry));
+            for (_, file, contents) in pairs {
+                plan.writes.push(KeyWrite {
+                    relative: format!("{dir}/{file}"),
+                    contents,
+                    existing: None,
+                });
+            }
+            plan.dir.clone_from(&dir);
+            plan.release = Some(NewRelease {
+                link_target: format!("releases/{name}"),
+                link_path: current_link(entry),
+                name,
+                dir,
+            });
+            return Ok(Some(plan));
+        }
+        for (_, name, contents) in &pairs {
+            let existing = folder.files.iter().find(|f| f.name == *name);
+            match existing {
+                Some(f) if f.file.bytes == *contents => {
+                    if drifts(entry, &f.file) {
+                        plan.fixes.push((path(&current, f), &f.file));
+                    }
+                }
+                _ => plan.writes.push(KeyWrite {
+                    relative: format!("{current}/{name}"),
+                    contents: contents.clone(),
+                    existing: existing.map(|f| &f.file),
+                }),
+            }
+        }
+        // The files of keys the `.enc` no longer has.
+        for f in &folder.files {
+            if !pairs.iter().any(|(_, name, _)| *name == f.name) {
+                plan.removes.push((path(&current, f), f.file.stamp));
+            }
+        }
+        Ok(Some(plan))
+    }
+
+    /// The batch steps that write the new release's files (applied, then verified, before
+    /// anything else of the run).
+    pub(crate) fn release_ops<'a>(&'a self, manifest: &'a Manifest) -> Vec<Op<'a>> {
+        if self.release.is_none() {
+            return Vec::new();
+        }
+        self.write_ops(manifest)
+    }
+
+    fn write_ops<'a>(&'a self, manifest: &'a Manifest) -> Vec<Op<'a>> {
+        let perms = Sides::perms_for(self.entry);
+        self.writes
+            .iter()
+            .map(|w| {
+                Op::Write(Job {
+                    base: &manifest.server_root,
+                    relative: &w.relative,
+                    head: &[],
+                    contents: w.contents.expose(),
+                    perms,
+                    expect: w
+                        .existing
+                        .map_or(Expect::Absent, |e| Expect::Stamp(e.stamp)),
+                    previous: w.existing.map(Existing::previous),
+                })
+            })
+            .collect()
+    }
+
+    /// Every other step: key files written, removed and fixed, `current` switched, and the
+    /// rollback mark cleared.
+    pub(crate) fn ops<'a>(&'a self, manifest: &'a Manifest) -> Vec<Op<'a>> {
+        let root = &manifest.server_root;
+        let perms: Perms = Sides::perms_for(self.entry);
+        let mut ops = if self.release.is_none() {
+            self.write_ops(manifest)
+        } else {
+            Vec::new()
+        };
+        ops.extend(self.removes.iter().map(|(relative, stamp)| Op::Remove {
+            base: root,
+            relative,
+            expect: *stamp,
+        }));
+        ops.extend(self.fixes.iter().map(|(relative, file)| Op::Perms {
+            base: root,
+            relative,
+            perms,
+            expect: file.stamp,
+            before: file.owner(),
+        }));
+        if let Some(release) = &self.release {
+            ops.push(Op::Link {
+                base: root,
+                relative: &release.link_path,
+                target: &release.link_target,
+                before: self.link_before,
+                folders: perms.folders,
+            });
+        }
+        if let Some((relative, stamp)) = &self.clear_mark {
+            ops.push(Op::Remove {
+                base: &manifest.state_dir,
+                relative,
+                expect: *stamp,
+            });
+        }
+        ops
+    }
+}
