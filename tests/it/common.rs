@@ -374,3 +374,46 @@ pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
     clean_env(&mut cmd, fx);
     cmd
 }
+
+/// Real `sops set` of one dotenv key (the AGE1 key): a teammate's rotation of one value.
+pub(crate) fn sops_set(file: &Path, key: &str, value: &str) {
+    let out = Command::new(sops())
+        .args(["set", "--input-type", "dotenv", "--output-type", "dotenv"])
+        .arg(file)
+        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
+        .arg(serde_json::to_string(value).unwrap())
+        .env("SOPS_AGE_KEY_FILE", key_file(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sops set {key} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Real `sops unset` of one dotenv key (the AGE1 key).
+pub(crate) fn sops_unset(file: &Path, key: &str) {
+    let out = Command::new(sops())
+        .args(["unset", "--input-type", "dotenv", "--output-type", "dotenv"])
+        .arg(file)
+        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
+        .env("SOPS_AGE_KEY_FILE", key_file(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sops unset {key} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The names in a folder, sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
