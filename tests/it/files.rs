@@ -3,6 +3,8 @@
 //! groups read by a real other user (`runuser -u daemon`), keys removed with `sops unset`,
 //! files envsync does not own, minimal encrypt from the folder, masked diff.
 
+#![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -40,10 +42,7 @@ fn plain() -> Plain {
 }
 
 fn files_entry(repo: &str, server: &str, extra: &str) -> String {
-    format!(
-        "{}as = \"files\"\n{extra}",
-        Fixture::entry(repo, server)
-    )
+    format!("{}as = \"files\"\n{extra}", Fixture::entry(repo, server))
 }
 
 /// A fixture whose app `.enc` (real sops) is decrypted once into `app/secrets/`.
@@ -78,7 +77,11 @@ fn inodes(fx: &Fixture) -> Vec<(std::path::PathBuf, u64, i64, i64)> {
 fn assert_second_decrypt_is_a_no_op(fx: &Fixture) {
     let (before, times) = (common::snapshot(&fx.server), inodes(fx));
     fx.envsync(["decrypt"]).expect(0);
-    assert_eq!(common::snapshot(&fx.server), before, "a no-op decrypt wrote");
+    assert_eq!(
+        common::snapshot(&fx.server),
+        before,
+        "a no-op decrypt wrote"
+    );
     assert_eq!(inodes(fx), times, "a no-op decrypt replaced a file");
 }
 
@@ -99,7 +102,11 @@ fn a_dotenv_enc_becomes_one_file_per_key_with_exact_bytes() {
     let lower: Vec<String> = p.files.keys().map(|k| k.to_lowercase()).collect();
     let mut sorted = lower.clone();
     sorted.sort();
-    assert_eq!(common::names_in(&folder(&fx)), sorted, "one file a key, no comment file");
+    assert_eq!(
+        common::names_in(&folder(&fx)),
+        sorted,
+        "one file a key, no comment file"
+    );
     for ((key, bytes), name) in p.files.iter().zip(&lower) {
         let path = folder(&fx).join(name);
         assert_eq!(&fs::read(&path).unwrap(), bytes, "{key} (names = lower)");
@@ -121,7 +128,11 @@ fn a_dotenv_enc_becomes_one_file_per_key_with_exact_bytes() {
 
 fn daemon_gid() -> u32 {
     let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// `runuser -u USER -- cat PATH`: (success, stdout).
@@ -146,7 +157,11 @@ fn group_daemon_reads_its_files_on_a_fresh_server() {
     fx.sops_encrypt(ENC, p.text.as_bytes(), "dotenv");
     let group = "group = \"daemon\"\nmode = \"0640\"\n";
     fx.manifest(&[
-        files_entry(ENC, "svc/deep/secrets", &format!("{group}dir_mode = \"0750\"\n")),
+        files_entry(
+            ENC,
+            "svc/deep/secrets",
+            &format!("{group}dir_mode = \"0750\"\n"),
+        ),
         files_entry("web/.env.enc", "web/secrets", group),
     ]);
     fx.sops_encrypt("web/.env.enc", p.text.as_bytes(), "dotenv");
@@ -160,14 +175,22 @@ fn group_daemon_reads_its_files_on_a_fresh_server() {
         for d in dirs {
             let meta = fs::metadata(fx.server_path(d)).unwrap();
             assert_eq!(meta.mode() & 0o7777, dir_mode, "folder {d}");
-            assert_eq!((meta.uid(), meta.gid()), (0, daemon), "folder {d}: root:daemon");
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (0, daemon),
+                "folder {d}: root:daemon"
+            );
         }
         let secrets = fx.server_path(dirs[dirs.len() - 1]);
         for (key, bytes) in &p.files {
             let file = secrets.join(key);
             let meta = fs::metadata(&file).unwrap();
             assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o640, daemon), "{key}");
-            assert_eq!(cat_as("daemon", &file), (true, bytes.clone()), "daemon reads {key}");
+            assert_eq!(
+                cat_as("daemon", &file),
+                (true, bytes.clone()),
+                "daemon reads {key}"
+            );
             let (ok, out) = cat_as("nobody", &file);
             assert!(!ok && out.is_empty(), "nobody read {}", file.display());
         }
@@ -190,15 +213,26 @@ fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
     // Files no key maps to are listed, and are not drift.
     let status = fx.envsync(["status"]);
     status.expect(0);
-    assert!(status.stdout.contains("; unmanaged: README, extra.txt"), "{}", status.stdout);
-    assert_eq!(status_json(&fx, 0)["unmanaged"], serde_json::json!(["README", "extra.txt"]));
+    assert!(
+        status.stdout.contains("; unmanaged: README, extra.txt"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        status_json(&fx, 0)["unmanaged"],
+        serde_json::json!(["README", "extra.txt"])
+    );
     fx.envsync(["diff"]).expect(0);
     // Editing one of them is still no drift, and encrypt does not take it into the .enc.
     common::write_file(&dir.join("extra.txt"), b"kept, edited\n");
     fx.envsync(["status"]).expect(0);
     let enc = fs::read(fx.repo_path(ENC)).unwrap();
     fx.envsync(["encrypt"]).expect(0);
-    assert_eq!(fs::read(fx.repo_path(ENC)).unwrap(), enc, "encrypt touched the .enc");
+    assert_eq!(
+        fs::read(fx.repo_path(ENC)).unwrap(),
+        enc,
+        "encrypt touched the .enc"
+    );
 
     common::sops_unset(&fx.repo_path(ENC), "API_TOKEN");
     let status = fx.envsync(["status"]);
@@ -207,7 +241,14 @@ fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
     fx.envsync(["decrypt"]).expect(0);
     assert_eq!(
         common::names_in(&dir),
-        ["DB_PASSWORD", "EMPTY", "MULTI", "README", "UNICODE", "extra.txt"],
+        [
+            "DB_PASSWORD",
+            "EMPTY",
+            "MULTI",
+            "README",
+            "UNICODE",
+            "extra.txt"
+        ],
         "API_TOKEN's file is gone, the others stay"
     );
     for (key, bytes) in p.files.iter().filter(|(k, _)| **k != "API_TOKEN") {
@@ -217,9 +258,16 @@ fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
     assert_eq!(fs::read(dir.join("extra.txt")).unwrap(), b"kept, edited\n");
     let status = fx.envsync(["status"]);
     status.expect(0);
-    assert!(status.stdout.contains("in-sync") && status.stdout.contains("unmanaged: README, extra.txt"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("in-sync") && status.stdout.contains("unmanaged: README, extra.txt"),
+        "{}",
+        status.stdout
+    );
     let entry = status_json(&fx, 0);
-    assert_eq!(entry["unmanaged"], serde_json::json!(["README", "extra.txt"]));
+    assert_eq!(
+        entry["unmanaged"],
+        serde_json::json!(["README", "extra.txt"])
+    );
     assert_eq!(entry["state"], "in-sync");
     assert_second_decrypt_is_a_no_op(&fx);
 }
@@ -244,11 +292,19 @@ fn editing_one_file_then_encrypt_changes_exactly_that_keys_line() {
     let expected = format!("DB_PASSWORD: changed (len {old_len} → {})", rotated.len());
     assert!(diff.stdout.contains(&expected), "{}", diff.stdout);
     for key in ["MULTI", "UNICODE", "EMPTY", "API_TOKEN", "unrelated"] {
-        assert!(!diff.stdout.contains(key), "diff names {key}:\n{}", diff.stdout);
+        assert!(
+            !diff.stdout.contains(key),
+            "diff names {key}:\n{}",
+            diff.stdout
+        );
     }
     let status = fx.envsync(["status"]);
     status.expect(1);
-    assert!(status.stdout.contains("server-changed"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("server-changed"),
+        "{}",
+        status.stdout
+    );
 
     // sops_lastmodified has a one-second resolution: make sure it moves.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -265,14 +321,25 @@ fn editing_one_file_then_encrypt_changes_exactly_that_keys_line() {
             key_of(a)
         })
         .collect();
-    assert_eq!(changed, ["DB_PASSWORD", "sops_lastmodified", "sops_mac"], "{after}");
-    assert!(!after.contains("unrelated") && !after.contains("NOT_A_KEY"), "{after}");
+    assert_eq!(
+        changed,
+        ["DB_PASSWORD", "sops_lastmodified", "sops_mac"],
+        "{after}"
+    );
+    assert!(
+        !after.contains("unrelated") && !after.contains("NOT_A_KEY"),
+        "{after}"
+    );
 
     let expected = p.text.replace(
         std::str::from_utf8(&p.files["DB_PASSWORD"]).unwrap(),
         &rotated,
     );
-    assert_eq!(fx.sops_decrypt(ENC, "dotenv"), expected.as_bytes(), "sops -d reads it");
+    assert_eq!(
+        fx.sops_decrypt(ENC, "dotenv"),
+        expected.as_bytes(),
+        "sops -d reads it"
+    );
     fx.envsync(["status"]).expect(0);
     assert_second_decrypt_is_a_no_op(&fx);
 }
@@ -290,6 +357,47 @@ fn a_deleted_key_file_is_dropped_from_the_enc_by_encrypt() {
     fx.envsync(["status"]).expect(0);
 }
 
+/// All files of a run are one batch, removals included: a key file that cannot be removed
+/// (`chattr +i`) undoes the run's other key file and the other entry's file.
+#[test]
+fn a_removal_that_fails_undoes_the_whole_run() {
+    let fx = Fixture::new();
+    fx.sops_encrypt(ENC, plain().text.as_bytes(), "dotenv");
+    fx.sops_encrypt("web/.env.enc", b"W=old\n", "dotenv");
+    let web = Fixture::entry("web/.env.enc", "web/.env");
+    fx.manifest(&[files_entry(ENC, SERVER, ""), web]);
+    fx.envsync(["decrypt"]).expect(0);
+    common::sops_unset(&fx.repo_path(ENC), "API_TOKEN");
+    common::sops_set(&fx.repo_path(ENC), "UNICODE", "new unicode");
+    common::sops_set(&fx.repo_path("web/.env.enc"), "W", "new");
+    let before = common::snapshot(&fx.server);
+    let token = folder(&fx).join("API_TOKEN");
+    let chattr = |flag: &str| {
+        let status = Command::new(common::tool("chattr"))
+            .arg(flag)
+            .arg(&token)
+            .status();
+        assert!(status.unwrap().success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let run = fx.envsync(["decrypt"]);
+    chattr("-i");
+    run.expect(2);
+    assert!(run.stderr.contains("API_TOKEN"), "{}", run.stderr);
+    assert_eq!(
+        common::snapshot(&fx.server),
+        before,
+        "a part of the run stayed"
+    );
+    fx.envsync(["decrypt"]).expect(0);
+    assert!(!token.exists());
+    assert_eq!(
+        fs::read(folder(&fx).join("UNICODE")).unwrap(),
+        b"new unicode"
+    );
+    assert_eq!(fs::read(fx.server_path("web/.env")).unwrap(), b"W=new\n");
+}
+
 #[test]
 fn bad_files_entries_are_refused_and_write_nothing() {
     let base = |extra: &str| files_entry(ENC, SERVER, extra);
@@ -297,13 +405,33 @@ fn bad_files_entries_are_refused_and_write_nothing() {
     let cases = [
         ("plain", base("plain = true\n"), "plain = true"),
         ("in-place", base("write = \"in-place\"\n"), "in-place"),
-        ("as = dir", Fixture::entry(ENC, SERVER) + "as = \"dir\"\n", "`as`"),
-        ("names without as", Fixture::entry(ENC, SERVER) + "names = \"lower\"\n", "`names`"),
+        (
+            "as = dir",
+            Fixture::entry(ENC, SERVER) + "as = \"dir\"\n",
+            "`as`",
+        ),
+        (
+            "names without as",
+            Fixture::entry(ENC, SERVER) + "names = \"lower\"\n",
+            "`names`",
+        ),
         ("names = upper", base("names = \"upper\"\n"), "`names`"),
         ("releases = 0", base("releases = 0\n"), "`releases`"),
-        ("releases without as", Fixture::entry(ENC, SERVER) + "releases = 2\n", "`releases`"),
-        ("verify without releases", base("verify = [\"true\"]\n"), "`verify`"),
-        ("binary .enc", files_entry("app/blob.enc", SERVER, ""), "blob.enc"),
+        (
+            "releases without as",
+            Fixture::entry(ENC, SERVER) + "releases = 2\n",
+            "`releases`",
+        ),
+        (
+            "verify without releases",
+            base("verify = [\"true\"]\n"),
+            "`verify`",
+        ),
+        (
+            "binary .enc",
+            files_entry("app/blob.enc", SERVER, ""),
+            "blob.enc",
+        ),
     ];
     for (what, entry, named) in cases {
         let fx = Fixture::new();
@@ -314,6 +442,10 @@ fn bad_files_entries_are_refused_and_write_nothing() {
         let run = fx.envsync(["decrypt"]);
         assert_eq!(run.code, 2, "{what}: {run:?}");
         assert!(run.stderr.contains(named), "{what}: {}", run.stderr);
-        assert_eq!(common::snapshot(&fx.server), before, "{what}: something was written");
+        assert_eq!(
+            common::snapshot(&fx.server),
+            before,
+            "{what}: something was written"
+        );
     }
 }

@@ -4,8 +4,11 @@
 //! sops) and must never see a missing file or a partial or mixed release. `envsync
 //! rollback`, the rolled-back state, and `verify` failing (nothing written) or passing.
 
+#![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,20 +33,19 @@ fn value(generation: usize, key: &str) -> Vec<u8> {
 
 /// Generations 0, 1 and 3 set every key; generation 2 only changes A (`sops set`).
 fn generations() -> Vec<Generation> {
-    let all = |g| KEYS.iter().map(|k| (*k, value(g, k))).collect::<Generation>();
+    let all = |g| {
+        KEYS.iter()
+            .map(|k| (*k, value(g, k)))
+            .collect::<Generation>()
+    };
     let mut two = all(1);
     two.insert("A", value(2, "A"));
     vec![all(0), all(1), two, all(3)]
 }
 
 fn dotenv(generation: &Generation) -> Vec<u8> {
-    let mut text = Vec::new();
-    for (key, value) in generation {
-        text.extend_from_slice(format!("{key}=").as_bytes());
-        text.extend_from_slice(value);
-        text.push(b'\n');
-    }
-    text
+    let line = |(key, value): (&&str, &Vec<u8>)| [key.as_bytes(), b"=", value, b"\n"].concat();
+    generation.iter().flat_map(line).collect()
 }
 
 /// Makes the repo hold generation `g` with real sops (a full re-encrypt, or `sops set`).
@@ -59,7 +61,7 @@ fn rotate(fx: &Fixture, gens: &[Generation], g: usize) {
 
 fn entry(extra: &str) -> String {
     format!(
-        "{}as = \"files\"\ndir_mode = \"0750\"\n{extra}",
+        "{}as = \"files\"\ndir_mode = \"0750\"\ngroup = \"daemon\"\n{extra}",
         Fixture::entry(ENC, SERVER)
     )
 }
@@ -86,6 +88,15 @@ fn current_stamp(fx: &Fixture) -> String {
     stamp.to_string()
 }
 
+fn daemon_gid() -> u32 {
+    let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// `date -u` in the release stamp format.
 fn utc_now() -> String {
     let out = Command::new("date")
@@ -95,17 +106,38 @@ fn utc_now() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The release `current` points at holds exactly `generation`, in a `dir_mode` folder.
+/// The release `stamp` holds exactly `generation`, in a `dir_mode` folder of group daemon
+/// (as its files); `current` reads the same.
 fn assert_release(fx: &Fixture, stamp: &str, generation: &Generation) {
     let dir = fx.server_path(&format!("{SERVER}/releases/{stamp}"));
     let keys: Vec<&str> = generation.keys().copied().collect();
     assert_eq!(common::names_in(&dir), keys, "release {stamp} is complete");
     for (key, bytes) in generation {
         assert!(fs::read(dir.join(key)).unwrap() == *bytes, "{stamp}/{key}");
-        assert!(fs::read(current(fx).join(key)).unwrap() == *bytes, "current/{key}");
+        assert!(
+            fs::read(current(fx).join(key)).unwrap() == *bytes,
+            "current/{key}"
+        );
         assert_eq!(common::mode_of(&dir.join(key)), 0o600);
+        assert_eq!(
+            fs::metadata(dir.join(key)).unwrap().gid(),
+            daemon_gid(),
+            "{key}"
+        );
     }
-    assert_eq!(common::mode_of(&dir), 0o750, "release folder mode = dir_mode");
+    for d in [&dir, &dir.parent().unwrap().to_path_buf()] {
+        assert_eq!(
+            fs::metadata(d).unwrap().gid(),
+            daemon_gid(),
+            "{}",
+            d.display()
+        );
+    }
+    assert_eq!(
+        common::mode_of(&dir),
+        0o750,
+        "release folder mode = dir_mode"
+    );
 }
 
 /// What the reader thread found.
@@ -203,10 +235,7 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
             assert_release(&fx, &stamp, &gens[g]);
             let kept = stamps[stamps.len().saturating_sub(2)..].to_vec();
             assert_eq!(releases(&fx), kept, "after rotation {g}: the two newest");
-            let status = fx.envsync(["status", "--json"]);
-            status.expect(0);
-            let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-            assert_eq!(doc["entries"][0]["release"], stamp.as_str());
+            assert_eq!(status_entry(&fx, 0)["release"], stamp.as_str());
             // Let the reader see this generation before the next one.
             let start = Instant::now();
             while !seen.lock().unwrap().generations.contains(&g) {
@@ -217,10 +246,17 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
         stop.store(true, Ordering::Relaxed);
     });
     let seen = seen.into_inner().unwrap();
-    assert!(seen.failures.is_empty(), "readers saw: {:#?}", seen.failures);
+    assert!(
+        seen.failures.is_empty(),
+        "readers saw: {:#?}",
+        seen.failures
+    );
     assert_eq!(seen.generations, BTreeSet::from([0, 1, 2, 3]));
     assert!(seen.reads > 10, "only {} reads", seen.reads);
-    assert_eq!(common::mode_of(&fx.server_path(&format!("{SERVER}/releases"))), 0o750);
+    assert_eq!(
+        common::mode_of(&fx.server_path(&format!("{SERVER}/releases"))),
+        0o750
+    );
 }
 
 fn status_entry(fx: &Fixture, code: i32) -> serde_json::Value {
@@ -252,24 +288,38 @@ fn rollback_points_current_back_and_decrypt_refuses_until_forced() {
         let (server, repo) = (common::snapshot(&fx.server), common::snapshot(&fx.repo));
         let out = fx.envsync(run);
         out.expect(code);
-        assert_eq!(common::snapshot(&fx.server), server, "{what} changed the server");
+        assert_eq!(
+            common::snapshot(&fx.server),
+            server,
+            "{what} changed the server"
+        );
         assert_eq!(common::snapshot(&fx.repo), repo, "{what} changed the repo");
         out
     };
     let dry = unchanged("rollback -n", &["rollback", ENC, "--dry-run"], 0);
-    assert!(dry.stdout.contains(&format!("releases/{}", s[1])), "{dry:?}");
+    assert!(
+        dry.stdout.contains(&format!("releases/{}", s[1])),
+        "{dry:?}"
+    );
     assert_eq!(current_stamp(&fx), s[2]);
 
     let run = fx.envsync(["rollback", ENC]);
     run.expect(0);
-    let said = format!("rolled back {SERVER}: current → releases/{} (was releases/{})", s[1], s[2]);
+    let said = format!(
+        "rolled back {SERVER}: current → releases/{} (was releases/{})",
+        s[1], s[2]
+    );
     assert!(run.stderr.contains(&said), "{}", run.stderr);
     assert_eq!(current_stamp(&fx), s[1]);
     assert_release(&fx, &s[1], &gens[1]);
     assert_eq!(releases(&fx), s, "a rollback removes no release");
     let status = fx.envsync(["status"]);
     status.expect(1);
-    assert!(status.stdout.contains(&format!("rolled back to {}", s[1])), "{}", status.stdout);
+    assert!(
+        status.stdout.contains(&format!("rolled back to {}", s[1])),
+        "{}",
+        status.stdout
+    );
     let entry = status_entry(&fx, 1);
     assert_eq!(entry["rolled_back_to"], s[1].as_str());
     assert_eq!(entry["release"], s[1].as_str());
@@ -283,10 +333,11 @@ fn rollback_points_current_back_and_decrypt_refuses_until_forced() {
     assert_eq!(current_stamp(&fx), s[0]);
     assert_release(&fx, &s[0], &gens[0]);
     assert_eq!(status_entry(&fx, 1)["rolled_back_to"], s[0].as_str());
-    let unknown = unchanged("--to unknown", &["rollback", ENC, "--to", "20000101T000000Z"], 2);
-    assert!(unknown.stderr.contains("20000101T000000Z"), "{}", unknown.stderr);
+    let unknown = ["rollback", ENC, "--to", "20000101T000000Z"];
+    let unknown = unchanged("--to unknown", &unknown, 2);
+    assert!(unknown.stderr.contains("20000101T000000Z"), "{unknown:?}");
     unchanged("rollback past the oldest", &["rollback", ENC], 2);
-    unchanged("rollback without releases", &["rollback", "plain/.env.enc"], 2);
+    unchanged("no releases", &["rollback", "plain/.env.enc"], 2);
 
     fx.envsync(["decrypt", "--force"]).expect(0);
     let new = current_stamp(&fx);
@@ -294,7 +345,10 @@ fn rollback_points_current_back_and_decrypt_refuses_until_forced() {
     assert_release(&fx, &new, &gens[2]);
     let entry = status_entry(&fx, 0);
     assert_eq!(entry["state"], "in-sync");
-    assert!(entry.get("rolled_back_to").is_none_or(|v| v.is_null()), "{entry}");
+    assert!(
+        entry.get("rolled_back_to").is_none_or(|v| v.is_null()),
+        "{entry}"
+    );
     let left = releases(&fx);
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(left.contains(&new), "{left:?}");
@@ -313,22 +367,47 @@ fn a_failing_verify_writes_nothing_from_the_run() {
     rotate(&fx, &gens, 1);
     common::sops_set(&fx.repo_path("other/.env.enc"), "OTHER", "new");
     for (verify, shown) in [
-        ("[\"sh\", \"-c\", \"echo said-$((6*7)); exit 1\"]", "echo said-$((6*7)); exit 1"),
+        (
+            "[\"sh\", \"-c\", \"echo said-$((6*7)); exit 1\"]",
+            "echo said-$((6*7)); exit 1",
+        ),
         ("[\"false\"]", "`false`"),
     ] {
-        fx.manifest(&[entry(&format!("releases = 2\nverify = {verify}\n")), other.clone()]);
+        fx.manifest(&[
+            entry(&format!("releases = 2\nverify = {verify}\n")),
+            other.clone(),
+        ]);
         let before = common::snapshot(&fx.server);
         let run = fx.envsync(["decrypt"]);
         run.expect(2);
-        let error = run.stderr.lines().find(|l| l.contains("error")).unwrap_or_default();
-        assert!(error.contains(shown), "the error names the verify command:\n{}", run.stderr);
+        let error = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("error"))
+            .unwrap_or_default();
+        assert!(
+            error.contains(shown),
+            "the error names the verify command:\n{}",
+            run.stderr
+        );
         if verify.contains("said") {
-            assert!(run.stderr.contains("said-42"), "its output is shown:\n{}", run.stderr);
+            assert!(
+                run.stderr.contains("said-42"),
+                "its output is shown:\n{}",
+                run.stderr
+            );
         }
-        assert_eq!(common::snapshot(&fx.server), before, "verify {verify}: something written");
+        assert_eq!(
+            common::snapshot(&fx.server),
+            before,
+            "verify {verify}: something written"
+        );
         assert_eq!(current_stamp(&fx), stamp);
-        assert_eq!(releases(&fx), [stamp.clone()]);
-        assert_eq!(fs::read(fx.server_path("other/.env")).unwrap(), b"OTHER=old\n");
+        assert_eq!(releases(&fx), std::slice::from_ref(&stamp));
+        assert_eq!(
+            fs::read(fx.server_path("other/.env")).unwrap(),
+            b"OTHER=old\n"
+        );
         fx.envsync(["status"]).expect(1);
     }
 }
@@ -356,11 +435,19 @@ fn a_passing_verify_sees_the_complete_new_release_before_the_switch() {
     let new = current_stamp(&fx);
     assert_ne!(new, old);
     let read = |name: &str| fs::read_to_string(out.join(name)).unwrap();
-    let release = fx.server.canonicalize().unwrap().join(SERVER).join("releases").join(&new);
+    let root = fx.server.canonicalize().unwrap();
+    let release = root.join(format!("{SERVER}/releases/{new}"));
     assert_eq!(read("release").trim_end(), release.to_str().unwrap());
-    assert_eq!(read("cwd").trim_end(), fx.server.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(read("cwd").trim_end(), root.to_str().unwrap());
     assert_eq!(read("list"), "A\nB\nC\n");
-    assert!(read("A").as_bytes() == gens[1]["A"], "verify read a partial A");
-    assert_eq!(read("link").trim_end(), format!("releases/{old}"), "switched before verify");
+    assert!(
+        read("A").as_bytes() == gens[1]["A"],
+        "verify read a partial A"
+    );
+    assert_eq!(
+        read("link").trim_end(),
+        format!("releases/{old}"),
+        "switched before verify"
+    );
     assert_release(&fx, &new, &gens[1]);
 }
