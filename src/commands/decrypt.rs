@@ -8,6 +8,11 @@
 //! in place for `write = "in-place"`), every mode fix, then the sync records; a failure
 //! anywhere puts everything back.
 //!
+//! An `as = "files"` entry becomes batch steps on its folder ([`FolderPlan`]): key files
+//! written, removed or fixed, or with `releases` a whole new release, applied and checked by
+//! its `verify` before anything else, then `current` switched with the rest of the batch.
+//! Old releases are pruned and `on_change` commands run only once everything is durable.
+//!
 //! A large binary `.enc` with no server file yet is decrypted as a stream from its file
 //! ([`crate::sync::large`]) instead of being read whole first; it is authenticated in the
 //! same step as every other entry, and written in the same batch.
@@ -74,7 +79,10 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     let folders = collect(
         steps
             .iter()
-            .map(|s| FolderPlan::new(s.sides, s.decision, plaintext(s)))
+            .map(|s| {
+                let in_sync = s.analysis.state == State::InSync;
+                FolderPlan::new(s.sides, s.decision, in_sync, plaintext(s))
+            })
             .collect(),
     )?;
     let changed = changed_entries(&steps, &folders, &streamed);

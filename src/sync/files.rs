@@ -202,6 +202,11 @@ pub(crate) fn read(
         .filter(|n| !n.starts_with(TEMP_PREFIX) && !names.contains(n))
         .collect();
     side.dir = Some(dir);
+    // A folder holding none of the key files (made by hand, or by `docker compose`) is a
+    // server that has not been written yet, not an edit that emptied it.
+    if side.files.is_empty() {
+        return Ok((side, None));
+    }
     let whole = side.as_one_file(entry, &folder);
     Ok((side, Some(whole)))
 }
