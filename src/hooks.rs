@@ -10,8 +10,20 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustix::fs::Mode;
+use rustix::process::umask;
 
 use crate::manifest::Entry;
+
+/// The umask envsync was started with (envsync itself runs under 0o077). A command runs
+/// with the caller's: `docker compose` should create files as it would from the shell.
+static CALLER_UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+pub(crate) fn remember_umask(mask: u32) {
+    CALLER_UMASK.store(mask, Ordering::Relaxed);
+}
 
 /// Variables that hold key material: never passed on.
 const SECRET_VARIABLES: &[&str] = &["SOPS_AGE_KEY"];
@@ -58,8 +70,14 @@ pub(crate) fn run(argv: &[String], cwd: &Path, extra: &[(&str, OsString)]) -> Re
     for (name, value) in extra {
         command.env(name, value);
     }
-    let status = command
-        .status()
+    // The child takes the umask at fork: the caller's is set around the spawn only. No
+    // file is created meanwhile (every write of the run is done, or staged with an explicit
+    // mode, before a command runs).
+    let own = umask(Mode::from_raw_mode(CALLER_UMASK.load(Ordering::Relaxed)));
+    let child = command.spawn();
+    umask(own);
+    let status = child
+        .and_then(|mut child| child.wait())
         .map_err(|e| failed(format!("could not be started ({e})")))?;
     if status.success() {
         return Ok(());

@@ -94,5 +94,6 @@ pub fn harden_process() {
             maximum: Some(0),
         },
     );
-    umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let caller = umask(rustix::fs::Mode::from_raw_mode(0o077));
+    hooks::remember_umask(caller.bits());
 }

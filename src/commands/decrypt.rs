@@ -8,6 +8,11 @@
 //! in place for `write = "in-place"`), every mode fix, then the sync records; a failure
 //! anywhere puts everything back.
 //!
+//! An `as = "files"` entry becomes batch steps on its folder ([`FolderPlan`]): key files
+//! written, removed or fixed, or with `releases` a whole new release, applied and checked by
+//! its `verify` before anything else, then `current` switched with the rest of the batch.
+//! Old releases are pruned and `on_change` commands run only once everything is durable.
+//!
 //! A large binary `.enc` with no server file yet is decrypted as a stream from its file
 //! ([`crate::sync::large`]) instead of being read whole first; it is authenticated in the
 //! same step as every other entry, and written in the same batch.
@@ -74,7 +79,10 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     let folders = collect(
         steps
             .iter()
-            .map(|s| FolderPlan::new(s.sides, s.decision, plaintext(s)))
+            .map(|s| {
+                let in_sync = s.analysis.state == State::InSync;
+                FolderPlan::new(s.sides, s.decision, in_sync, plaintext(s))
+            })
             .collect(),
     )?;
     let changed = changed_entries(&steps, &folders, &streamed);
@@ -324,7 +332,12 @@ fn report(
             let mut changes = Vec::new();
             if dry_run {
                 if let (Some(new), Decision::Update) = (plaintext(step), step.decision) {
-                    let old = step.sides.server.as_ref().map(|s| s.bytes.expose());
+                    // As judged: a files folder laid out like the `.enc`.
+                    let old = (step.analysis.server.as_ref().map(|s| s.expose())).or(step
+                        .sides
+                        .server
+                        .as_ref()
+                        .map(|s| s.bytes.expose()));
                     changes = plan_changes(step.sides.codec, old.unwrap_or_default(), new.expose());
                 }
                 if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {

@@ -19,6 +19,7 @@ use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::decision::{Decision, Direction};
+use crate::sync::files::rollback_mark;
 use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
 pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<ExitStatus, Error> {
@@ -126,6 +127,14 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
     #[allow(clippy::needless_late_init)]
     let records: Vec<RecordWrite<'_>>;
+    let marks: Vec<(String, crate::fs::Stamp)> = steps
+        .iter()
+        .filter(|s| s.decision.writes())
+        .filter_map(|s| {
+            let (_, stamp) = s.sides.folder.as_ref()?.rolled_back.as_ref()?;
+            Some((rollback_mark(s.sides.entry), *stamp))
+        })
+        .collect();
     let mut batch = ctx.writer.batch();
     batch.apply(&ops)?;
     // The records: the .enc as this sync left it, and the server file it was made from.
@@ -143,7 +152,14 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
             s.sides.record_write(server, enc, || enc_digest(enc))
         })
         .collect();
-    batch.apply(&record_ops(manifest, &records))?;
+    let mut state_ops = record_ops(manifest, &records);
+    // A rolled-back release written into the repo is the repo's version now: the mark goes.
+    state_ops.extend(marks.iter().map(|(relative, stamp)| crate::fs::Op::Remove {
+        base: &manifest.state_dir,
+        relative,
+        expect: *stamp,
+    }));
+    batch.apply(&state_ops)?;
     batch.finish()?;
     Ok(())
 }

@@ -128,7 +128,6 @@ pub(crate) fn on_change(ctx: &Context, changed: &[&Entry], no_hooks: bool) -> Re
         let changed = list.join(&OsString::from("\n"));
         printer.info(Style::Plain, &format!("on_change {}", shown(argv)));
         if let Err(failed) = hooks::run(argv, root, &[("ENVSYNC_CHANGED", changed)]) {
-            printer.warn(&format!("on_change `{}` {}", failed.command, failed.how));
             failures.push(failed);
         }
     }

@@ -6,6 +6,8 @@
 //! (or `encrypt`) refuses the entry until `--force` says which side wins. Nothing is
 //! decrypted: no identity is needed.
 
+use serde::Serialize;
+
 use super::Context;
 use crate::cli::Selection;
 use crate::error::Error;
@@ -15,6 +17,24 @@ use crate::manifest::Entry;
 use crate::output::Style;
 use crate::sync::files::{current_link, rollback_mark};
 use crate::sync::{Sides, STATE_PERMS};
+
+/// `--json`: `{"version": 1, "command": "rollback", "dry_run": bool, "entries": [{"repo",
+/// "server", "from", "to"}]}`, `from` and `to` being release names.
+#[derive(Serialize)]
+struct Report<'a> {
+    version: u32,
+    command: &'static str,
+    dry_run: bool,
+    entries: Vec<Switched<'a>>,
+}
+
+#[derive(Serialize)]
+struct Switched<'a> {
+    repo: &'a str,
+    server: &'a str,
+    from: &'a str,
+    to: &'a str,
+}
 
 /// One entry's rollback: from the release `current` names to `target`.
 struct Switch<'s> {
@@ -70,8 +90,25 @@ pub(crate) fn run(
         )
     };
     let changed: Vec<&Entry> = switches.iter().map(|s| s.entry).collect();
+    let json = || Report {
+        version: 1,
+        command: "rollback",
+        dry_run,
+        entries: switches
+            .iter()
+            .map(|s| Switched {
+                repo: &s.entry.repo,
+                server: &s.entry.server,
+                from: &s.from,
+                to: &s.target,
+            })
+            .collect(),
+    };
     if dry_run {
-        for s in &switches {
+        if printer.json {
+            printer.json(&serde_json::to_value(json()).unwrap_or_default());
+        }
+        for s in switches.iter().filter(|_| !printer.json) {
             printer.data(Style::Changed, &say(s));
         }
         super::hooks::list(ctx, &changed, no_hooks);
@@ -103,6 +140,9 @@ pub(crate) fn run(
     batch.finish()?;
     for s in &switches {
         printer.info(Style::Changed, &say(s));
+    }
+    if printer.json {
+        printer.json(&serde_json::to_value(json()).unwrap_or_default());
     }
     drop(lock);
     super::hooks::on_change(ctx, &changed, no_hooks)?;

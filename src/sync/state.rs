@@ -172,7 +172,12 @@ impl Sides<'_> {
         };
         // A rollback is on purpose: until it is undone (or the repo catches up with it), it
         // is neither side's unsynced edit.
-        let rolled_back = (self.folder.as_ref()).is_some_and(|f| f.rolled_back.is_some());
+        // The mark counts while `current` is still where the rollback put it.
+        let rolled_back = (self.folder.as_ref()).is_some_and(|f| {
+            f.rolled_back
+                .as_ref()
+                .is_some_and(|(to, _)| f.release.as_ref() == Some(to))
+        });
         let state = if rolled_back && matches!(state, State::ServerChanged | State::Conflict) {
             State::RolledBack
         } else {

@@ -38,7 +38,7 @@ pub(crate) struct FolderPlan<'s> {
     /// `current` as the plan saw it.
     link_before: Option<&'s str>,
     /// The rollback mark to clear (its path in the state folder and stamp).
-    clear_mark: Option<(String, Stamp)>,
+    pub(crate) clear_mark: Option<(String, Stamp)>,
     /// The folder the key files are in after the run, and their names: the record's stamp.
     pub(crate) dir: String,
     pub(crate) names: Vec<String>,
@@ -55,9 +55,11 @@ fn drifts(entry: &Entry, file: &Existing) -> bool {
 impl<'s> FolderPlan<'s> {
     /// The plan for `sides` (a files entry) under `decision`, writing `plaintext` (the
     /// decrypted `.enc`); `None` when the entry is not a files entry or nothing is done.
+    /// A rollback mark goes when the entry is written, or found in sync (rolled forward).
     pub(crate) fn new(
         sides: &'s Sides<'_>,
         decision: Decision,
+        in_sync: bool,
         plaintext: Option<&SecretBytes>,
     ) -> Result<Option<Self>, Error> {
         let entry = sides.entry;
@@ -78,23 +80,24 @@ impl<'s> FolderPlan<'s> {
             changes_content: false,
         };
         let path = |dir: &str, f: &KeyFile| format!("{dir}/{}", f.name);
+        let mark = (folder.rolled_back.as_ref()).map(|(_, stamp)| (rollback_mark(entry), *stamp));
+        if in_sync {
+            plan.clear_mark.clone_from(&mark);
+        }
         if decision == Decision::FixPerms {
             for f in folder.files.iter().filter(|f| drifts(entry, &f.file)) {
                 plan.fixes.push((path(&current, f), &f.file));
             }
             return Ok(Some(plan));
         }
-        if !decision.writes() {
-            return Ok(None);
-        }
+        let plaintext = plaintext.filter(|_| decision.writes());
         let Some(plaintext) = plaintext else {
-            return Ok(None);
+            return Ok(plan.clear_mark.is_some().then_some(plan));
         };
         let pairs = pairs(entry, layout, plaintext.expose())?;
         plan.names = pairs.iter().map(|(_, name, _)| name.clone()).collect();
         plan.changes_content = true;
-        plan.clear_mark =
-            (folder.rolled_back.as_ref()).map(|(_, stamp)| (rollback_mark(entry), *stamp));
+        plan.clear_mark = mark;
         if layout.releases.is_some() {
             let name = new_release_name(&folder.releases);
             let dir = format!("{}/{name}", releases_dir(entry));
