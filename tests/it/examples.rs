@@ -602,12 +602,24 @@ fn releases_rotate_verify_rollback_prune() {
     status.expect(0);
     assert!(!status.stdout.contains("rolled back"), "{}", status.stdout);
 
-    // And `--to` goes back to a named release.
-    // And `--to` goes back to a named release, whose values `encrypt --force` then puts
-    // into the repo.
-    let run = fx.envsync(["rollback", HORADUS_ENC, "--to", &second, "--no-hooks"]);
+    // A third rotation, skipping the hook; rolled back by name, and the repo made to match
+    // the rolled-back release with `encrypt --force`.
+    let url3 = format!(
+        "postgres://horadus:{}@db:5432/horadus",
+        common::canary("db-password-3")
+    );
+    sops_set(&fx, HORADUS_ENC, "DATABASE_URL", &url3);
+    let run = fx.envsync(["decrypt", "--no-hooks"]);
     run.expect(0);
     assert!(!run.stderr.contains(HORADUS_HOOK), "{}", run.stderr);
+    let fourth = current(&fx);
+    assert_eq!(releases(&fx), [third.clone(), fourth.clone()]);
+    assert_eq!(
+        fs::read(secrets.join("current/database_url")).unwrap(),
+        url3.as_bytes()
+    );
+    fx.envsync(["rollback", HORADUS_ENC, "--to", &third])
+        .expect(0);
     assert_eq!(current(&fx), third);
     fx.envsync(["encrypt"]).expect(3);
     fx.envsync(["encrypt", "--force", HORADUS_ENC]).expect(0);
