@@ -29,7 +29,9 @@ const GROUP_TEST: &str = "group = \"daemon\"";
 /// the example may have left) and the demo key to `<temp>/demo/`, and returns a fixture whose
 /// repo is the copy and whose server is its `server` folder.
 fn example(name: &str) -> Fixture {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     let dir = tempfile::Builder::new()
         .prefix("envsync-example")
         .tempdir()
@@ -123,7 +125,10 @@ fn sops_edit(fx: &Fixture, command: &str, rel: &str, args: &[&str]) {
         .arg(rel)
         .args(args)
         .current_dir(&fx.repo)
-        .env("SOPS_AGE_KEY_FILE", fx.dir.path().join("demo/demo-age-key.txt"))
+        .env(
+            "SOPS_AGE_KEY_FILE",
+            fx.dir.path().join("demo/demo-age-key.txt"),
+        )
         .env_remove("SOPS_AGE_KEY")
         .output()
         .unwrap();
@@ -331,11 +336,18 @@ fn docker_secrets_rotations() {
     let before = fs::read(secrets.join("app_secret_key")).unwrap();
     let diff = fx.envsync(["diff"]);
     diff.expect(1);
-    assert!(diff.stdout.contains("POSTGRES_PASSWORD: changed"), "{}", diff.stdout);
+    assert!(
+        diff.stdout.contains("POSTGRES_PASSWORD: changed"),
+        "{}",
+        diff.stdout
+    );
     let run = fx.envsync(["decrypt"]);
     run.expect(0);
     assert_eq!(hook_ran(&run.stderr, DB_HOOK), 1, "{}", run.stderr);
-    assert_eq!(fs::read(secrets.join("postgres_password")).unwrap(), rotated.as_bytes());
+    assert_eq!(
+        fs::read(secrets.join("postgres_password")).unwrap(),
+        rotated.as_bytes()
+    );
     assert_eq!(fs::read(secrets.join("app_secret_key")).unwrap(), before);
     assert_key_files(&secrets, &sops_values(&fx, DB_ENC), 0o640);
 
@@ -383,7 +395,11 @@ fn docker_secrets_rotations() {
     );
     let status = fx.envsync(["status"]);
     status.expect(0);
-    assert!(status.stdout.contains("; unmanaged: notes.txt"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("; unmanaged: notes.txt"),
+        "{}",
+        status.stdout
+    );
 }
 
 /// Proves: the README's exit 4. A failing `on_change` (the real docker line failing) leaves
@@ -400,11 +416,20 @@ fn docker_secrets_failed_hook_is_exit_4() {
     let values = sops_values(&fx, DB_ENC);
     let run = fx.envsync(["decrypt"]);
     run.expect(4);
-    assert_eq!(hook_ran(&run.stderr, "docker compose failed"), 1, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, "docker compose failed"),
+        1,
+        "{}",
+        run.stderr
+    );
     assert_key_files(&fx.server_path("db/secrets"), &values, 0o640);
     let again = fx.envsync(["decrypt"]);
     again.expect(0);
-    assert!(!again.stderr.contains("docker compose failed"), "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("docker compose failed"),
+        "{}",
+        again.stderr
+    );
     fx.envsync(["status"]).expect(0);
 }
 
@@ -421,7 +446,10 @@ const HORADUS_HOOK: &str = "on_change: would recreate api worker beat for ";
 fn current(fx: &Fixture) -> String {
     let link = fx.server_path(HORADUS).join("current");
     assert!(
-        fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
         "current is a symlink"
     );
     let target = fs::read_link(&link).unwrap();
@@ -466,16 +494,26 @@ fn releases_first_decrypt_layout() {
     run.expect(0);
     assert!(run.stderr.contains("check-secrets: "), "{}", run.stderr);
     assert!(run.stderr.contains(" ok"), "verify ran: {}", run.stderr);
-    assert_eq!(hook_ran(&run.stderr, &horadus_hook(&fx)), 1, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, &horadus_hook(&fx)),
+        1,
+        "{}",
+        run.stderr
+    );
 
     let secrets = fx.server_path(HORADUS);
     assert_eq!(names_in(&secrets), ["current", "releases"]);
     let name = current(&fx);
-    assert_eq!(releases(&fx), [name.clone()]);
+    assert_eq!(releases(&fx), [name.as_str()]);
     let release = secrets.join("releases").join(&name);
     for dir in [secrets.join("releases"), release.clone()] {
         assert_dir(&dir, 0o750);
-        assert_eq!(fs::metadata(&dir).unwrap().gid(), daemon_gid(), "{}", dir.display());
+        assert_eq!(
+            fs::metadata(&dir).unwrap().gid(),
+            daemon_gid(),
+            "{}",
+            dir.display()
+        );
     }
     assert_key_files(&release, &values, 0o640);
     // Services read through `current`.
@@ -487,7 +525,7 @@ fn releases_first_decrypt_layout() {
     let again = fx.envsync(["decrypt"]);
     again.expect(0);
     assert!(!again.stderr.contains("on_change"), "{}", again.stderr);
-    assert_eq!(releases(&fx), [name.clone()]);
+    assert_eq!(releases(&fx), [name.as_str()]);
     assert_eq!(current(&fx), name);
     fx.envsync(["status"]).expect(0);
 }
@@ -502,7 +540,9 @@ fn releases_first_decrypt_layout() {
 ///   (exit 3, naming `envsync decrypt --force horadus/.env.enc`), and no earlier release or
 ///   an unknown `--to` is exit 2 with nothing changed;
 /// - `decrypt --force`: a third release from the repo, `releases = 2` prunes the first, the
-///   mark is gone (status 0).
+///   mark is gone (status 0);
+/// - a fourth release with `--no-hooks` (no hook output), `rollback --to` the third, then
+///   `encrypt` refuses (3) and `encrypt --force` puts the rolled-back values into the `.enc`.
 #[test]
 fn releases_rotate_verify_rollback_prune() {
     let fx = example("releases");
@@ -525,7 +565,10 @@ fn releases_rotate_verify_rollback_prune() {
         run.stderr
     );
     assert!(!run.stderr.contains("on_change"), "{}", run.stderr);
-    assert!(snapshot(&fx.server) == before, "a failed verify wrote nothing");
+    assert!(
+        snapshot(&fx.server) == before,
+        "a failed verify wrote nothing"
+    );
     assert_eq!(current(&fx), first);
 
     // A good rotation.
@@ -536,7 +579,12 @@ fn releases_rotate_verify_rollback_prune() {
     assert_eq!(rotated["DATABASE_URL"], url.as_bytes());
     let run = fx.envsync(["decrypt"]);
     run.expect(0);
-    assert_eq!(hook_ran(&run.stderr, &horadus_hook(&fx)), 1, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, &horadus_hook(&fx)),
+        1,
+        "{}",
+        run.stderr
+    );
     let second = current(&fx);
     assert!(second > first, "{second} sorts after {first}");
     assert_eq!(releases(&fx), [first.clone(), second.clone()]);
@@ -560,11 +608,14 @@ fn releases_rotate_verify_rollback_prune() {
     assert_eq!(current(&fx), second);
     let run = fx.envsync(["rollback", HORADUS_ENC]);
     run.expect(0);
-    let said = format!(
-        "rolled back {HORADUS}: current → releases/{first} (was releases/{second})"
-    );
+    let said = format!("rolled back {HORADUS}: current → releases/{first} (was releases/{second})");
     assert!(run.stderr.contains(&said), "{}", run.stderr);
-    assert_eq!(hook_ran(&run.stderr, &horadus_hook(&fx)), 1, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, &horadus_hook(&fx)),
+        1,
+        "{}",
+        run.stderr
+    );
     assert_eq!(current(&fx), first);
     assert_eq!(
         fs::read(secrets.join("current/database_url")).unwrap(),
@@ -581,7 +632,12 @@ fn releases_rotate_verify_rollback_prune() {
     let json = fx.envsync(["status", "--json"]);
     json.expect(1);
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(parsed["entries"][0]["rolled_back_to"], first.as_str(), "{}", json.stdout);
+    assert_eq!(
+        parsed["entries"][0]["rolled_back_to"],
+        first.as_str(),
+        "{}",
+        json.stdout
+    );
 
     let before = snapshot(&fx.server);
     let refused = fx.envsync(["decrypt"]);
@@ -593,16 +649,27 @@ fn releases_rotate_verify_rollback_prune() {
         "{}",
         refused.stderr
     );
-    assert!(snapshot(&fx.server) == before, "a refused decrypt wrote nothing");
+    assert!(
+        snapshot(&fx.server) == before,
+        "a refused decrypt wrote nothing"
+    );
     fx.envsync(["rollback", HORADUS_ENC]).expect(2);
     fx.envsync(["rollback", HORADUS_ENC, "--to", "20000101T000000Z"])
         .expect(2);
-    assert!(snapshot(&fx.server) == before, "a failed rollback changed nothing");
+    assert!(
+        snapshot(&fx.server) == before,
+        "a failed rollback changed nothing"
+    );
 
     // The repo wins again: a third release, the first pruned.
     let run = fx.envsync(["decrypt", "--force", HORADUS_ENC]);
     run.expect(0);
-    assert_eq!(hook_ran(&run.stderr, &horadus_hook(&fx)), 1, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, &horadus_hook(&fx)),
+        1,
+        "{}",
+        run.stderr
+    );
     let third = current(&fx);
     assert!(third > second, "{third} sorts after {second}");
     assert_eq!(releases(&fx), [second.clone(), third.clone()]);
@@ -620,7 +687,12 @@ fn releases_rotate_verify_rollback_prune() {
     sops_set(&fx, HORADUS_ENC, "DATABASE_URL", &url3);
     let run = fx.envsync(["decrypt", "--no-hooks"]);
     run.expect(0);
-    assert_eq!(hook_ran(&run.stderr, &horadus_hook(&fx)), 0, "{}", run.stderr);
+    assert_eq!(
+        hook_ran(&run.stderr, &horadus_hook(&fx)),
+        0,
+        "{}",
+        run.stderr
+    );
     let fourth = current(&fx);
     // Both kept; not compared by name: within one second the pruned first stamp's name is
     // free again, and the fourth release may take it (sorting before the third).
@@ -647,7 +719,10 @@ fn releases_rotate_verify_rollback_prune() {
 #[test]
 fn examples_are_encrypted_to_the_demo_key() {
     let key = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_KEY)).unwrap();
-    assert!(key.starts_with("# THROWAWAY DEMO KEY"), "the demo key's header");
+    assert!(
+        key.starts_with("# THROWAWAY DEMO KEY"),
+        "the demo key's header"
+    );
     let public = key
         .lines()
         .find_map(|l| l.strip_prefix("# public key: "))
@@ -667,7 +742,10 @@ fn examples_are_encrypted_to_the_demo_key() {
         assert!(!sops_values(&fx, enc).is_empty());
         let manifest = fx.repo_path("secrets.toml");
         let text = fs::read_to_string(&manifest).unwrap();
-        assert!(text.contains("identity = \"../demo/demo-age-key.txt\""), "{name}");
+        assert!(
+            text.contains("identity = \"../demo/demo-age-key.txt\""),
+            "{name}"
+        );
         assert!(text.contains("root = \"server\""), "{name}");
     }
 }
