@@ -332,7 +332,12 @@ fn report(
             let mut changes = Vec::new();
             if dry_run {
                 if let (Some(new), Decision::Update) = (plaintext(step), step.decision) {
-                    let old = step.sides.server.as_ref().map(|s| s.bytes.expose());
+                    // As judged: a files folder laid out like the `.enc`.
+                    let old = (step.analysis.server.as_ref().map(|s| s.expose())).or(step
+                        .sides
+                        .server
+                        .as_ref()
+                        .map(|s| s.bytes.expose()));
                     changes = plan_changes(step.sides.codec, old.unwrap_or_default(), new.expose());
                 }
                 if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {

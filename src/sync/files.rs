@@ -441,6 +441,50 @@ mod tests {
         assert!(next == format!("{first}-2") || next > first, "{next}");
     }
 
+    fn side(files: &[(&str, &[u8])]) -> FolderSide {
+        let stamp = Stamp {
+            dev: 1,
+            ino: 2,
+            size: 0,
+            mtime: (0, 0),
+            ctime: (0, 0),
+        };
+        FolderSide {
+            files: files
+                .iter()
+                .map(|(key, value)| KeyFile {
+                    key: key.to_string(),
+                    name: key.to_lowercase(),
+                    file: Existing {
+                        bytes: SecretBytes::from(*value),
+                        mode: 0o600,
+                        uid: 0,
+                        gid: 0,
+                        stamp,
+                    },
+                })
+                .collect(),
+            ..FolderSide::default()
+        }
+    }
+
+    /// The folder reads as the `.enc` would hold it: the template's comments and order, a
+    /// key with no file left out, a key the template lacks (a file envsync owns from the
+    /// last sync) after it, and line feeds escaped as sops does.
+    #[test]
+    fn a_folder_reads_as_its_template_lays_it_out() {
+        let folder = side(&[("B", b"two\nlines"), ("A", b"1"), ("OLD", b"x")]);
+        let template = b"#top\nA=old\nGONE=z\n#mid\nB=old\n";
+        assert_eq!(
+            folder.plaintext(Some(template)).expose(),
+            b"#top\nA=1\n#mid\nB=two\\nlines\nOLD=x\n"
+        );
+        assert_eq!(
+            folder.plaintext(None).expose(),
+            b"B=two\\nlines\nA=1\nOLD=x\n"
+        );
+    }
+
     #[test]
     fn keys_of_an_encrypted_file_leave_metadata_out() {
         let enc = b"#ENC[AES256_GCM,data:x]\nA=ENC[AES256_GCM,data:y]\nB=ENC[z]\nsops_version=3.11.0\nsops_mac=ENC[m]\n";
