@@ -351,7 +351,9 @@ fn docker_secrets_rotations() {
     assert_eq!(fs::read(secrets.join("app_secret_key")).unwrap(), before);
     assert_key_files(&secrets, &sops_values(&fx, DB_ENC), 0o640);
 
-    // On the server: a new app secret key, written without a newline, then encrypt.
+    // On the server: a new app secret key, written without a newline, then encrypt (which
+    // does not add the operator's notes.txt: no key maps to it).
+    fs::write(secrets.join("notes.txt"), "not a secret\n").unwrap();
     let server_key = common::canary("app-secret-key");
     fs::write(secrets.join("app_secret_key"), &server_key).unwrap();
     fx.envsync(["status"]).expect(1);
@@ -380,7 +382,6 @@ fn docker_secrets_rotations() {
     fx.envsync(["status"]).expect(0);
 
     // A key dropped from the .enc: its file goes, a file of the operator's stays.
-    fs::write(secrets.join("notes.txt"), "not a secret\n").unwrap();
     sops_unset(&fx, DB_ENC, "APP_DB_PASSWORD");
     let run = fx.envsync(["decrypt"]);
     run.expect(0);
