@@ -10,7 +10,7 @@
 
 mod plan;
 
-pub(crate) use plan::FolderPlan;
+pub(crate) use plan::{FolderPlan, StagedReleases};
 
 use std::path::Path;
 
@@ -69,6 +69,30 @@ pub(crate) fn keys_in(dotenv_file: &[u8]) -> Vec<String> {
 /// The folder holding `releases/` and `current` is the entry's server path.
 pub(crate) fn releases_dir(entry: &Entry) -> String {
     format!("{}/releases", entry.server)
+}
+
+/// The temp name a new release is written under before it goes live.
+pub(crate) fn staging_name(release: &str) -> String {
+    format!("{TEMP_PREFIX}{release}.tmp")
+}
+
+/// Removes the staged releases a killed run left in `entry`'s `releases/` (run under the
+/// lock, before anything is planned to be written there).
+pub(crate) fn sweep_staged(manifest: &Manifest, entry: &Entry) {
+    let folder = manifest.server_root.join(releases_dir(entry));
+    let Ok(names) = std::fs::read_dir(&folder) else {
+        return;
+    };
+    for name in names.filter_map(Result::ok) {
+        let staged = name
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(".tmp"));
+        if staged && name.file_type().is_ok_and(|t| t.is_dir()) {
+            // Never follows a symlink inside what it removes.
+            let _ = std::fs::remove_dir_all(name.path());
+        }
+    }
 }
 
 pub(crate) fn current_link(entry: &Entry) -> String {
