@@ -26,8 +26,13 @@ fn releases(fx: &Fixture, extra: &str) {
 /// The release folders and anything else in `releases/`, sorted.
 fn listing(fx: &Fixture) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(fx.server_path("app/secrets/releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .expect("releases/ exists")
+        .map(|e| {
+            e.expect("a listing")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -35,13 +40,14 @@ fn listing(fx: &Fixture) -> Vec<String> {
 
 fn current(fx: &Fixture) -> String {
     fs::read_link(fx.server_path("app/secrets/current"))
-        .unwrap()
+        .expect("current is a symlink")
         .to_string_lossy()
         .into_owned()
 }
 
 fn value(fx: &Fixture, key: &str) -> String {
-    fs::read_to_string(fx.server_path(&format!("app/secrets/current/{key}"))).unwrap()
+    fs::read_to_string(fx.server_path(&format!("app/secrets/current/{key}")))
+        .expect("the key file reads through current")
 }
 
 /// The first release (TOKEN=one), then a pulled rotation (TOKEN=two) in the repo.
@@ -117,7 +123,8 @@ fn sigterm_while_a_release_is_verified_writes_nothing() {
     let fx = Fixture::new();
     let first = first_release_then_rotation(&fx);
     let records = fx.server_path(".envsync/records");
-    let record_before = fs::read_dir(&records).unwrap().count();
+    let count = |dir: &Path| fs::read_dir(dir).map_or(0, Iterator::count);
+    let record_before = count(&records);
     let snapshot_before = crate::common::snapshot(&fx.server);
     releases(
         &fx,
@@ -137,7 +144,7 @@ fn sigterm_while_a_release_is_verified_writes_nothing() {
         snapshot_before,
         "nothing of the run stays, the staged release included"
     );
-    assert_eq!(fs::read_dir(&records).unwrap().count(), record_before);
+    assert_eq!(count(&records), record_before);
     assert!(crate::writer::temps_under(&fx.server).is_empty());
 }
 
