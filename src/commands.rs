@@ -169,9 +169,10 @@ impl Context {
         let manifest = &self.settings.manifest;
         for entry in entries {
             if server_side && entry.files.is_some() {
-                // Inside the folder: key files' temps, and `current`'s.
+                // Inside the folder: key files' temps, and `current`'s; staged releases.
                 let inside = format!("{}/-", entry.server);
                 self.writer.sweep(&manifest.server_root, &inside);
+                crate::sync::files::sweep_staged(manifest, entry);
             } else if server_side {
                 self.writer.sweep(&manifest.server_root, &entry.server);
             } else {

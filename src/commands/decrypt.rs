@@ -32,7 +32,7 @@ use crate::manifest::Entry;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::decision::{Decision, Direction};
-use crate::sync::files::{self, FolderPlan};
+use crate::sync::files::{self, FolderPlan, StagedReleases};
 use crate::sync::large::LargeEntry;
 use crate::sync::state::State;
 use crate::sync::{backup_path, record_ops, Codec, RecordWrite, Sides, STATE_PERMS};
@@ -272,14 +272,20 @@ fn apply(
     // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
     #[allow(clippy::needless_late_init)]
     let records: Vec<RecordWrite<'_>>;
-    let mut batch = ctx.writer.batch();
+    // New releases first, under temp names: written, made durable and verified before
+    // anything else is applied. Until the run is complete they are removed on any way out
+    // (the main batch's undo renames a release back to its temp name first).
+    let _staged = StagedReleases::new(manifest, folders);
     let release_ops: Vec<Op<'_>> = (folders.iter().flatten())
         .flat_map(|p| p.release_ops(manifest))
         .collect();
     if !release_ops.is_empty() {
-        batch.apply(&release_ops)?;
+        let mut staging = ctx.writer.batch();
+        staging.apply(&release_ops)?;
         super::hooks::verify(ctx, folders)?;
+        staging.finish()?;
     }
+    let mut batch = ctx.writer.batch();
     // After the other files and the streamed ones: their stamps come back first, in order.
     ops.extend((folders.iter().flatten()).flat_map(|p| p.ops(manifest)));
     let mut written = batch.apply(&ops)?.into_iter();

@@ -21,7 +21,7 @@ pub(crate) fn verify(ctx: &Context, folders: &[Option<FolderPlan<'_>>]) -> Resul
             continue;
         };
         let Some(argv) = &layout.verify else { continue };
-        let folder = root.join(&release.dir);
+        let folder = clean(&root.join(&release.staging));
         ctx.settings.printer.info(
             Style::Plain,
             &format!(

@@ -66,6 +66,13 @@ pub(crate) enum Op<'a> {
         relative: &'a str,
         expect: Stamp,
     },
+    /// Rename `from` to `to` in the same folder, never over anything (a staged release
+    /// folder going live under its final name).
+    Rename {
+        base: &'a Path,
+        from: &'a str,
+        to: &'a str,
+    },
     /// Point the symlink `relative` at `target` (a release's `current`): a new link is made
     /// under a temp name and renamed over the old one, so a reader resolves the old target
     /// or the new one, never nothing. `before` is the target the plan saw (`None`: no link).
@@ -85,12 +92,23 @@ impl<'a> Op<'a> {
             Self::Perms { base, relative, .. }
             | Self::Remove { base, relative, .. }
             | Self::Link { base, relative, .. } => (base, relative),
+            Self::Rename { base, to, .. } => (base, to),
         }
     }
 
     fn check(&self) -> Result<(), FsError> {
         match *self {
             Self::Write(job) | Self::InPlace { job, .. } => check_unchanged(&job),
+            Self::Rename { base, from, to } => {
+                let (from_there, to_free) = (super::stamp(base, from)?, super::stamp(base, to)?);
+                if from_there.is_some() && to_free.is_none() {
+                    Ok(())
+                } else {
+                    Err(FsError::Changed {
+                        path: base.join(to),
+                    })
+                }
+            }
             Self::Link {
                 base,
                 relative,
@@ -170,6 +188,12 @@ enum Applied<'a> {
         relative: &'a str,
         before: Owner,
     },
+    /// A folder renamed within its folder: undone by renaming it back.
+    Renamed {
+        base: &'a Path,
+        from: &'a str,
+        to: &'a str,
+    },
     /// A symlink pointed at a new target; `old` is the target it had (`None`: it did not
     /// exist).
     Linked {
@@ -188,6 +212,7 @@ impl Applied<'_> {
             | Self::InPlace { base, relative, .. }
             | Self::Perms { base, relative, .. }
             | Self::Linked { base, relative, .. } => base.join(relative),
+            Self::Renamed { base, to, .. } => base.join(to),
         }
     }
 
@@ -197,7 +222,10 @@ impl Applied<'_> {
             Self::Created { dir, .. }
             | Self::Replaced { dir, .. }
             | Self::Overwritten { dir, .. } => dir.as_ref(),
-            Self::InPlace { .. } | Self::Perms { .. } | Self::Linked { .. } => None,
+            Self::InPlace { .. }
+            | Self::Perms { .. }
+            | Self::Linked { .. }
+            | Self::Renamed { .. } => None,
         }
     }
 
@@ -244,6 +272,7 @@ impl Applied<'_> {
                 relative,
                 before,
             } => super::set_perms(base, relative, before.perms()).map(|_| ()),
+            Self::Renamed { base, from, to } => rename_within(base, to, from),
             Self::Linked {
                 base,
                 relative,
@@ -281,7 +310,8 @@ impl Applied<'_> {
             Self::Created { .. }
             | Self::Overwritten { .. }
             | Self::Perms { .. }
-            | Self::Linked { .. } => {}
+            | Self::Linked { .. }
+            | Self::Renamed { .. } => {}
         }
     }
 }
@@ -386,7 +416,7 @@ impl<'a> Batch<'_, 'a> {
                 writer.write(backup.base, backup.relative, contents, perms)?;
                 Ok(None)
             }
-            Op::Perms { .. } | Op::Remove { .. } | Op::Link { .. } => Ok(None),
+            Op::Perms { .. } | Op::Remove { .. } | Op::Link { .. } | Op::Rename { .. } => Ok(None),
         };
         // A small batch is staged on this thread: each file's temp, rename and folder fsync
         // then go through one open folder, in order.
@@ -493,6 +523,13 @@ impl<'a> Batch<'_, 'a> {
                     dir: None,
                 });
                 Ok(Stamp::of(&st))
+            }
+            Op::Rename { base, from, to } => {
+                rename_within(base, from, to)?;
+                self.applied.push(Applied::Renamed { base, from, to });
+                super::stamp(base, to)?.ok_or_else(|| FsError::Changed {
+                    path: base.join(to),
+                })
             }
             Op::Link {
                 base,
@@ -723,6 +760,23 @@ pub(crate) fn read_link(base: &Path, relative: &str) -> Result<Option<String>, F
         }),
         Err(e) => Err(FsError::io(&base.join(relative), "read the symlink", e)),
     }
+}
+
+/// Renames `base/from` to `base/to` (both in one folder) without replacing anything, and
+/// makes the folder durable.
+fn rename_within(base: &Path, from: &str, to: &str) -> Result<(), FsError> {
+    let path = base.join(to);
+    let (dir, from_name) = parent(base, from)?;
+    let to_name = target_name(to);
+    rfs::renameat_with(
+        &dir,
+        from_name.as_str(),
+        &dir,
+        to_name.as_str(),
+        rfs::RenameFlags::NOREPLACE,
+    )
+    .map_err(|e| FsError::io(&path, "rename into place", e))?;
+    rfs::fsync(&dir).map_err(|e| FsError::io(&path, "make durable the folder of", e))
 }
 
 /// Points the symlink `base/relative` at `target`: a link made under a temp name in the same

@@ -10,7 +10,7 @@
 
 mod plan;
 
-pub(crate) use plan::FolderPlan;
+pub(crate) use plan::{FolderPlan, StagedReleases};
 
 use std::path::Path;
 
@@ -69,6 +69,30 @@ pub(crate) fn keys_in(dotenv_file: &[u8]) -> Vec<String> {
 /// The folder holding `releases/` and `current` is the entry's server path.
 pub(crate) fn releases_dir(entry: &Entry) -> String {
     format!("{}/releases", entry.server)
+}
+
+/// The temp name a new release is written under before it goes live.
+pub(crate) fn staging_name(release: &str) -> String {
+    format!("{TEMP_PREFIX}{release}.tmp")
+}
+
+/// Removes the staged releases a killed run left in `entry`'s `releases/` (run under the
+/// lock, before anything is planned to be written there).
+pub(crate) fn sweep_staged(manifest: &Manifest, entry: &Entry) {
+    let folder = manifest.server_root.join(releases_dir(entry));
+    let Ok(names) = std::fs::read_dir(&folder) else {
+        return;
+    };
+    for name in names.filter_map(Result::ok) {
+        let staged = name
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(".tmp"));
+        if staged && name.file_type().is_ok_and(|t| t.is_dir()) {
+            // Never follows a symlink inside what it removes.
+            let _ = std::fs::remove_dir_all(name.path());
+        }
+    }
 }
 
 pub(crate) fn current_link(entry: &Entry) -> String {
@@ -374,10 +398,12 @@ pub(crate) fn pairs(
     Ok(out)
 }
 
-/// A name for a new release: the UTC time, with `-1`, `-2`… when that one is taken.
+/// A name for a new release: the UTC time; when a release of that second (or a later one,
+/// from a clock set back) exists, the newest one's name with the next `-NNN`. Names then
+/// sort in the order the releases were made, and a pruned name is never reused.
 pub(crate) fn new_release_name(taken: &[String]) -> String {
     let now = time::OffsetDateTime::now_utc();
-    let base = format!(
+    let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         now.year(),
         u8::from(now.month()),
@@ -386,13 +412,22 @@ pub(crate) fn new_release_name(taken: &[String]) -> String {
         now.minute(),
         now.second()
     );
-    let mut name = base.clone();
-    let mut n = 0;
-    while taken.contains(&name) {
-        n += 1;
-        name = format!("{base}-{n}");
+    next_release_name(&stamp, taken)
+}
+
+fn next_release_name(stamp: &str, taken: &[String]) -> String {
+    match taken.iter().max() {
+        Some(newest) if newest.as_str() >= stamp => {
+            let (base, n) = match newest.rsplit_once('-') {
+                Some((base, n)) if n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    (base, n.parse::<u32>().unwrap_or(0))
+                }
+                _ => (newest.as_str(), 0),
+            };
+            format!("{base}-{:03}", n + 1)
+        }
+        _ => stamp.to_string(),
     }
-    name
 }
 
 /// The releases beyond the newest `keep` (by name), never the one `current` points at.
@@ -433,12 +468,29 @@ mod tests {
     }
 
     #[test]
-    fn release_names_never_repeat() {
-        let first = new_release_name(&[]);
-        assert_eq!(first.len(), "20260215T090000Z".len());
-        let taken = vec![first.clone(), format!("{first}-1")];
-        let next = new_release_name(&taken);
-        assert!(next == format!("{first}-2") || next > first, "{next}");
+    fn release_names_sort_as_made_and_never_repeat() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = "20260215T090000Z";
+        assert_eq!(next_release_name(t, &[]), t);
+        assert_eq!(next_release_name(t, &names(&["20260214T000000Z"])), t);
+        assert_eq!(next_release_name(t, &names(&[t])), format!("{t}-001"));
+        // The newest is kept by pruning: its successor is after it, never a freed name.
+        assert_eq!(
+            next_release_name(t, &names(&[&format!("{t}-002")])),
+            format!("{t}-003")
+        );
+        // A clock set back: still after the newest.
+        assert_eq!(
+            next_release_name(t, &names(&["20260301T000000Z"])),
+            "20260301T000000Z-001"
+        );
+        let mut made = vec![];
+        for _ in 0..12 {
+            let name = next_release_name(t, &made);
+            assert!(made.iter().all(|m| *m < name), "{name} after {made:?}");
+            made.push(name);
+        }
+        assert_eq!(new_release_name(&[]).len(), t.len());
     }
 
     fn side(files: &[(&str, &[u8])]) -> FolderSide {

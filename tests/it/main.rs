@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod batch;
 mod cli;
+mod examples;
 mod fast_paths;
 mod files;
 mod guards;

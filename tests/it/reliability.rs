@@ -13,12 +13,14 @@
 //! and the server OLD, [`Background`] runs, `getfacl`/`chattr`/`runuser` wrappers); the tests
 //! live in its submodules, one concern each: [`folders`] (`dir_mode`, default ACLs, hostile
 //! folders), [`signals`] (signals during a batch), [`failures`] (failed batches and exit 2),
-//! [`lock`] (the run lock) and [`records`] (durable sync records).
+//! [`lock`] (the run lock), [`records`] (durable sync records) and [`releases`] (a release
+//! entry killed or signalled while its release is verified or its on_change runs).
 
 mod failures;
 mod folders;
 mod lock;
 mod records;
+mod releases;
 mod signals;
 
 use std::collections::BTreeMap;

@@ -2,13 +2,41 @@
 //! fixes, or, with releases, the new release it writes and the `current` switch; as batch
 //! steps ([`crate::fs::Op`]), so the folder changes with the rest of the run, all or nothing.
 
-use super::{current_link, new_release_name, pairs, releases_dir, rollback_mark, KeyFile};
+use super::{
+    current_link, new_release_name, pairs, releases_dir, rollback_mark, staging_name, KeyFile,
+};
+use std::path::PathBuf;
+
 use crate::error::Error;
 use crate::fs::{Existing, Expect, Job, Op, Perms, Stamp};
 use crate::manifest::{Entry, Manifest};
 use crate::secret::SecretBytes;
 use crate::sync::decision::Decision;
 use crate::sync::Sides;
+
+/// The staged (temp-named) folders of a run's new releases, removed when dropped: after a
+/// complete run they have been renamed into place and there is nothing left to remove.
+pub(crate) struct StagedReleases(Vec<PathBuf>);
+
+impl StagedReleases {
+    pub(crate) fn new(manifest: &Manifest, plans: &[Option<FolderPlan<'_>>]) -> Self {
+        Self(
+            (plans.iter().flatten())
+                .filter_map(|p| p.release.as_ref())
+                .map(|r| manifest.server_root.join(&r.staging))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for StagedReleases {
+    fn drop(&mut self) {
+        for folder in &self.0 {
+            // Never follows a symlink inside what it removes.
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
 
 /// A key file to write: its path under the server root, content, and the file there now.
 struct KeyWrite<'s> {
@@ -17,12 +45,16 @@ struct KeyWrite<'s> {
     existing: Option<&'s Existing>,
 }
 
-/// A release a decrypt writes.
+/// A release a decrypt writes: staged under a temp name (`verify` runs on it there), then
+/// renamed into place and made `current`. A run killed part way leaves only a temp folder,
+/// which no listing counts as a release and the next run removes.
 #[derive(Debug)]
 pub(crate) struct NewRelease {
     /// Its name (the UTC stamp) and its folder under the server root.
     pub(crate) name: String,
     pub(crate) dir: String,
+    /// Where it is written first, in the same folder.
+    pub(crate) staging: String,
     link_target: String,
     link_path: String,
 }
@@ -101,9 +133,10 @@ impl<'s> FolderPlan<'s> {
         if layout.releases.is_some() {
             let name = new_release_name(&folder.releases);
             let dir = format!("{}/{name}", releases_dir(entry));
+            let staging = format!("{}/{}", releases_dir(entry), staging_name(&name));
             for (_, file, contents) in pairs {
                 plan.writes.push(KeyWrite {
-                    relative: format!("{dir}/{file}"),
+                    relative: format!("{staging}/{file}"),
                     contents,
                     existing: None,
                 });
@@ -114,6 +147,7 @@ impl<'s> FolderPlan<'s> {
                 link_path: current_link(entry),
                 name,
                 dir,
+                staging,
             });
             return Ok(Some(plan));
         }
@@ -193,6 +227,11 @@ impl<'s> FolderPlan<'s> {
             before: file.owner(),
         }));
         if let Some(release) = &self.release {
+            ops.push(Op::Rename {
+                base: root,
+                from: &release.staging,
+                to: &release.dir,
+            });
             ops.push(Op::Link {
                 base: root,
                 relative: &release.link_path,
