@@ -417,3 +417,9 @@ pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The gid of the group `daemon` (`id -g daemon`).
+pub(crate) fn daemon_gid() -> u32 {
+    let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}

@@ -46,11 +46,11 @@ fn files_entry(repo: &str, server: &str, extra: &str) -> String {
 }
 
 /// A fixture whose app `.enc` (real sops) is decrypted once into `app/secrets/`.
-fn synced(extra: &str) -> (Fixture, Plain) {
+fn synced() -> (Fixture, Plain) {
     let fx = Fixture::new();
     let p = plain();
     fx.sops_encrypt(ENC, p.text.as_bytes(), "dotenv");
-    fx.manifest(&[files_entry(ENC, SERVER, extra)]);
+    fx.manifest(&[files_entry(ENC, SERVER, "")]);
     fx.envsync(["decrypt"]).expect(0);
     (fx, p)
 }
@@ -120,19 +120,8 @@ fn a_dotenv_enc_becomes_one_file_per_key_with_exact_bytes() {
         assert_eq!(common::mode_of(&worker.join(key)), 0o640, "worker {key}");
     }
     assert_eq!(common::mode_of(&worker), 0o755, "default dir_mode");
-    let status = fx.envsync(["status"]);
-    status.expect(0);
-    assert!(status.stdout.contains("in-sync"), "{}", status.stdout);
+    status(&fx, 0, &["in-sync"]);
     assert_second_decrypt_is_a_no_op(&fx);
-}
-
-fn daemon_gid() -> u32 {
-    let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// `runuser -u USER -- cat PATH`: (success, stdout).
@@ -166,7 +155,7 @@ fn group_daemon_reads_its_files_on_a_fresh_server() {
     ]);
     fx.sops_encrypt("web/.env.enc", p.text.as_bytes(), "dotenv");
     fx.envsync(["decrypt"]).expect(0);
-    let daemon = daemon_gid();
+    let daemon = common::daemon_gid();
     let created: [(&[&str], u32); 2] = [
         (&["svc", "svc/deep", "svc/deep/secrets"], 0o750),
         (&["web", "web/secrets"], 0o755),
@@ -197,35 +186,37 @@ fn group_daemon_reads_its_files_on_a_fresh_server() {
     }
 }
 
-fn status_json(fx: &Fixture, code: i32) -> serde_json::Value {
-    let run = fx.envsync(["status", "--json"]);
+/// `envsync status` exits `code` and its text holds every one of `words`.
+fn status(fx: &Fixture, code: i32, words: &[&str]) {
+    let run = fx.envsync(["status"]);
     run.expect(code);
+    for word in words {
+        assert!(run.stdout.contains(word), "no {word}:\n{}", run.stdout);
+    }
+}
+
+/// `envsync status --json` exits 0 with this `state` and these `unmanaged` files.
+fn status_json(fx: &Fixture, state: &str, unmanaged: &[&str]) {
+    let run = fx.envsync(["status", "--json"]);
+    run.expect(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    doc["entries"][0].clone()
+    assert_eq!(doc["entries"][0]["state"], state, "{doc}");
+    assert_eq!(doc["entries"][0]["unmanaged"], serde_json::json!(unmanaged));
 }
 
 #[test]
 fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
-    let (fx, p) = synced("");
+    let (fx, p) = synced();
     let dir = folder(&fx);
     common::write_file(&dir.join("README"), b"not a secret\n");
     common::write_file(&dir.join("extra.txt"), b"kept\n");
     // Files no key maps to are listed, and are not drift.
-    let status = fx.envsync(["status"]);
-    status.expect(0);
-    assert!(
-        status.stdout.contains("; unmanaged: README, extra.txt"),
-        "{}",
-        status.stdout
-    );
-    assert_eq!(
-        status_json(&fx, 0)["unmanaged"],
-        serde_json::json!(["README", "extra.txt"])
-    );
+    status(&fx, 0, &["; unmanaged: README, extra.txt"]);
+    status_json(&fx, "in-sync", &["README", "extra.txt"]);
     fx.envsync(["diff"]).expect(0);
     // Editing one of them is still no drift, and encrypt does not take it into the .enc.
     common::write_file(&dir.join("extra.txt"), b"kept, edited\n");
-    fx.envsync(["status"]).expect(0);
+    status(&fx, 0, &[]);
     let enc = fs::read(fx.repo_path(ENC)).unwrap();
     fx.envsync(["encrypt"]).expect(0);
     assert_eq!(
@@ -235,9 +226,7 @@ fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
     );
 
     common::sops_unset(&fx.repo_path(ENC), "API_TOKEN");
-    let status = fx.envsync(["status"]);
-    status.expect(1);
-    assert!(status.stdout.contains("repo-changed"), "{}", status.stdout);
+    status(&fx, 1, &["repo-changed"]);
     fx.envsync(["decrypt"]).expect(0);
     assert_eq!(
         common::names_in(&dir),
@@ -256,19 +245,8 @@ fn a_key_removed_with_sops_unset_loses_its_file_and_other_files_survive() {
     }
     assert_eq!(fs::read(dir.join("README")).unwrap(), b"not a secret\n");
     assert_eq!(fs::read(dir.join("extra.txt")).unwrap(), b"kept, edited\n");
-    let status = fx.envsync(["status"]);
-    status.expect(0);
-    assert!(
-        status.stdout.contains("in-sync") && status.stdout.contains("unmanaged: README, extra.txt"),
-        "{}",
-        status.stdout
-    );
-    let entry = status_json(&fx, 0);
-    assert_eq!(
-        entry["unmanaged"],
-        serde_json::json!(["README", "extra.txt"])
-    );
-    assert_eq!(entry["state"], "in-sync");
+    status(&fx, 0, &["in-sync", "; unmanaged: README, extra.txt"]);
+    status_json(&fx, "in-sync", &["README", "extra.txt"]);
     assert_second_decrypt_is_a_no_op(&fx);
 }
 
@@ -279,7 +257,7 @@ fn key_of(line: &str) -> &str {
 
 #[test]
 fn editing_one_file_then_encrypt_changes_exactly_that_keys_line() {
-    let (fx, p) = synced("");
+    let (fx, p) = synced();
     let dir = folder(&fx);
     let before = fs::read_to_string(fx.repo_path(ENC)).unwrap();
     let rotated = common::canary("rotated-password");
@@ -298,13 +276,7 @@ fn editing_one_file_then_encrypt_changes_exactly_that_keys_line() {
             diff.stdout
         );
     }
-    let status = fx.envsync(["status"]);
-    status.expect(1);
-    assert!(
-        status.stdout.contains("server-changed"),
-        "{}",
-        status.stdout
-    );
+    status(&fx, 1, &["server-changed"]);
 
     // sops_lastmodified has a one-second resolution: make sure it moves.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -346,7 +318,7 @@ fn editing_one_file_then_encrypt_changes_exactly_that_keys_line() {
 
 #[test]
 fn a_deleted_key_file_is_dropped_from_the_enc_by_encrypt() {
-    let (fx, p) = synced("");
+    let (fx, p) = synced();
     fs::remove_file(folder(&fx).join("UNICODE")).unwrap();
     let diff = fx.envsync(["diff"]);
     diff.expect(1);
@@ -400,39 +372,27 @@ fn a_removal_that_fails_undoes_the_whole_run() {
 
 #[test]
 fn bad_files_entries_are_refused_and_write_nothing() {
-    let base = |extra: &str| files_entry(ENC, SERVER, extra);
-    // (what, entry, what the message must name)
+    // (the entry's extra line, with `as = "files"`, what the message must name)
     let cases = [
-        ("plain", base("plain = true\n"), "plain = true"),
-        ("in-place", base("write = \"in-place\"\n"), "in-place"),
-        (
-            "as = dir",
-            Fixture::entry(ENC, SERVER) + "as = \"dir\"\n",
-            "`as`",
-        ),
-        (
-            "names without as",
-            Fixture::entry(ENC, SERVER) + "names = \"lower\"\n",
-            "`names`",
-        ),
-        ("names = upper", base("names = \"upper\"\n"), "`names`"),
-        ("releases = 0", base("releases = 0\n"), "`releases`"),
-        (
-            "releases without as",
-            Fixture::entry(ENC, SERVER) + "releases = 2\n",
-            "`releases`",
-        ),
-        (
-            "verify without releases",
-            base("verify = [\"true\"]\n"),
-            "`verify`",
-        ),
-        (
-            "binary .enc",
-            files_entry("app/blob.enc", SERVER, ""),
-            "blob.enc",
-        ),
+        ("plain = true", true, "plain = true"),
+        ("write = \"in-place\"", true, "in-place"),
+        ("as = \"dir\"", false, "`as`"),
+        ("names = \"lower\"", false, "`names`"),
+        ("names = \"upper\"", true, "`names`"),
+        ("releases = 0", true, "`releases`"),
+        ("releases = 2", false, "`releases`"),
+        ("verify = [\"true\"]", true, "`verify`"),
     ];
+    let entry = |(extra, files, named): (&str, bool, &'static str)| {
+        let base = Fixture::entry(ENC, SERVER) + if files { "as = \"files\"\n" } else { "" };
+        (extra.to_string(), format!("{base}{extra}\n"), named)
+    };
+    let binary = (
+        "binary .enc".into(),
+        files_entry("app/blob.enc", SERVER, ""),
+        "blob.enc",
+    );
+    let cases = cases.into_iter().map(entry).chain([binary]);
     for (what, entry, named) in cases {
         let fx = Fixture::new();
         fx.sops_encrypt(ENC, plain().text.as_bytes(), "dotenv");

@@ -88,15 +88,6 @@ fn current_stamp(fx: &Fixture) -> String {
     stamp.to_string()
 }
 
-fn daemon_gid() -> u32 {
-    let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// `date -u` in the release stamp format.
 fn utc_now() -> String {
     let out = Command::new("date")
@@ -112,32 +103,23 @@ fn assert_release(fx: &Fixture, stamp: &str, generation: &Generation) {
     let dir = fx.server_path(&format!("{SERVER}/releases/{stamp}"));
     let keys: Vec<&str> = generation.keys().copied().collect();
     assert_eq!(common::names_in(&dir), keys, "release {stamp} is complete");
+    let daemon = common::daemon_gid();
+    let owner = |p: &Path| {
+        let meta = fs::metadata(p).unwrap();
+        (meta.mode() & 0o7777, meta.gid())
+    };
     for (key, bytes) in generation {
-        assert!(fs::read(dir.join(key)).unwrap() == *bytes, "{stamp}/{key}");
-        assert!(
-            fs::read(current(fx).join(key)).unwrap() == *bytes,
-            "current/{key}"
-        );
-        assert_eq!(common::mode_of(&dir.join(key)), 0o600);
-        assert_eq!(
-            fs::metadata(dir.join(key)).unwrap().gid(),
-            daemon_gid(),
-            "{key}"
-        );
-    }
-    for d in [&dir, &dir.parent().unwrap().to_path_buf()] {
-        assert_eq!(
-            fs::metadata(d).unwrap().gid(),
-            daemon_gid(),
-            "{}",
-            d.display()
-        );
+        let (file, through) = (dir.join(key), current(fx).join(key));
+        let ok = fs::read(&file).unwrap() == *bytes && fs::read(through).unwrap() == *bytes;
+        assert!(ok, "{stamp}/{key} or current/{key} differs");
+        assert_eq!(owner(&file), (0o600, daemon), "{key}");
     }
     assert_eq!(
-        common::mode_of(&dir),
-        0o750,
-        "release folder mode = dir_mode"
+        owner(&dir),
+        (0o750, daemon),
+        "a release: dir_mode and group"
     );
+    assert_eq!(owner(dir.parent().unwrap()), (0o750, daemon), "releases/");
 }
 
 /// What the reader thread found.
@@ -199,6 +181,15 @@ fn read_once(root: &Path, gens: &[Generation], seen: &Mutex<Seen>) {
     seen.failures.extend(failures);
 }
 
+/// Sets the reader's stop flag when dropped: a failed assertion ends the reader too.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
     let fx = Fixture::new();
@@ -219,6 +210,7 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
                 read_once(&root, &gens, &seen);
             }
         });
+        let _stop = StopOnDrop(&stop);
         for g in 1..=3 {
             rotate(&fx, &gens, g);
             let before = utc_now();
@@ -230,7 +222,9 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
                 before.as_str() <= base && base <= after.as_str() && base.len() == 16,
                 "stamp {stamp} is not the UTC time of the run ({before}..{after})"
             );
-            assert!(!stamps.contains(&stamp), "release {stamp} reused");
+            // Prune and rollback order releases by name: a new one sorts last, never reused.
+            let newest = stamps.iter().all(|s| *s < stamp);
+            assert!(newest, "release {stamp} after {stamps:?}");
             stamps.push(stamp.clone());
             assert_release(&fx, &stamp, &gens[g]);
             let kept = stamps[stamps.len().saturating_sub(2)..].to_vec();
@@ -243,7 +237,6 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     let seen = seen.into_inner().unwrap();
     assert!(
@@ -253,10 +246,6 @@ fn three_rotations_keep_two_complete_releases_and_readers_never_see_a_gap() {
     );
     assert_eq!(seen.generations, BTreeSet::from([0, 1, 2, 3]));
     assert!(seen.reads > 10, "only {} reads", seen.reads);
-    assert_eq!(
-        common::mode_of(&fx.server_path(&format!("{SERVER}/releases"))),
-        0o750
-    );
 }
 
 fn status_entry(fx: &Fixture, code: i32) -> serde_json::Value {
@@ -436,8 +425,18 @@ fn a_passing_verify_sees_the_complete_new_release_before_the_switch() {
     assert_ne!(new, old);
     let read = |name: &str| fs::read_to_string(out.join(name)).unwrap();
     let root = fx.server.canonicalize().unwrap();
-    let release = root.join(format!("{SERVER}/releases/{new}"));
-    assert_eq!(read("release").trim_end(), release.to_str().unwrap());
+    // The release as verified: an absolute folder in releases/ named after the new stamp
+    // (envsync stages it as `.envsync.<stamp>.tmp` and renames it once verified).
+    let verified = PathBuf::from(read("release").trim_end());
+    let name = verified.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        verified.parent(),
+        Some(root.join(SERVER).join("releases").as_path())
+    );
+    assert!(
+        name == new || name == format!(".envsync.{new}.tmp"),
+        "{name}"
+    );
     assert_eq!(read("cwd").trim_end(), root.to_str().unwrap());
     assert_eq!(read("list"), "A\nB\nC\n");
     assert!(
@@ -450,4 +449,32 @@ fn a_passing_verify_sees_the_complete_new_release_before_the_switch() {
         "switched before verify"
     );
     assert_release(&fx, &new, &gens[1]);
+}
+
+/// Releases made within one second get `-1`, `-2`…; as prune and rollback order releases by
+/// name, each new release must sort after every earlier one, even when pruning freed the
+/// plain stamp. The decrypts start at the top of a second and follow each other fast.
+#[test]
+fn release_names_sort_in_the_order_the_releases_were_made() {
+    let fx = Fixture::new();
+    let gens = generations();
+    let encs: Vec<Vec<u8>> = (0..gens.len())
+        .map(|g| {
+            rotate(&fx, &gens, g);
+            fs::read(fx.repo_path(ENC)).unwrap()
+        })
+        .collect();
+    fx.manifest(&[entry("releases = 1\n")]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let millis = u64::from(now.unwrap().subsec_millis());
+    std::thread::sleep(Duration::from_millis(1000 - millis));
+    let mut made: Vec<String> = Vec::new();
+    for enc in &encs {
+        common::write_file(&fx.repo_path(ENC), enc);
+        fx.envsync(["decrypt", "--force"]).expect(0);
+        let stamp = current_stamp(&fx);
+        assert!(made.iter().all(|m| *m < stamp), "{stamp} after {made:?}");
+        assert_eq!(releases(&fx), [stamp.clone()], "releases = 1 keeps one");
+        made.push(stamp);
+    }
 }
