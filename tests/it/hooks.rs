@@ -122,7 +122,16 @@ fn a_failing_hook_exits_4_after_everything_is_written() {
             "dotenv",
         );
     }
-    let failing = "on_change = [\"sh\", \"-c\", \"echo hook-said-$((6*7)) >&2; exit 7\"]\n";
+    // It also records what it finds: every file and sync record of the run is there.
+    let script = format!(
+        "cat a/.env c/secrets/c > {d}/seen; ls .envsync/records > {d}/records; \
+         echo hook-said-$((6*7)) >&2; exit 7",
+        d = dir.display()
+    );
+    let failing = format!(
+        "on_change = {}\n",
+        serde_json::to_string(&["sh", "-c", &script]).unwrap()
+    );
     fx.manifest(&[
         format!("{}{failing}", Fixture::entry("a/.env.enc", "a/.env")),
         format!(
@@ -149,6 +158,13 @@ fn a_failing_hook_exits_4_after_everything_is_written() {
         run.stderr
     );
     assert_eq!(runs(&dir), 1, "the hooks after a failed one still run");
+    assert_eq!(fs::read_to_string(dir.join("seen")).unwrap(), "a=1\n1");
+    let records = fs::read_to_string(dir.join("records")).unwrap();
+    assert_eq!(
+        records.lines().count(),
+        3,
+        "records when the hook ran:\n{records}"
+    );
     assert_eq!(fs::read(fx.server_path("a/.env")).unwrap(), b"a=1\n");
     assert_eq!(fs::read(fx.server_path("b/.env")).unwrap(), b"b=1\n");
     assert_eq!(fs::read(fx.server_path("c/secrets/c")).unwrap(), b"1");
@@ -291,6 +307,16 @@ fn rollback_runs_on_change() {
         stamps
     );
     assert_eq!(runs(&dir), 3, "a mode-only fix ran on_change");
+    // encrypt reads the folder through `current`, and never runs on_change.
+    fs::write(fx.server_path("app/secrets/current/A"), "edited").unwrap();
+    fx.envsync(["encrypt"]).expect(0);
+    assert_eq!(fx.sops_decrypt(enc, "dotenv"), b"A=edited\n");
+    assert_eq!(
+        common::names_in(&fx.server_path("app/secrets/releases")),
+        stamps
+    );
+    fx.envsync(["status"]).expect(0);
+    assert_eq!(runs(&dir), 3, "encrypt ran on_change");
 
     fx.envsync(["rollback", enc]).expect(0);
     assert_eq!(stamp(), stamps[1]);
