@@ -275,7 +275,15 @@ pub(crate) struct Outcome<'m> {
 
 /// Prints what a writing command did (or, with `dry_run`, would do): the plan on stdout for
 /// a dry run, progress on stderr otherwise, a JSON document with --json.
-pub(crate) fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: &[Outcome<'_>]) {
+/// `on_change`: for decrypt, the `on_change` commands the run starts (or, in a dry run, would
+/// start) once everything is written; the JSON document lists them.
+pub(crate) fn report(
+    printer: &Printer,
+    command: &str,
+    dry_run: bool,
+    outcomes: &[Outcome<'_>],
+    on_change: Option<&[String]>,
+) {
     if printer.json {
         let entries: Vec<_> = outcomes
             .iter()
@@ -291,12 +299,16 @@ pub(crate) fn report(printer: &Printer, command: &str, dry_run: bool, outcomes: 
                 })
             })
             .collect();
-        printer.json(&json!({
+        let mut document = json!({
             "version": 1,
             "command": command,
             "dry_run": dry_run,
             "entries": entries,
-        }));
+        });
+        if let (Some(commands), Some(object)) = (on_change, document.as_object_mut()) {
+            object.insert("on_change".into(), json!(commands));
+        }
+        printer.json(&document);
         return;
     }
     for o in outcomes {

@@ -87,7 +87,14 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     )?;
     let changed = changed_entries(&steps, &folders, &streamed);
     if flags.dry_run {
-        report(ctx, &steps, &folders, &streamed, true);
+        report(
+            ctx,
+            &steps,
+            &folders,
+            &streamed,
+            (&changed, flags.no_hooks),
+            true,
+        );
         super::hooks::list(ctx, &changed, flags.no_hooks);
         return Ok(ExitStatus::Success);
     }
@@ -95,7 +102,14 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     let servers = (steps.iter().map(|s| s.sides.entry)).chain(streamed.iter().map(|s| s.entry));
     let lock = ctx.prepare_writes(servers, true)?;
     apply(ctx, &steps, &folders, &streamed)?;
-    report(ctx, &steps, &folders, &streamed, false);
+    report(
+        ctx,
+        &steps,
+        &folders,
+        &streamed,
+        (&changed, flags.no_hooks),
+        false,
+    );
     super::hooks::prune(ctx, &folders);
     drop(lock);
     super::hooks::on_change(ctx, &changed, flags.no_hooks)?;
@@ -328,6 +342,7 @@ fn report(
     steps: &[Step<'_, '_>],
     folders: &[Option<FolderPlan<'_>>],
     streamed: &[Streamed<'_>],
+    (changed, no_hooks): (&[&Entry], bool),
     dry_run: bool,
 ) {
     let mut outcomes: Vec<Outcome<'_>> = steps
@@ -392,5 +407,16 @@ fn report(
         changes: Vec::new(),
     }));
     outcomes.sort_by_key(|o| o.entry.line);
-    super::report(&ctx.settings.printer, "decrypt", dry_run, &outcomes);
+    let commands: Vec<String> = crate::hooks::on_change_plan(changed)
+        .into_iter()
+        .filter(|_| !no_hooks)
+        .map(|(argv, _)| crate::hooks::shown(argv))
+        .collect();
+    super::report(
+        &ctx.settings.printer,
+        "decrypt",
+        dry_run,
+        &outcomes,
+        Some(&commands),
+    );
 }

@@ -200,5 +200,5 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             }
         })
         .collect();
-    super::report(&ctx.settings.printer, "encrypt", dry_run, &outcomes);
+    super::report(&ctx.settings.printer, "encrypt", dry_run, &outcomes, None);
 }
