@@ -376,6 +376,11 @@ impl Manifest {
                 line,
             });
         }
+        nothing_inside_a_files_folder(&entries).map_err(|(line, message)| ManifestError {
+            path: path.to_path_buf(),
+            line: Some(line),
+            message,
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
             repo_root,
@@ -471,6 +476,32 @@ fn files_layout(file: &RawFile) -> Result<Option<FilesLayout>, (std::ops::Range<
         releases,
         verify,
     }))
+}
+
+/// An `as = "files"` entry owns its whole server folder: no other entry's server path may
+/// be inside it (two writers of one key file), nor may it be inside another's.
+fn nothing_inside_a_files_folder(entries: &[Entry]) -> Result<(), (usize, String)> {
+    let folders: Vec<&Entry> = entries.iter().filter(|e| e.files.is_some()).collect();
+    if folders.is_empty() {
+        return Ok(());
+    }
+    for entry in entries {
+        for folder in &folders {
+            let inside = entry.server.len() > folder.server.len()
+                && entry.server.starts_with(&folder.server)
+                && entry.server.as_bytes()[folder.server.len()] == b'/';
+            if inside {
+                return Err((
+                    entry.line,
+                    format!(
+                        "`server = \"{}\"` is inside the folder of the `as = \"files\"` entry on line {} ({}), which envsync writes as a whole; move one of them",
+                        entry.server, folder.line, folder.server
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Walks up from `start` to the first folder holding `secrets.toml`.
@@ -759,6 +790,28 @@ mod tests {
             assert_eq!(lines.line_of(offset), naive, "offset {offset}");
         }
         assert_eq!(Lines::new("").line_of(0), 1);
+    }
+
+    #[test]
+    fn nothing_may_sit_inside_a_files_folder() {
+        let head = "version = 1\n[server]\nroot = \"/srv\"\n";
+        let files = "[[file]]\nrepo = \"a.enc\"\nserver = \"app/secrets\"\nas = \"files\"\n";
+        for (other, bad) in [
+            ("app/secrets/API", true),
+            ("app/secrets/x/y", true),
+            ("app/secrets2", false),
+            ("app/secret", false),
+        ] {
+            let text = format!("{head}{files}[[file]]\nrepo = \"b.enc\"\nserver = \"{other}\"\n");
+            match parse(&text) {
+                Err(e) => {
+                    assert!(bad, "{other}: {e}");
+                    assert_eq!(e.line, Some(9), "{e}");
+                    assert!(e.message.contains("line 5"), "{e}");
+                }
+                Ok(_) => assert!(!bad, "{other} was accepted"),
+            }
+        }
     }
 
     #[test]

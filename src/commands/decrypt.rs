@@ -32,7 +32,7 @@ use crate::manifest::Entry;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::decision::{Decision, Direction};
-use crate::sync::files::{self, FolderPlan, StagedReleases};
+use crate::sync::files::{FolderPlan, StagedReleases};
 use crate::sync::large::LargeEntry;
 use crate::sync::state::State;
 use crate::sync::{backup_path, record_ops, Codec, RecordWrite, Sides, STATE_PERMS};
@@ -289,31 +289,47 @@ fn apply(
     // New releases first, under temp names: written, made durable and verified before
     // anything else is applied. Until the run is complete they are removed on any way out
     // (the main batch's undo renames a release back to its temp name first).
-    let _staged = StagedReleases::new(manifest, folders);
+    let staged = StagedReleases::new(manifest, folders);
+    let per_plan = |plan: &FolderPlan<'_>, release: bool| {
+        if release {
+            plan.release_ops(manifest).len()
+        } else {
+            plan.ops(manifest).len()
+        }
+    };
     let release_ops: Vec<Op<'_>> = (folders.iter().flatten())
         .flat_map(|p| p.release_ops(manifest))
         .collect();
+    let mut release_stamps = Vec::new();
     if !release_ops.is_empty() {
         let mut staging = ctx.writer.batch();
-        staging.apply(&release_ops)?;
+        release_stamps = staging.apply(&release_ops)?;
         super::hooks::verify(ctx, folders)?;
         staging.finish()?;
     }
     let mut batch = ctx.writer.batch();
     // After the other files and the streamed ones: their stamps come back first, in order.
+    let others = ops.len();
     ops.extend((folders.iter().flatten()).flat_map(|p| p.ops(manifest)));
-    let mut written = batch.apply(&ops)?.into_iter();
+    let written = batch.apply(&ops)?;
     let mut stamps = vec![None; steps.len()];
-    for (i, stamp) in indices.iter().zip(written.by_ref()) {
-        stamps[*i] = Some(stamp);
+    for (i, stamp) in indices.iter().zip(&written) {
+        stamps[*i] = Some(*stamp);
     }
-    // A files entry's stamp covers all its key files, as they are now.
+    // A files entry's stamp covers all its key files, from what the batches gave back.
+    let (mut at_release, mut at_main) = (0, others);
     for (i, plan) in folders.iter().enumerate() {
         if let Some(plan) = plan {
-            let names: Vec<&str> = plan.names.iter().map(String::as_str).collect();
-            stamps[i] = Some(files::stamp_now(&manifest.server_root, &plan.dir, &names)?);
+            let (r, m) = (per_plan(plan, true), per_plan(plan, false));
+            let release = release_stamps
+                .get(at_release..at_release + r)
+                .unwrap_or_default();
+            let main = written.get(at_main..at_main + m).unwrap_or_default();
+            stamps[i] = Some(plan.record_stamp(&manifest.server_root, release, main)?);
+            (at_release, at_main) = (at_release + r, at_main + m);
         }
     }
+    let written = written.into_iter().skip(indices.len());
     let streamed_records = (streamed.iter().zip(written))
         .map(|(s, stamp)| RecordWrite::of_large(s.entry, &stamp, s.digest, &s.lastmodified));
     // The records: the .enc as synced, and the server file as this sync left it.
@@ -334,6 +350,7 @@ fn apply(
         .collect();
     batch.apply(&record_ops(manifest, &records))?;
     batch.finish()?;
+    staged.done();
     Ok(())
 }
 

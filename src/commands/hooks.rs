@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::hooks::{self, shown};
 use crate::manifest::Entry;
 use crate::output::Style;
-use crate::sync::files::{releases_dir, to_prune, FolderPlan};
+use crate::sync::files::{list_releases, releases_dir, to_prune, FolderPlan};
 
 /// Runs the `verify` command of every entry that writes a new release, against it. The first
 /// failure stops the run: the caller's batch is then undone (the new releases removed,
@@ -55,16 +55,9 @@ pub(crate) fn prune(ctx: &Context, folders: &[Option<FolderPlan<'_>>]) {
             continue;
         };
         let folder = root.join(releases_dir(plan.entry));
-        let mut names: Vec<String> = match std::fs::read_dir(&folder) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| !n.starts_with(crate::fs::TEMP_PREFIX))
-                .collect(),
-            Err(_) => continue,
+        let Ok(names) = list_releases(root, plan.entry) else {
+            continue;
         };
-        names.sort();
         for old in to_prune(&names, keep, &release.name) {
             // `remove_dir_all` never follows a symlink inside the tree it removes.
             match std::fs::remove_dir_all(folder.join(&old)) {

@@ -15,7 +15,7 @@ use crate::exit::ExitStatus;
 use crate::fs::{Expect, Job, Op};
 use crate::manifest::Entry;
 use crate::output::Style;
-use crate::sync::files::{current_link, rollback_mark};
+use crate::sync::files::{current_link, release_order, rollback_mark};
 use crate::sync::{Sides, STATE_PERMS};
 
 /// `--json`: `{"version": 1, "command": "rollback", "dry_run": bool, "entries": [{"repo",
@@ -180,8 +180,8 @@ fn plan<'s>(sides: &'s Sides<'_>, to: Option<&str>) -> Result<Switch<'s>, Error>
             })?,
         None => releases
             .iter()
-            .filter(|r| r.as_str() < from.as_str())
-            .max()
+            .filter(|r| release_order(r) < release_order(&from))
+            .max_by(|a, b| release_order(a).cmp(&release_order(b)))
             .map(|r| (*r).clone())
             .ok_or_else(|| {
                 fail(format!(

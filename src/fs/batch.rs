@@ -66,6 +66,14 @@ pub(crate) enum Op<'a> {
         relative: &'a str,
         expect: Stamp,
     },
+    /// Change nothing, but stop the batch (before its first step) unless `relative` is still
+    /// as the plan saw it: a file the plan read and keeps, whose content the result depends
+    /// on (a key file of a files entry that is not rewritten).
+    Check {
+        base: &'a Path,
+        relative: &'a str,
+        expect: Stamp,
+    },
     /// Rename `from` to `to` in the same folder, never over anything (a staged release
     /// folder going live under its final name).
     Rename {
@@ -91,6 +99,7 @@ impl<'a> Op<'a> {
             Self::Write(job) | Self::InPlace { job, .. } => (job.base, job.relative),
             Self::Perms { base, relative, .. }
             | Self::Remove { base, relative, .. }
+            | Self::Check { base, relative, .. }
             | Self::Link { base, relative, .. } => (base, relative),
             Self::Rename { base, to, .. } => (base, to),
         }
@@ -130,6 +139,11 @@ impl<'a> Op<'a> {
                 ..
             }
             | Self::Remove {
+                base,
+                relative,
+                expect,
+            }
+            | Self::Check {
                 base,
                 relative,
                 expect,
@@ -272,13 +286,19 @@ impl Applied<'_> {
                 relative,
                 before,
             } => super::set_perms(base, relative, before.perms()).map(|_| ()),
-            Self::Renamed { base, from, to } => rename_within(base, to, from),
+            Self::Renamed { base, from, to } => {
+                let dir = rename_within(base, to, from)?;
+                settle_entry(&dir, base, from).map(|_| ())
+            }
             Self::Linked {
                 base,
                 relative,
                 old,
             } => match old {
-                Some(old) => switch_link(base, relative, old, None).map(|_| ()),
+                Some(old) => {
+                    let dir = switch_link(base, relative, old, None)?;
+                    settle_entry(&dir, base, relative).map(|_| ())
+                }
                 None => {
                     let (dir, name) = parent(base, relative)?;
                     match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
@@ -381,7 +401,11 @@ impl<'a> Batch<'_, 'a> {
             .and_then(|()| self.apply_one(op, staged[i].take()));
             match result {
                 Ok(stamp) => {
-                    self.touched.push(op.target());
+                    // A check changed nothing: no folder of its to make durable (and `touched`
+                    // stays in step with `applied`, whose open folders it uses).
+                    if !matches!(op, Op::Check { .. }) {
+                        self.touched.push(op.target());
+                    }
                     stamps.push(stamp);
                 }
                 Err(e) => {
@@ -416,7 +440,11 @@ impl<'a> Batch<'_, 'a> {
                 writer.write(backup.base, backup.relative, contents, perms)?;
                 Ok(None)
             }
-            Op::Perms { .. } | Op::Remove { .. } | Op::Link { .. } | Op::Rename { .. } => Ok(None),
+            Op::Perms { .. }
+            | Op::Remove { .. }
+            | Op::Link { .. }
+            | Op::Rename { .. }
+            | Op::Check { .. } => Ok(None),
         };
         // A small batch is staged on this thread: each file's temp, rename and folder fsync
         // then go through one open folder, in order.
@@ -524,12 +552,12 @@ impl<'a> Batch<'_, 'a> {
                 });
                 Ok(Stamp::of(&st))
             }
+            Op::Check { expect, .. } => Ok(expect),
             Op::Rename { base, from, to } => {
-                rename_within(base, from, to)?;
+                // Recorded as soon as it is done: a failure to make it durable is undone too.
+                let dir = rename_within(base, from, to)?;
                 self.applied.push(Applied::Renamed { base, from, to });
-                super::stamp(base, to)?.ok_or_else(|| FsError::Changed {
-                    path: base.join(to),
-                })
+                settle_entry(&dir, base, to)
             }
             Op::Link {
                 base,
@@ -538,13 +566,13 @@ impl<'a> Batch<'_, 'a> {
                 before,
                 folders,
             } => {
-                let stamp = switch_link(base, relative, target, Some(folders))?;
+                let dir = switch_link(base, relative, target, Some(folders))?;
                 self.applied.push(Applied::Linked {
                     base,
                     relative,
                     old: before.map(str::to_string),
                 });
-                Ok(stamp)
+                settle_entry(&dir, base, relative)
             }
         }
     }
@@ -762,9 +790,9 @@ pub(crate) fn read_link(base: &Path, relative: &str) -> Result<Option<String>, F
     }
 }
 
-/// Renames `base/from` to `base/to` (both in one folder) without replacing anything, and
-/// makes the folder durable.
-fn rename_within(base: &Path, from: &str, to: &str) -> Result<(), FsError> {
+/// Renames `base/from` to `base/to` (both in one folder) without replacing anything; the
+/// folder that holds them comes back, to be made durable once the step is recorded.
+fn rename_within(base: &Path, from: &str, to: &str) -> Result<OwnedFd, FsError> {
     let path = base.join(to);
     let (dir, from_name) = parent(base, from)?;
     let to_name = target_name(to);
@@ -776,18 +804,18 @@ fn rename_within(base: &Path, from: &str, to: &str) -> Result<(), FsError> {
         rfs::RenameFlags::NOREPLACE,
     )
     .map_err(|e| FsError::io(&path, "rename into place", e))?;
-    rfs::fsync(&dir).map_err(|e| FsError::io(&path, "make durable the folder of", e))
+    Ok(dir)
 }
 
 /// Points the symlink `base/relative` at `target`: a link made under a temp name in the same
-/// folder, renamed over the old one, the folder fsynced. With `create`, missing folders on
-/// the way are made as it says.
+/// folder, renamed over the old one. With `create`, missing folders on the way are made as it
+/// says. The folder comes back, to be made durable once the step is recorded.
 fn switch_link(
     base: &Path,
     relative: &str,
     target: &str,
     create: Option<super::Folders>,
-) -> Result<Stamp, FsError> {
+) -> Result<OwnedFd, FsError> {
     let path = base.join(relative);
     let (dir, name) = open_parent(base, relative, create)?
         .ok_or_else(|| FsError::BadFolder { path: path.clone() })?;
@@ -798,10 +826,20 @@ fn switch_link(
         let _ = rfs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
         return Err(FsError::io(&path, "switch the symlink", e));
     }
-    rfs::fsync(&dir).map_err(|e| FsError::io(&path, "make durable the folder of", e))?;
-    rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-        .map(|st| Stamp::of(&st))
-        .map_err(|e| FsError::io(&path, "inspect", e))
+    Ok(dir)
+}
+
+/// Makes a folder's new entry `relative` durable and returns its stamp.
+fn settle_entry(dir: &OwnedFd, base: &Path, relative: &str) -> Result<Stamp, FsError> {
+    let path = base.join(relative);
+    rfs::fsync(dir).map_err(|e| FsError::io(&path, "make durable the folder of", e))?;
+    rfs::statat(
+        dir,
+        target_name(relative).as_str(),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map(|st| Stamp::of(&st))
+    .map_err(|e| FsError::io(&path, "inspect", e))
 }
 
 /// The last component of a relative path.

@@ -136,9 +136,7 @@ fn release_of(entry: &Entry, manifest: &Manifest, link: &str) -> Result<String, 
         .and_then(Path::to_str)
         .or_else(|| link.trim_start_matches("./").strip_prefix("releases/"));
     match rest {
-        Some(stamp) if !stamp.is_empty() && !stamp.contains('/') && stamp != ".." => {
-            Ok(stamp.to_string())
-        }
+        Some(stamp) if release_order(stamp).is_some() => Ok(stamp.to_string()),
         _ => Err(Error::File {
             path: manifest.server_root.join(current_link(entry)),
             source: FileError::StrayCurrent {
@@ -159,12 +157,11 @@ pub(crate) fn read(
     enc: Option<&[u8]>,
     synced: Option<&[u8]>,
 ) -> Result<(FolderSide, Option<Existing>), Error> {
+    // The `.enc`'s keys, each with its file name: two of them on one file is an error.
     let mut keys = enc.map(keys_in).unwrap_or_default();
-    for key in synced.map(keys_in).unwrap_or_default() {
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
+    // A key set twice is one file (the last value wins, as in `pairs`).
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
     let mut names: Vec<String> = Vec::with_capacity(keys.len());
     for key in &keys {
         let name = file_name(entry, layout, key)?;
@@ -180,6 +177,18 @@ pub(crate) fn read(
         }
         names.push(name);
     }
+    // Then the keys of the last sync that the `.enc` dropped: their files are envsync's to
+    // remove, unless a key of the `.enc` now owns that file (`Api_Key` renamed `API_KEY`
+    // under `names = "lower"`).
+    for key in synced.map(keys_in).unwrap_or_default() {
+        let Ok(name) = file_name(entry, layout, &key) else {
+            continue;
+        };
+        if !keys.contains(&key) && !names.contains(&name) {
+            keys.push(key);
+            names.push(name);
+        }
+    }
     let root = &manifest.server_root;
     let mut side = FolderSide::default();
     if let Some(mark) = fs::read(&manifest.state_dir, &rollback_mark(entry))? {
@@ -189,10 +198,7 @@ pub(crate) fn read(
         side.rolled_back = Some((text, mark.stamp));
     }
     let dir = if layout.releases.is_some() {
-        side.releases = list(root, &releases_dir(entry))?
-            .into_iter()
-            .filter(|n| !n.starts_with(TEMP_PREFIX))
-            .collect();
+        side.releases = list_releases(root, entry)?;
         match fs::read_link(root, &current_link(entry))? {
             None => None,
             Some(link) => {
@@ -276,6 +282,9 @@ pub(crate) fn combined_stamp<'a>(
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     let (mut mtime, mut ctime) = ((0, 0), (0, 0));
+    // By name: the same files give the same stamp in whatever order they were listed.
+    let mut files: Vec<(&str, Stamp)> = files.into_iter().collect();
+    files.sort_by(|a, b| a.0.cmp(b.0));
     for (name, stamp) in files {
         hash.update(format!("{name}\0{}\n", stamp.encode()));
         mtime = mtime.max(stamp.mtime);
@@ -292,22 +301,6 @@ pub(crate) fn combined_stamp<'a>(
         mtime,
         ctime,
     }
-}
-
-/// The combined stamp of the key files `names` in `dir` now (after a write).
-pub(crate) fn stamp_now(base: &Path, dir: &str, names: &[&str]) -> Result<Stamp, Error> {
-    let folder = folder_stat(base, dir)?.ok_or_else(|| {
-        Error::Fs(fs::FsError::BadFolder {
-            path: base.join(dir),
-        })
-    })?;
-    let mut stamps = Vec::with_capacity(names.len());
-    for name in names {
-        if let Some(stamp) = fs::stamp(base, &format!("{dir}/{name}"))? {
-            stamps.push((*name, stamp));
-        }
-    }
-    Ok(combined_stamp(&folder, stamps))
 }
 
 impl FolderSide {
@@ -398,6 +391,37 @@ pub(crate) fn pairs(
     Ok(out)
 }
 
+/// Where a release name sorts: its UTC stamp, then its `-N` (0 without one). `None` for a
+/// name envsync does not make (`notes.txt`, `0-keep-me`): never a release, never pruned.
+pub(crate) fn release_order(name: &str) -> Option<(&str, u32)> {
+    let (stamp, n) = match name.split_once('-') {
+        Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stamp, n.parse().ok()?)
+        }
+        Some(_) => return None,
+        None => (name, 0),
+    };
+    let b = stamp.as_bytes();
+    let shaped = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    shaped.then_some((stamp, n))
+}
+
+/// The releases of `entry`: the folders (not links, not files) in `releases/` whose names
+/// envsync makes, oldest first.
+pub(crate) fn list_releases(root: &Path, entry: &Entry) -> Result<Vec<String>, Error> {
+    let folder = root.join(releases_dir(entry));
+    let mut names: Vec<String> = list(root, &releases_dir(entry))?
+        .into_iter()
+        .filter(|n| release_order(n).is_some())
+        .filter(|n| std::fs::symlink_metadata(folder.join(n)).is_ok_and(|m| m.file_type().is_dir()))
+        .collect();
+    names.sort_by(|a, b| release_order(a).cmp(&release_order(b)));
+    Ok(names)
+}
+
 /// A name for a new release: the UTC time; when a release of that second (or a later one,
 /// from a clock set back) exists, the newest one's name with the next `-NNN`. Names then
 /// sort in the order the releases were made, and a pruned name is never reused.
@@ -416,24 +440,20 @@ pub(crate) fn new_release_name(taken: &[String]) -> String {
 }
 
 fn next_release_name(stamp: &str, taken: &[String]) -> String {
-    match taken.iter().max() {
-        Some(newest) if newest.as_str() >= stamp => {
-            let (base, n) = match newest.rsplit_once('-') {
-                Some((base, n)) if n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
-                    (base, n.parse::<u32>().unwrap_or(0))
-                }
-                _ => (newest.as_str(), 0),
-            };
-            format!("{base}-{:03}", n + 1)
-        }
+    let newest = taken.iter().filter_map(|t| release_order(t)).max();
+    match newest {
+        Some((base, n)) if base >= stamp => format!("{base}-{:03}", n + 1),
         _ => stamp.to_string(),
     }
 }
 
 /// The releases beyond the newest `keep` (by name), never the one `current` points at.
 pub(crate) fn to_prune(releases: &[String], keep: usize, current: &str) -> Vec<String> {
-    let mut sorted: Vec<&String> = releases.iter().collect();
-    sorted.sort();
+    let mut sorted: Vec<&String> = releases
+        .iter()
+        .filter(|r| release_order(r).is_some())
+        .collect();
+    sorted.sort_by(|a, b| release_order(a).cmp(&release_order(b)));
     let mut kept = 0;
     let mut prune = Vec::new();
     for name in sorted.into_iter().rev() {
@@ -447,7 +467,7 @@ pub(crate) fn to_prune(releases: &[String], keep: usize, current: &str) -> Vec<S
             prune.push(name.clone());
         }
     }
-    prune.sort();
+    prune.reverse();
     prune
 }
 
@@ -458,13 +478,44 @@ mod tests {
     #[test]
     fn pruning_keeps_the_newest_and_current() {
         let r = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let all = r(&["a1", "a2", "a3", "a4"]);
-        assert_eq!(to_prune(&all, 2, "a4"), r(&["a1", "a2"]));
-        assert_eq!(to_prune(&all, 1, "a4"), r(&["a1", "a2", "a3"]));
+        let (a1, a2, a3) = (
+            "20260101T000000Z",
+            "20260101T000000Z-001",
+            "20260102T000000Z",
+        );
+        let a4 = "20260102T000000Z-1000";
+        let a5 = "20260102T000000Z-999";
+        let all = r(&[a4, a2, a1, "notes.txt", a3, a5]);
+        assert_eq!(to_prune(&all, 2, a4), r(&[a1, a2, a3]));
+        assert_eq!(to_prune(&all, 1, a4), r(&[a1, a2, a3, a5]));
         // After a rollback to a2: a2 and the newest other are kept.
-        assert_eq!(to_prune(&all, 2, "a2"), r(&["a1", "a3"]));
-        assert_eq!(to_prune(&all, 5, "a4"), r(&[]));
-        assert_eq!(to_prune(&r(&["a1"]), 1, "a1"), r(&[]));
+        assert_eq!(to_prune(&all, 2, a2), r(&[a1, a3, a5]));
+        assert_eq!(to_prune(&all, 9, a4), r(&[]));
+        assert_eq!(to_prune(&r(&[a1]), 1, a1), r(&[]));
+    }
+
+    #[test]
+    fn only_names_envsync_makes_are_releases() {
+        for good in [
+            "20260215T090000Z",
+            "20260215T090000Z-001",
+            "20260215T090000Z-1000",
+        ] {
+            assert!(release_order(good).is_some(), "{good}");
+        }
+        for bad in [
+            "notes.txt",
+            "0-keep-me",
+            "20260215T090000Z-",
+            "20260215T090000Z-x",
+            "2026021T090000Z",
+            "20260215T090000Z-1-2",
+            ".envsync.20260215T090000Z.tmp",
+            "",
+        ] {
+            assert!(release_order(bad).is_none(), "{bad}");
+        }
+        assert!(release_order("20260215T090000Z-999") < release_order("20260215T090000Z-1000"));
     }
 
     #[test]
@@ -484,12 +535,19 @@ mod tests {
             next_release_name(t, &names(&["20260301T000000Z"])),
             "20260301T000000Z-001"
         );
-        let mut made = vec![];
-        for _ in 0..12 {
+        let mut made: Vec<String> = vec![];
+        for _ in 0..1003 {
             let name = next_release_name(t, &made);
-            assert!(made.iter().all(|m| *m < name), "{name} after {made:?}");
+            let order = release_order(&name);
+            assert!(
+                made.iter().all(|m| release_order(m) < order),
+                "{name} after {:?}",
+                made.last()
+            );
             made.push(name);
         }
+        // A name that is not a release does not count.
+        assert_eq!(next_release_name(t, &names(&["zzz"])), t);
         assert_eq!(new_release_name(&[]).len(), t.len());
     }
 

@@ -5,7 +5,7 @@
 use super::{
     current_link, new_release_name, pairs, releases_dir, rollback_mark, staging_name, KeyFile,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::fs::{Existing, Expect, Job, Op, Perms, Stamp};
@@ -14,35 +14,76 @@ use crate::secret::SecretBytes;
 use crate::sync::decision::Decision;
 use crate::sync::Sides;
 
-/// The staged (temp-named) folders of a run's new releases, removed when dropped: after a
-/// complete run they have been renamed into place and there is nothing left to remove.
-pub(crate) struct StagedReleases(Vec<PathBuf>);
+/// The staged (temp-named) folders of a run's new releases, and the folders above them that
+/// did not exist before the run: removed when dropped before [`StagedReleases::done`], on
+/// any way out of a run that did not complete (the staging batch is finished before the main
+/// one starts, so its own undo no longer reaches them).
+pub(crate) struct StagedReleases {
+    staged: Vec<PathBuf>,
+    new_folders: Vec<PathBuf>,
+    done: bool,
+}
 
 impl StagedReleases {
     pub(crate) fn new(manifest: &Manifest, plans: &[Option<FolderPlan<'_>>]) -> Self {
-        Self(
-            (plans.iter().flatten())
-                .filter_map(|p| p.release.as_ref())
-                .map(|r| manifest.server_root.join(&r.staging))
-                .collect(),
-        )
+        let mut staged = Vec::new();
+        let mut new_folders = Vec::new();
+        for plan in plans.iter().flatten() {
+            let Some(release) = &plan.release else {
+                continue;
+            };
+            staged.push(manifest.server_root.join(&release.staging));
+            // `releases/`, then the entry's folder: deepest first.
+            let releases = manifest.server_root.join(releases_dir(plan.entry));
+            for folder in [releases, plan.entry.server_path.clone()] {
+                if std::fs::symlink_metadata(&folder).is_err() {
+                    new_folders.push(folder);
+                }
+            }
+        }
+        Self {
+            staged,
+            new_folders,
+            done: false,
+        }
+    }
+
+    /// The run completed: every staged release is live, and the folders stay.
+    pub(crate) fn done(mut self) {
+        self.done = true;
     }
 }
 
 impl Drop for StagedReleases {
     fn drop(&mut self) {
-        for folder in &self.0 {
+        if self.done {
+            return;
+        }
+        for folder in &self.staged {
             // Never follows a symlink inside what it removes.
             let _ = std::fs::remove_dir_all(folder);
+        }
+        for folder in &self.new_folders {
+            // Only when empty: never anything that was put there meanwhile.
+            let _ = std::fs::remove_dir(folder);
         }
     }
 }
 
-/// A key file to write: its path under the server root, content, and the file there now.
+/// A key file to write: its path under the server root and name, content, and the file
+/// there now.
 struct KeyWrite<'s> {
     relative: String,
+    name: String,
     contents: SecretBytes,
     existing: Option<&'s Existing>,
+}
+
+/// A key file kept as it is: its path and name, and its stamp as the plan read it.
+struct Kept {
+    relative: String,
+    name: String,
+    stamp: Stamp,
 }
 
 /// A release a decrypt writes: staged under a temp name (`verify` runs on it there), then
@@ -64,16 +105,18 @@ pub(crate) struct FolderPlan<'s> {
     pub(crate) entry: &'s Entry,
     writes: Vec<KeyWrite<'s>>,
     removes: Vec<(String, Stamp)>,
-    fixes: Vec<(String, &'s Existing)>,
+    fixes: Vec<(String, String, &'s Existing)>,
+    /// Key files read and kept: checked before the first step (an edit made while the run
+    /// waited stops it), and part of the record's stamp.
+    kept: Vec<Kept>,
     /// With releases, when content changes.
     pub(crate) release: Option<NewRelease>,
     /// `current` as the plan saw it.
     link_before: Option<&'s str>,
     /// The rollback mark to clear (its path in the state folder and stamp).
     pub(crate) clear_mark: Option<(String, Stamp)>,
-    /// The folder the key files are in after the run, and their names: the record's stamp.
+    /// The folder the key files are in after the run.
     pub(crate) dir: String,
-    pub(crate) names: Vec<String>,
     /// Whether the run changes what the folder holds (not a mode fix alone).
     pub(crate) changes_content: bool,
 }
@@ -104,30 +147,39 @@ impl<'s> FolderPlan<'s> {
             writes: Vec::new(),
             removes: Vec::new(),
             fixes: Vec::new(),
+            kept: Vec::new(),
             release: None,
             link_before: folder.link.as_deref(),
             clear_mark: None,
             dir: current.clone(),
-            names: folder.files.iter().map(|f| f.name.clone()).collect(),
             changes_content: false,
         };
-        let path = |dir: &str, f: &KeyFile| format!("{dir}/{}", f.name);
+        let path = |f: &KeyFile| format!("{current}/{}", f.name);
+        let keep = |f: &KeyFile| Kept {
+            relative: path(f),
+            name: f.name.clone(),
+            stamp: f.file.stamp,
+        };
         let mark = (folder.rolled_back.as_ref()).map(|(_, stamp)| (rollback_mark(entry), *stamp));
         if in_sync {
             plan.clear_mark.clone_from(&mark);
         }
         if decision == Decision::FixPerms {
-            for f in folder.files.iter().filter(|f| drifts(entry, &f.file)) {
-                plan.fixes.push((path(&current, f), &f.file));
+            for f in &folder.files {
+                if drifts(entry, &f.file) {
+                    plan.fixes.push((path(f), f.name.clone(), &f.file));
+                } else {
+                    plan.kept.push(keep(f));
+                }
             }
             return Ok(Some(plan));
         }
         let plaintext = plaintext.filter(|_| decision.writes());
         let Some(plaintext) = plaintext else {
+            plan.kept = folder.files.iter().map(keep).collect();
             return Ok(plan.clear_mark.is_some().then_some(plan));
         };
         let pairs = pairs(entry, layout, plaintext.expose())?;
-        plan.names = pairs.iter().map(|(_, name, _)| name.clone()).collect();
         plan.changes_content = true;
         plan.clear_mark = mark;
         if layout.releases.is_some() {
@@ -137,10 +189,14 @@ impl<'s> FolderPlan<'s> {
             for (_, file, contents) in pairs {
                 plan.writes.push(KeyWrite {
                     relative: format!("{staging}/{file}"),
+                    name: file,
                     contents,
                     existing: None,
                 });
             }
+            // The release being replaced: an edit made to it while the run waited is refused,
+            // not silently left behind.
+            plan.kept = folder.files.iter().map(keep).collect();
             plan.dir.clone_from(&dir);
             plan.release = Some(NewRelease {
                 link_target: format!("releases/{name}"),
@@ -156,11 +212,14 @@ impl<'s> FolderPlan<'s> {
             match existing {
                 Some(f) if f.file.bytes == *contents => {
                     if drifts(entry, &f.file) {
-                        plan.fixes.push((path(&current, f), &f.file));
+                        plan.fixes.push((path(f), f.name.clone(), &f.file));
+                    } else {
+                        plan.kept.push(keep(f));
                     }
                 }
                 _ => plan.writes.push(KeyWrite {
                     relative: format!("{current}/{name}"),
+                    name: name.clone(),
                     contents: contents.clone(),
                     existing: existing.map(|f| &f.file),
                 }),
@@ -169,7 +228,7 @@ impl<'s> FolderPlan<'s> {
         // The files of keys the `.enc` no longer has.
         for f in &folder.files {
             if !pairs.iter().any(|(_, name, _)| *name == f.name) {
-                plan.removes.push((path(&current, f), f.file.stamp));
+                plan.removes.push((path(f), f.file.stamp));
             }
         }
         Ok(Some(plan))
@@ -219,12 +278,17 @@ impl<'s> FolderPlan<'s> {
             relative,
             expect: *stamp,
         }));
-        ops.extend(self.fixes.iter().map(|(relative, file)| Op::Perms {
+        ops.extend(self.fixes.iter().map(|(relative, _, file)| Op::Perms {
             base: root,
             relative,
             perms,
             expect: file.stamp,
             before: file.owner(),
+        }));
+        ops.extend(self.kept.iter().map(|k| Op::Check {
+            base: root,
+            relative: &k.relative,
+            expect: k.stamp,
         }));
         if let Some(release) = &self.release {
             ops.push(Op::Rename {
@@ -248,5 +312,48 @@ impl<'s> FolderPlan<'s> {
             });
         }
         ops
+    }
+
+    /// The stamp the sync record stores for this entry after the run: over the key files as
+    /// the run left them, from the stamps the batch gave back (`release`: of
+    /// [`Self::release_ops`], `main`: of [`Self::ops`]) and those the plan checked, never
+    /// from a fresh read that an edit made meanwhile could slip into.
+    pub(crate) fn record_stamp(
+        &self,
+        root: &Path,
+        release: &[Stamp],
+        main: &[Stamp],
+    ) -> Result<Stamp, Error> {
+        let folder = super::folder_stat(root, &self.dir)?.ok_or_else(|| {
+            Error::Fs(crate::fs::FsError::BadFolder {
+                path: root.join(&self.dir),
+            })
+        })?;
+        let mut files: Vec<(&str, Stamp)> = Vec::new();
+        if self.release.is_some() {
+            files.extend(
+                self.writes
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .zip(release.iter().copied()),
+            );
+        } else {
+            let (written, rest) = main.split_at(self.writes.len().min(main.len()));
+            let fixed = rest.get(self.removes.len()..).unwrap_or_default();
+            files.extend(
+                self.writes
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .zip(written.iter().copied()),
+            );
+            files.extend(
+                self.fixes
+                    .iter()
+                    .map(|(_, name, _)| name.as_str())
+                    .zip(fixed.iter().copied()),
+            );
+            files.extend(self.kept.iter().map(|k| (k.name.as_str(), k.stamp)));
+        }
+        Ok(super::combined_stamp(&folder, files))
     }
 }
