@@ -48,6 +48,8 @@ pub(crate) struct FolderSide {
     pub(crate) releases: Vec<String>,
     /// Set by `envsync rollback`: the release it went back to, and the mark's stamp.
     pub(crate) rolled_back: Option<(String, Stamp)>,
+    /// `names = "lower"`.
+    pub(crate) lower: bool,
 }
 
 /// The keys a dotenv file names (its `sops_` metadata lines left out), in order. The key
@@ -190,7 +192,10 @@ pub(crate) fn read(
         }
     }
     let root = &manifest.server_root;
-    let mut side = FolderSide::default();
+    let mut side = FolderSide {
+        lower: layout.lower,
+        ..FolderSide::default()
+    };
     if let Some(mark) = fs::read(&manifest.state_dir, &rollback_mark(entry))? {
         let text = String::from_utf8_lossy(mark.bytes.expose())
             .trim()
@@ -326,7 +331,19 @@ impl FolderSide {
     /// its comments and key order; a key with no file is left out); keys it does not name
     /// follow, in key order.
     pub(crate) fn plaintext(&self, template: Option<&[u8]>) -> SecretBytes {
-        let value = |key: &str| self.files.iter().find(|f| f.key == key);
+        // By file name: under `names = "lower"` a key renamed in case (`Api_Key` in the last
+        // sync, `API_KEY` now) names the same file.
+        let name_of = |key: &str| {
+            if self.lower {
+                key.to_lowercase()
+            } else {
+                key.to_string()
+            }
+        };
+        let value = |key: &str| {
+            let name = name_of(key);
+            self.files.iter().find(|f| f.name == name)
+        };
         let mut items = Vec::with_capacity(self.files.len());
         let template = template
             .and_then(|t| dotenv::parse(t).ok())
@@ -344,12 +361,12 @@ impl FolderSide {
                 }
             }
         }
-        let named = |key: &str| {
+        let named = |name: &str| {
             template
                 .iter()
-                .any(|i| matches!(i, Item::Pair { key: k, .. } if k == key))
+                .any(|i| matches!(i, Item::Pair { key: k, .. } if name_of(k) == name))
         };
-        for f in self.files.iter().filter(|f| !named(&f.key)) {
+        for f in self.files.iter().filter(|f| !named(&f.name)) {
             items.push(Item::Pair {
                 key: f.key.clone(),
                 value: f.file.bytes.clone(),
@@ -574,6 +591,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            lower: true,
             ..FolderSide::default()
         }
     }

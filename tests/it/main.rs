@@ -10,6 +10,7 @@ mod cli;
 mod examples;
 mod fast_paths;
 mod files;
+mod files_guards;
 mod guards;
 mod hooks;
 mod interop;
