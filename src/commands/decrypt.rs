@@ -290,16 +290,16 @@ fn apply(
     // anything else is applied. Until the run is complete they are removed on any way out
     // (the main batch's undo renames a release back to its temp name first).
     let staged = StagedReleases::new(manifest, folders);
-    let per_plan = |plan: &FolderPlan<'_>, release: bool| {
-        if release {
-            plan.release_ops(manifest).len()
-        } else {
-            plan.ops(manifest).len()
-        }
-    };
-    let release_ops: Vec<Op<'_>> = (folders.iter().flatten())
-        .flat_map(|p| p.release_ops(manifest))
-        .collect();
+    // Each plan's steps, and how many there are: its stamps come back in that stretch.
+    let mut release_ops: Vec<Op<'_>> = Vec::new();
+    let mut folder_ops: Vec<Op<'_>> = Vec::new();
+    let mut counts = Vec::new();
+    for plan in folders.iter().flatten() {
+        let (release, main) = (plan.release_ops(manifest), plan.ops(manifest));
+        counts.push((release.len(), main.len()));
+        release_ops.extend(release);
+        folder_ops.extend(main);
+    }
     let mut release_stamps = Vec::new();
     if !release_ops.is_empty() {
         let mut staging = ctx.writer.batch();
@@ -310,7 +310,7 @@ fn apply(
     let mut batch = ctx.writer.batch();
     // After the other files and the streamed ones: their stamps come back first, in order.
     let others = ops.len();
-    ops.extend((folders.iter().flatten()).flat_map(|p| p.ops(manifest)));
+    ops.extend(folder_ops);
     let written = batch.apply(&ops)?;
     let mut stamps = vec![None; steps.len()];
     for (i, stamp) in indices.iter().zip(&written) {
@@ -318,16 +318,15 @@ fn apply(
     }
     // A files entry's stamp covers all its key files, from what the batches gave back.
     let (mut at_release, mut at_main) = (0, others);
-    for (i, plan) in folders.iter().enumerate() {
-        if let Some(plan) = plan {
-            let (r, m) = (per_plan(plan, true), per_plan(plan, false));
-            let release = release_stamps
-                .get(at_release..at_release + r)
-                .unwrap_or_default();
-            let main = written.get(at_main..at_main + m).unwrap_or_default();
-            stamps[i] = Some(plan.record_stamp(&manifest.server_root, release, main)?);
-            (at_release, at_main) = (at_release + r, at_main + m);
-        }
+    let plans = folders
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.as_ref()?)));
+    for ((i, plan), (r, m)) in plans.zip(counts) {
+        let release = (release_stamps.get(at_release..at_release + r)).unwrap_or_default();
+        let main = written.get(at_main..at_main + m).unwrap_or_default();
+        stamps[i] = Some(plan.record_stamp(&manifest.server_root, release, main)?);
+        (at_release, at_main) = (at_release + r, at_main + m);
     }
     let written = written.into_iter().skip(indices.len());
     let streamed_records = (streamed.iter().zip(written))
