@@ -120,6 +120,16 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print an .enc with every value masked as its length and a keyed fingerprint (git
+    /// textconv), or in clear with --reveal.
+    Show {
+        /// An entry's repo or server path, or any .enc file.
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Print the decrypted file in clear.
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Show drift between repo and server, values masked; exit 1 on drift.
     Diff {
         #[command(flatten)]

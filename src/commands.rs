@@ -10,6 +10,7 @@ pub(crate) mod hooks;
 pub(crate) mod keygen;
 pub(crate) mod rekey;
 pub(crate) mod rollback;
+pub(crate) mod show;
 pub(crate) mod status;
 
 use std::collections::HashMap;
@@ -531,5 +532,6 @@ pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, E
             keygen::run(&ctx.settings.printer, output.as_deref(), &ctx.cwd)
         }
         Command::Diff { selection } => diff::run(ctx, selection),
+        Command::Show { file, reveal } => show::run(ctx, file, *reveal),
     }
 }

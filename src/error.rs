@@ -77,6 +77,10 @@ pub(crate) enum FileError {
         "is a {0} file; this version of envsync reads and writes dotenv, binary and age files only"
     )]
     Unsupported(&'static str),
+    #[error("cannot be shown in clear: no identity here opens it (pass --identity, or drop --reveal for the masked view)")]
+    RevealNeedsKey,
+    #[error("{0}")]
+    Keys(String),
     #[error("is a {0} file, but its entry says `as = \"files\"`, which splits a dotenv file into one file per key; remove `as` or point the entry at a dotenv .enc")]
     FilesNeedDotenv(&'static str),
     #[error("key `{key}` cannot be a file name (empty, `.`, `..`, a `/` or a temp name); rename the key")]

@@ -11,6 +11,7 @@ mod crypto;
 mod diff;
 mod error;
 mod exit;
+mod fingerprint;
 mod format;
 mod fs;
 mod hooks;

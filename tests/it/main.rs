@@ -20,5 +20,6 @@ mod leaks;
 mod releases;
 mod reliability;
 mod safety;
+mod show;
 mod team_repo;
 mod writer;
