@@ -4,6 +4,7 @@
 //! folder), which may be a subfolder of the git work tree.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -31,16 +32,40 @@ impl<'r> Git<'r> {
 
     /// Runs git; `ok` lists the exit codes that are answers rather than failures.
     fn run(&self, args: &[&str], ok: &[i32]) -> Result<(i32, Vec<u8>), Error> {
+        self.run_with(args, None, ok)
+    }
+
+    /// Runs git with `input` on its stdin (paths, so that no path is taken for an option).
+    fn run_with(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+        ok: &[i32],
+    ) -> Result<(i32, Vec<u8>), Error> {
         let failed = |message: String| Error::Git {
             args: args.join(" "),
             message,
         };
-        let out = Command::new("git")
+        let mut child = Command::new("git")
             .arg("-C")
             .arg(self.root)
             .args(args)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(e.to_string()))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A small list of paths: git reads all of it before answering, so writing it
+            // whole before reading the output cannot deadlock.
+            stdin.write_all(input).map_err(|e| failed(e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
             .map_err(|e| failed(e.to_string()))?;
         let code = out.status.code().unwrap_or(-1);
         if !ok.contains(&code) {
@@ -77,10 +102,12 @@ impl<'r> Git<'r> {
         if paths.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let mut args = vec!["check-ignore", "-z", "--"];
-        args.extend(paths.iter().map(String::as_str));
+        let input: Vec<u8> = paths
+            .iter()
+            .flat_map(|p| p.bytes().chain(std::iter::once(0)))
+            .collect();
         // Exit 1: none of them is ignored.
-        let (_, out) = self.run(&args, &[0, 1])?;
+        let (_, out) = self.run_with(&["check-ignore", "-z", "--stdin"], Some(&input), &[0, 1])?;
         Ok(split_z(&out).map(str::to_string).collect())
     }
 
