@@ -102,6 +102,16 @@ pub enum Command {
         #[command(flatten)]
         selection: Selection,
     },
+    /// CI gate and pre-commit hook, no private key needed: missing and orphan .enc files,
+    /// .enc files not really encrypted, recipients vs .sops.yaml, plaintext targets tracked,
+    /// staged or not ignored; exit 1 on any problem.
+    Check {
+        #[command(flatten)]
+        selection: Selection,
+        /// Only entries whose .enc or plaintext is staged, and staged orphan .enc files.
+        #[arg(long)]
+        staged: bool,
+    },
     /// Re-wrap data keys for today's recipients (values and MAC unchanged), as `sops
     /// updatekeys`; `--rotate` makes a new data key.
     Rekey {

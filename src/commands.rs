@@ -3,6 +3,7 @@
 //! Every command flows load → plan → apply: it reads and checks all selected entries first,
 //! builds a plan, and only then writes (or, with `--dry-run`, prints the plan).
 
+pub(crate) mod check;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
 pub(crate) mod encrypt;
@@ -516,6 +517,7 @@ pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, E
             },
         ),
         Command::Status { selection } => status::run(ctx, selection),
+        Command::Check { selection, staged } => check::run(ctx, selection, *staged),
         Command::Rekey {
             selection,
             dry_run,

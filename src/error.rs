@@ -24,6 +24,13 @@ pub(crate) enum Error {
     NoMatch { pattern: String, manifest: String },
     #[error("`{pattern}` is not a valid glob")]
     BadGlob { pattern: String },
+    #[error("`git {args}` failed: {message}")]
+    Git { args: String, message: String },
+    #[error("{}: cannot be read: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {source}", .path.display())]
     File { path: PathBuf, source: FileError },
     /// Writing would lose an unsynced change; one line an entry, with the command that

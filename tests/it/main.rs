@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod batch;
+mod check;
 mod cli;
 mod examples;
 mod fast_paths;

@@ -1,0 +1,565 @@
+//! `envsync check [FILE..] [--staged]`: the CI gate and pre-commit hook. It reads only the
+//! repo side (files, sops metadata, git) and never loads a key, so it runs where no private
+//! key may go. One line a problem on stdout, `<file>: <problem>; <fix>`; exit 0 when there
+//! is none, 1 when there are some, 2 on an error (bad manifest, git failing).
+//!
+//! Problems: an entry's `.enc` missing (unless `optional`); an orphan `.enc` no entry maps
+//! (git-tracked, or any under the repo when it is not a git repo); an `.enc` that is not
+//! really encrypted (plaintext, no sops metadata or MAC, a dotenv value in clear that the
+//! file's rule says to encrypt); recipients that differ from `.sops.yaml` or the entry; a
+//! plaintext target inside the repo that is tracked, staged or not ignored. With
+//! `--staged`, only entries whose `.enc` or plaintext is staged, and staged orphans.
+//!
+//! `--json` prints `{"version": 1, "command": "check", "ok": bool, "problems": [...]}`, each
+//! problem `{"file", "kind", "message", "fix"}`.
+
+mod git;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{normalise, Context};
+use crate::cli::Selection;
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::format::Format;
+use crate::keys::{KeyError, Recipients};
+use crate::manifest::Entry;
+use crate::output::Style;
+use crate::sops::cipher::EncValue;
+use crate::sops::store::dotenv::{self, Item};
+use crate::sops::{CryptRule, Metadata};
+use git::Git;
+
+/// What kind of problem a line reports (the `kind` of `--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    Missing,
+    Orphan,
+    NotEncrypted,
+    NoMetadata,
+    ClearValue,
+    Recipients,
+    PlaintextTracked,
+    PlaintextStaged,
+    PlaintextNotIgnored,
+}
+
+/// One problem: the file, what is wrong, and how to fix it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Problem {
+    file: String,
+    kind: Kind,
+    message: String,
+    fix: String,
+}
+
+pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<ExitStatus, Error> {
+    let manifest = &ctx.settings.manifest;
+    let root = &manifest.repo_root;
+    let entries = ctx.select(selection)?;
+    let recipients = Recipients::load(root, &manifest.path)?;
+    let git = Git::open(root);
+    // In a folder that is not a git repo nothing can be staged.
+    let staged_files = match &git {
+        Some(git) => git.staged()?,
+        None => BTreeSet::new(),
+    };
+    let tracked = match &git {
+        Some(git) => Some(git.tracked()?),
+        None => None,
+    };
+    // --staged: only entries with a staged `.enc` or plaintext, so a commit that touches
+    // no secret pays for (almost) nothing.
+    let entries: Vec<&Entry> = entries
+        .into_iter()
+        .filter(|e| {
+            !staged
+                || [relative(root, &e.repo_path), relative(root, &e.server_path)]
+                    .iter()
+                    .flatten()
+                    .any(|p| staged_files.contains(p))
+        })
+        .collect();
+
+    let mut problems = Vec::new();
+    for entry in &entries {
+        check_entry(entry, &recipients, &mut problems)?;
+    }
+    if let (Some(git), Some(tracked)) = (&git, &tracked) {
+        check_targets(root, &entries, git, tracked, &staged_files, &mut problems)?;
+    }
+    // Orphans are judged against every entry, but only reported when the run is not
+    // narrowed to some entries: naming one file is not a question about the others.
+    if selection.files.is_empty() && selection.tags.is_empty() {
+        let mapped: HashSet<String> = manifest
+            .entries
+            .iter()
+            .filter_map(|e| relative(root, &e.repo_path))
+            .collect();
+        let candidates = match &tracked {
+            Some(tracked) => tracked.clone(),
+            None => enc_files_under(root),
+        };
+        let candidates = candidates
+            .into_iter()
+            .filter(|p| !staged || staged_files.contains(p));
+        problems.extend(
+            orphans(candidates, &mapped)
+                .into_iter()
+                .map(|file| Problem {
+                    fix: format!(
+                        "add a [[file]] entry for it to secrets.toml, or remove it (git rm {file})"
+                    ),
+                    message: "no entry of secrets.toml maps this .enc".into(),
+                    kind: Kind::Orphan,
+                    file,
+                }),
+        );
+    }
+
+    let printer = &ctx.settings.printer;
+    if printer.json {
+        printer.json(&json!({
+            "version": 1,
+            "command": "check",
+            "ok": problems.is_empty(),
+            "problems": problems,
+        }));
+    } else {
+        for p in &problems {
+            printer.data(
+                Style::Changed,
+                &format!("{}: {}; {}", p.file, p.message, p.fix),
+            );
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Drift
+    })
+}
+
+/// The repo side of one entry: present, really encrypted, for the right recipients.
+fn check_entry(
+    entry: &Entry,
+    recipients: &Recipients,
+    problems: &mut Vec<Problem>,
+) -> Result<(), Error> {
+    let repo = &entry.repo;
+    let problem = |kind, message: String, fix: String| Problem {
+        file: repo.clone(),
+        kind,
+        message,
+        fix,
+    };
+    let bytes = match std::fs::read(&entry.repo_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !entry.optional {
+                problems.push(problem(
+                    Kind::Missing,
+                    format!("is missing (the repo copy of {})", entry.server),
+                    format!(
+                        "restore it from git (git checkout -- {repo}), or run `envsync encrypt {repo}`"
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(Error::Read {
+                path: entry.repo_path.clone(),
+                source,
+            })
+        }
+    };
+    // A plain entry's repo file is plaintext by design.
+    if entry.plain {
+        return Ok(());
+    }
+    let reencrypt = format!(
+        "restore it from git, or run `envsync encrypt --force {repo}` to re-create it from the server copy"
+    );
+    let metadata = match classify(&bytes) {
+        Encryption::Age => return Ok(()),
+        Encryption::Plaintext => {
+            // Never quote the content: it may be the secret itself.
+            problems.push(problem(
+                Kind::NotEncrypted,
+                "is not encrypted (no sops metadata and no age header)".into(),
+                format!("if it was committed, treat its values as leaked; {reencrypt}"),
+            ));
+            return Ok(());
+        }
+        Encryption::NoMetadata(why) => {
+            problems.push(problem(
+                Kind::NoMetadata,
+                format!("has no valid sops metadata or MAC ({why})"),
+                reencrypt,
+            ));
+            return Ok(());
+        }
+        Encryption::Sops(metadata) => metadata,
+    };
+    if Format::detect(&bytes) == Some(Format::Dotenv) {
+        let rule = metadata.rule.clone().unwrap_or_default();
+        let clear = clear_keys(&bytes, &rule);
+        if !clear.is_empty() {
+            problems.push(problem(
+                Kind::ClearValue,
+                format!(
+                    "holds values in clear that its sops rule says to encrypt: {}",
+                    clear.join(", ")
+                ),
+                format!("treat them as leaked and rotate them; {reencrypt}"),
+            ));
+        }
+    }
+    let want = match recipients.options_for(entry) {
+        Ok(options) => options
+            .keys
+            .groups
+            .iter()
+            .flatten()
+            .map(|r| r.text.clone())
+            .collect(),
+        // No recipients configured anywhere: encrypt keeps the file's own, so there is
+        // nothing to differ from.
+        Err(KeyError::NoRecipients { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let have: BTreeSet<String> = metadata.recipients().into_iter().collect();
+    if let Some(drift) = recipient_drift(&have, &want) {
+        let source = if entry.recipients.is_some() {
+            "the entry's recipients"
+        } else {
+            ".sops.yaml"
+        };
+        problems.push(problem(
+            Kind::Recipients,
+            format!("its recipients differ from {source} ({drift})"),
+            format!("run `envsync rekey {repo}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Plaintext targets inside the repo's work tree must be neither tracked nor staged, and
+/// must be ignored so that a `git add .` cannot pick them up.
+fn check_targets(
+    root: &Path,
+    entries: &[&Entry],
+    git: &Git<'_>,
+    tracked: &BTreeSet<String>,
+    staged: &BTreeSet<String>,
+    problems: &mut Vec<Problem>,
+) -> Result<(), Error> {
+    let targets: Vec<String> = entries
+        .iter()
+        .filter(|e| !e.plain)
+        .filter_map(|e| relative(root, &e.server_path))
+        .collect();
+    let ignored = git.ignored(&targets)?;
+    for target in targets {
+        let state = TargetState {
+            tracked: tracked.contains(&target),
+            staged: staged.contains(&target),
+            ignored: ignored.contains(&target),
+        };
+        if let Some((kind, message, fix)) = target_problem(state, &target) {
+            problems.push(Problem {
+                file: target,
+                kind,
+                message: message.into(),
+                fix,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What git says of a plaintext target.
+#[derive(Clone, Copy, Debug)]
+struct TargetState {
+    tracked: bool,
+    staged: bool,
+    ignored: bool,
+}
+
+/// The problem a plaintext target inside the repo has, if any. Staged wins over tracked:
+/// the fix is the same, but "staged" tells a pre-commit hook's user it is not yet pushed.
+fn target_problem(state: TargetState, target: &str) -> Option<(Kind, &'static str, String)> {
+    let unstage = format!("run `git rm --cached {target}` and add it to .gitignore");
+    if state.staged {
+        Some((
+            Kind::PlaintextStaged,
+            "is a plaintext secret staged for commit",
+            unstage,
+        ))
+    } else if state.tracked {
+        Some((
+            Kind::PlaintextTracked,
+            "is a plaintext secret tracked by git",
+            format!("{unstage}, then treat its values as leaked and rotate them"),
+        ))
+    } else if !state.ignored {
+        Some((
+            Kind::PlaintextNotIgnored,
+            "is a plaintext secret inside the repo that git does not ignore",
+            format!("add `/{target}` to .gitignore"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// What an `.enc`'s bytes are, judged without any key.
+#[derive(Debug)]
+enum Encryption {
+    /// A plain age file: no sops metadata to check.
+    Age,
+    Sops(Box<Metadata>),
+    /// Neither sops nor age.
+    Plaintext,
+    /// It looks like sops but its metadata or MAC is missing or broken (why).
+    NoMetadata(String),
+}
+
+fn classify(bytes: &[u8]) -> Encryption {
+    let format = match Format::detect(bytes) {
+        Some(Format::Age) => return Encryption::Age,
+        Some(format) => format,
+        // Encrypted values with the metadata cut off are damage, not plaintext.
+        None if memchr::memmem::find(bytes, b"ENC[AES256_GCM,").is_some() => {
+            return Encryption::NoMetadata("encrypted values but no sops metadata".into())
+        }
+        None => return Encryption::Plaintext,
+    };
+    match sops_metadata(format, bytes) {
+        Ok(m) if m.mac.trim().is_empty() => Encryption::NoMetadata("the MAC is empty".into()),
+        Ok(m) => Encryption::Sops(Box::new(m)),
+        Err(why) => Encryption::NoMetadata(why),
+    }
+}
+
+/// The `sops` metadata of a file in `format`, read without decrypting.
+fn sops_metadata(format: Format, bytes: &[u8]) -> Result<Metadata, String> {
+    if let Some(store) = format.store() {
+        return store.metadata(bytes).map_err(|e| e.to_string());
+    }
+    // YAML and JSON: this build does not decrypt them, but their metadata is one object.
+    let tree: serde_json::Value = match format {
+        Format::Json => serde_json::from_slice(bytes).map_err(|_| "it is not valid JSON")?,
+        _ => serde_yaml_ng::from_slice(bytes).map_err(|_| "it is not valid YAML")?,
+    };
+    let block = tree.get("sops").ok_or("it has no sops block")?;
+    Metadata::from_tree(block).map_err(|e| e.to_string())
+}
+
+/// The keys of a sops dotenv file whose value is in clear although `rule` says to encrypt
+/// it. Values are only tested for the `ENC[` form, never shown.
+fn clear_keys(file: &[u8], rule: &CryptRule) -> Vec<String> {
+    let Ok(items) = dotenv::parse(file) else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| match item {
+            Item::Pair { key, value } if !key.starts_with("sops_") => Some((key, value)),
+            _ => None,
+        })
+        .filter(|(key, value)| {
+            let encrypted = std::str::from_utf8(value.expose()).is_ok_and(EncValue::is_enc);
+            // sops leaves empty values as they are.
+            !value.expose().is_empty()
+                && !encrypted
+                && rule.encrypts(&[key.as_str()]).unwrap_or(true)
+        })
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// How a file's recipients differ from the wanted ones, for the message; None when equal.
+fn recipient_drift(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Option<String> {
+    let add: Vec<&str> = want.difference(have).map(String::as_str).collect();
+    let remove: Vec<&str> = have.difference(want).map(String::as_str).collect();
+    let mut parts = Vec::new();
+    if !add.is_empty() {
+        parts.push(format!("not yet encrypted to {}", add.join(", ")));
+    }
+    if !remove.is_empty() {
+        parts.push(format!("still encrypted to {}", remove.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// The `.enc` files among `files` that no entry maps, sorted.
+fn orphans(files: impl IntoIterator<Item = String>, mapped: &HashSet<String>) -> Vec<String> {
+    let mut out: Vec<String> = files
+        .into_iter()
+        .filter(|f| f.ends_with(".enc") && !mapped.contains(f))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every `*.enc` file under `root` (`.git` skipped), repo-relative: the orphan candidates
+/// when the repo is not a git repo.
+fn enc_files_under(root: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| relative(root, e.path()))
+        .filter(|p| p.ends_with(".enc"))
+        .collect()
+}
+
+/// `path` relative to `root` with `/` separators, or None when it is not under it.
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = normalise(path);
+    let rel = rel.strip_prefix(normalise(root)).ok()?;
+    let parts: Vec<&str> = rel
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect::<Option<_>>()?;
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn plaintext_targets_are_classified() {
+        let table = [
+            // tracked, staged, ignored → kind
+            (false, false, true, None),
+            (false, false, false, Some(Kind::PlaintextNotIgnored)),
+            (true, false, true, Some(Kind::PlaintextTracked)),
+            (true, false, false, Some(Kind::PlaintextTracked)),
+            (true, true, false, Some(Kind::PlaintextStaged)),
+            (false, true, true, Some(Kind::PlaintextStaged)),
+        ];
+        for (tracked, staged, ignored, want) in table {
+            let state = TargetState {
+                tracked,
+                staged,
+                ignored,
+            };
+            let got = target_problem(state, "app/.env").map(|(kind, _, _)| kind);
+            assert_eq!(got, want, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn enc_contents_are_classified_without_a_key() {
+        let dotenv_ok = "A=ENC[AES256_GCM,data:abc=,iv:abc=,tag:abc=,type:str]\n\
+            sops_age__list_0__map_enc=-----BEGIN AGE ENCRYPTED FILE-----\\nx\\n-----END AGE ENCRYPTED FILE-----\\n\n\
+            sops_age__list_0__map_recipient=age1thnacunnsjv0u8m4lhnnaf0ya24xxh80u3c0vdhmndypfm9ums9qjpsd7r\n\
+            sops_lastmodified=2024-01-01T00:00:00Z\n\
+            sops_mac=ENC[AES256_GCM,data:abc=,iv:abc=,tag:abc=,type:str]\n\
+            sops_unencrypted_suffix=_unencrypted\n\
+            sops_version=3.11.0\n";
+        let no_mac = dotenv_ok.replace(
+            "sops_mac=ENC[AES256_GCM,data:abc=,iv:abc=,tag:abc=,type:str]\n",
+            "",
+        );
+        let cut = "A=ENC[AES256_GCM,data:abc=,iv:abc=,tag:abc=,type:str]\n";
+        let json_no_mac = r#"{"a": "ENC[AES256_GCM,data:x,iv:x,tag:x,type:str]", "sops": {"age": [{"recipient": "age1x", "enc": "x"}], "lastmodified": "2024-01-01T00:00:00Z", "version": "3.11.0"}}"#;
+        let table: [(&str, &[u8], &str); 7] = [
+            ("plain dotenv", b"PASSWORD=hunter2\n", "plaintext"),
+            ("empty", b"", "plaintext"),
+            ("sops dotenv", dotenv_ok.as_bytes(), "sops"),
+            ("dotenv without MAC", no_mac.as_bytes(), "no-metadata"),
+            ("values, metadata cut", cut.as_bytes(), "no-metadata"),
+            ("json without mac", json_no_mac.as_bytes(), "no-metadata"),
+            (
+                "age",
+                b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE-----\n",
+                "age",
+            ),
+        ];
+        for (name, bytes, want) in table {
+            let got = match classify(bytes) {
+                Encryption::Age => "age",
+                Encryption::Sops(_) => "sops",
+                Encryption::Plaintext => "plaintext",
+                Encryption::NoMetadata(_) => "no-metadata",
+            };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn clear_values_are_named_by_key_only() {
+        let file = b"A=ENC[AES256_GCM,data:abc=,iv:abc=,tag:abc=,type:str]\n\
+            B=hunter2\nC_unencrypted=public\nD=\nsops_version=3.11.0\n";
+        let rule = CryptRule::default();
+        assert_eq!(clear_keys(file, &rule), vec!["B".to_string()]);
+        let only_pass = CryptRule::EncryptedRegex("^PASS".into());
+        assert!(clear_keys(file, &only_pass).is_empty());
+    }
+
+    #[test]
+    fn recipient_drift_names_both_sides() {
+        let table = [
+            (set(&["a", "b"]), set(&["b", "a"]), None),
+            (
+                set(&["a"]),
+                set(&["a", "b"]),
+                Some("not yet encrypted to b"),
+            ),
+            (set(&["a", "b"]), set(&["a"]), Some("still encrypted to b")),
+            (
+                set(&["a"]),
+                set(&["c"]),
+                Some("not yet encrypted to c; still encrypted to a"),
+            ),
+        ];
+        for (have, want, expected) in table {
+            assert_eq!(
+                recipient_drift(&have, &want).as_deref(),
+                expected,
+                "{have:?} {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn orphans_are_unmapped_enc_files() {
+        let mapped: HashSet<String> = ["envs/a.enc".to_string()].into_iter().collect();
+        let files = [
+            "envs/a.enc",
+            "envs/b.enc",
+            "README.md",
+            "envs/b.enc",
+            "x.enc.bak",
+        ]
+        .map(String::from);
+        assert_eq!(orphans(files, &mapped), vec!["envs/b.enc".to_string()]);
+    }
+
+    #[test]
+    fn relative_paths_stay_under_the_root() {
+        let root = Path::new("/r/repo");
+        assert_eq!(
+            relative(root, Path::new("/r/repo/./app/.env")).as_deref(),
+            Some("app/.env")
+        );
+        assert_eq!(relative(root, Path::new("/r/server/app/.env")), None);
+        assert_eq!(relative(root, root), None);
+    }
+}

@@ -1,0 +1,126 @@
+//! What `check` asks git: which files are tracked, staged and ignored. git runs as a child
+//! process with `-C repo_root` and arguments passed as a list, never through a shell, so no
+//! path is ever interpreted. Paths come back relative to the repo root (the manifest's
+//! folder), which may be a subfolder of the git work tree.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::Error;
+
+/// The repo root as git sees it.
+pub(crate) struct Git<'r> {
+    root: &'r Path,
+}
+
+impl<'r> Git<'r> {
+    /// The git work tree holding `root`, or None when it is not in one (or git is not
+    /// installed): then `check` falls back to walking the folder.
+    pub(crate) fn open(root: &'r Path) -> Option<Self> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["rev-parse", "--is-inside-work-tree"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        (out.status.success() && out.stdout.trim_ascii() == b"true").then_some(Self { root })
+    }
+
+    /// Runs git; `ok` lists the exit codes that are answers rather than failures.
+    fn run(&self, args: &[&str], ok: &[i32]) -> Result<(i32, Vec<u8>), Error> {
+        self.run_with(args, None, ok)
+    }
+
+    /// Runs git with `input` on its stdin (paths, so that no path is taken for an option).
+    fn run_with(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+        ok: &[i32],
+    ) -> Result<(i32, Vec<u8>), Error> {
+        let failed = |message: String| Error::Git {
+            args: args.join(" "),
+            message,
+        };
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(self.root)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(e.to_string()))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A small list of paths: git reads all of it before answering, so writing it
+            // whole before reading the output cannot deadlock.
+            stdin.write_all(input).map_err(|e| failed(e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| failed(e.to_string()))?;
+        let code = out.status.code().unwrap_or(-1);
+        if !ok.contains(&code) {
+            return Err(failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok((code, out.stdout))
+    }
+
+    /// Every tracked file under the repo root.
+    pub(crate) fn tracked(&self) -> Result<BTreeSet<String>, Error> {
+        let (_, out) = self.run(&["ls-files", "-z", "--full-name", "--", "."], &[0])?;
+        // --full-name gives paths from the top of the work tree; strip the prefix so they
+        // compare with the manifest's repo-relative paths.
+        let prefix = self.prefix()?;
+        Ok(split_z(&out)
+            .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
+    /// Every file staged for the next commit under the repo root (added, changed, renamed;
+    /// deletions too, so a staged removal of an `.enc` selects its entry).
+    pub(crate) fn staged(&self) -> Result<BTreeSet<String>, Error> {
+        let (_, out) = self.run(
+            &["diff", "--cached", "--name-only", "--relative", "-z"],
+            &[0],
+        )?;
+        Ok(split_z(&out).map(str::to_string).collect())
+    }
+
+    /// Which of `paths` git ignores (a tracked file is never ignored).
+    pub(crate) fn ignored(&self, paths: &[String]) -> Result<BTreeSet<String>, Error> {
+        if paths.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let input: Vec<u8> = paths
+            .iter()
+            .flat_map(|p| p.bytes().chain(std::iter::once(0)))
+            .collect();
+        // Exit 1: none of them is ignored.
+        let (_, out) = self.run_with(&["check-ignore", "-z", "--stdin"], Some(&input), &[0, 1])?;
+        Ok(split_z(&out).map(str::to_string).collect())
+    }
+
+    /// The repo root's path from the top of the work tree, with a trailing `/` (or empty).
+    fn prefix(&self) -> Result<String, Error> {
+        let (_, out) = self.run(&["rev-parse", "--show-prefix"], &[0])?;
+        Ok(String::from_utf8_lossy(out.trim_ascii()).into_owned())
+    }
+}
+
+/// The NUL-separated names git prints with `-z`.
+fn split_z(out: &[u8]) -> impl Iterator<Item = &str> {
+    out.split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| std::str::from_utf8(p).ok())
+}

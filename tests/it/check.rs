@@ -1,0 +1,302 @@
+//! `envsync check`: the keyless CI gate, on real git repos with files encrypted by real sops.
+//! Every run has HOME empty, no SOPS_* variables and no identity in the manifest.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::process::Command;
+
+use crate::common::{Fixture, AGE3};
+
+/// Writes `secrets.toml` without `identity`: check must never need a key.
+fn keyless_manifest(fx: &Fixture, root: &std::path::Path, files: &[String]) {
+    let mut text = format!("version = 1\n\n[server]\nroot = \"{}\"\n", root.display());
+    for f in files {
+        text.push_str("\n[[file]]\n");
+        text.push_str(f);
+    }
+    fs::write(fx.repo.join("secrets.toml"), text).unwrap();
+}
+
+fn git(fx: &Fixture, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&fx.repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A committed repo with two dotenv entries whose plaintext targets live in `app/` inside
+/// the repo (ignored), so every rule has something to look at.
+fn clean_repo() -> Fixture {
+    let fx = Fixture::new();
+    fx.sops_encrypt(
+        "envs/api.env.enc",
+        b"DB_PASSWORD=s3cr3t-api\nPORT=80\n",
+        "dotenv",
+    );
+    fx.sops_encrypt("envs/web.env.enc", b"TOKEN=s3cr3t-web\n", "dotenv");
+    keyless_manifest(
+        &fx,
+        &fx.repo,
+        &[
+            Fixture::entry("envs/api.env.enc", "app/api.env"),
+            Fixture::entry("envs/web.env.enc", "app/web.env"),
+        ],
+    );
+    fs::write(fx.repo.join(".gitignore"), "/app/\n").unwrap();
+    git(&fx, &["add", "-A"]);
+    git(&fx, &["commit", "-qm", "init"]);
+    fx
+}
+
+#[test]
+fn a_clean_repo_passes_without_any_key() {
+    let fx = clean_repo();
+    let run = fx.envsync(["check"]);
+    run.expect(0);
+    assert_eq!(run.stdout, "");
+    let json = fx.envsync(["check", "--json"]);
+    json.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["command"], "check");
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn an_identity_that_does_not_exist_is_never_read() {
+    let fx = clean_repo();
+    let text = fs::read_to_string(fx.repo.join("secrets.toml"))
+        .unwrap()
+        .replace(
+            "[server]\n",
+            "[server]\nidentity = \"/nonexistent/age.key\"\n",
+        );
+    fs::write(fx.repo.join("secrets.toml"), text).unwrap();
+    fx.envsync(["check"]).expect(0);
+}
+
+#[test]
+fn an_orphan_enc_is_named() {
+    let fx = clean_repo();
+    fx.sops_encrypt("envs/old.env.enc", b"X=s3cr3t-old\n", "dotenv");
+    // Untracked orphans are not the repo's: only tracked ones count.
+    fx.envsync(["check"]).expect(0);
+    git(&fx, &["add", "envs/old.env.enc"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/old.env.enc: "),
+        "{}",
+        run.stdout
+    );
+    let json = fx.envsync(["check", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["problems"][0]["kind"], "orphan");
+    assert_eq!(doc["problems"][0]["file"], "envs/old.env.enc");
+}
+
+#[test]
+fn outside_git_every_enc_file_counts() {
+    let fx = clean_repo();
+    fs::remove_dir_all(fx.repo.join(".git")).unwrap();
+    fx.envsync(["check"]).expect(0);
+    fx.sops_encrypt("envs/old.env.enc", b"X=s3cr3t-old\n", "dotenv");
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(run.stdout.contains("envs/old.env.enc: "), "{}", run.stdout);
+}
+
+#[test]
+fn a_deleted_enc_is_named_unless_optional() {
+    let fx = clean_repo();
+    fs::remove_file(fx.repo.join("envs/web.env.enc")).unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/web.env.enc: is missing")
+            && run.stdout.contains("envsync encrypt envs/web.env.enc"),
+        "{}",
+        run.stdout
+    );
+    keyless_manifest(
+        &fx,
+        &fx.repo,
+        &[
+            Fixture::entry("envs/api.env.enc", "app/api.env"),
+            Fixture::entry("envs/web.env.enc", "app/web.env") + "optional = true\n",
+        ],
+    );
+    fx.envsync(["check"]).expect(0);
+}
+
+#[test]
+fn a_plaintext_file_named_enc_is_refused_without_quoting_it() {
+    let fx = clean_repo();
+    let secret = crate::common::canary("plain-enc");
+    fs::write(
+        fx.repo.join("envs/web.env.enc"),
+        format!("TOKEN={secret}\n"),
+    )
+    .unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/web.env.enc: is not encrypted"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_dotenv_enc_without_its_mac_is_named() {
+    let fx = clean_repo();
+    let path = fx.repo.join("envs/web.env.enc");
+    let text: String = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("sops_mac="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&path, text).unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .contains("envs/web.env.enc: has no valid sops metadata"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_dotenv_value_in_clear_is_named_by_its_key() {
+    let fx = clean_repo();
+    let path = fx.repo.join("envs/api.env.enc");
+    let secret = crate::common::canary("clear");
+    let text: String = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("DB_PASSWORD=") {
+                format!("DB_PASSWORD={secret}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(&path, text).unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.contains("values in clear") && run.stdout.contains("DB_PASSWORD"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_committed_plaintext_target_is_named() {
+    let fx = clean_repo();
+    let secret = crate::common::canary("committed");
+    crate::common::write_file(
+        &fx.repo.join("app/web.env"),
+        format!("TOKEN={secret}\n").as_bytes(),
+    );
+    git(&fx, &["add", "-f", "app/web.env"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .starts_with("app/web.env: is a plaintext secret staged")
+            && run.stdout.contains("git rm --cached app/web.env"),
+        "{}",
+        run.stdout
+    );
+    git(&fx, &["commit", "-qm", "oops"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .starts_with("app/web.env: is a plaintext secret tracked"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_plaintext_target_not_ignored_is_named() {
+    let fx = clean_repo();
+    fs::write(fx.repo.join(".gitignore"), "/app/api.env\n").unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert_eq!(
+        run.stdout,
+        "app/web.env: is a plaintext secret inside the repo that git does not ignore; add `/app/web.env` to .gitignore\n"
+    );
+}
+
+#[test]
+fn a_recipient_added_to_sops_yaml_asks_for_rekey() {
+    let fx = clean_repo();
+    let config = fs::read_to_string(fx.repo.join(".sops.yaml")).unwrap();
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        config.trim_end().to_string() + &format!(",{AGE3}\n"),
+    )
+    .unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    for file in ["envs/api.env.enc", "envs/web.env.enc"] {
+        assert!(
+            run.stdout.contains(&format!(
+                "{file}: its recipients differ from .sops.yaml (not yet encrypted to {AGE3})"
+            )) && run.stdout.contains(&format!("`envsync rekey {file}`")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn staged_checks_only_what_is_staged() {
+    let fx = clean_repo();
+    fs::remove_file(fx.repo.join("envs/web.env.enc")).unwrap();
+    // The deletion is not staged: a pre-commit run has nothing to say.
+    fx.envsync(["check", "--staged"]).expect(0);
+    fx.envsync(["check"]).expect(1);
+    git(&fx, &["rm", "-q", "--cached", "envs/web.env.enc"]);
+    let run = fx.envsync(["check", "--staged"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/web.env.enc: is missing"),
+        "{}",
+        run.stdout
+    );
+    // A staged orphan.
+    git(&fx, &["reset", "-q"]);
+    fx.sops_encrypt("envs/new.env.enc", b"X=s3cr3t-new\n", "dotenv");
+    git(&fx, &["add", "envs/new.env.enc"]);
+    let run = fx.envsync(["check", "--staged"]);
+    run.expect(1);
+    assert!(
+        run.stdout.contains("envs/new.env.enc: no entry"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_bad_manifest_is_exit_2() {
+    let fx = clean_repo();
+    fs::write(fx.repo.join("secrets.toml"), "version = 1\n[server]\n").unwrap();
+    fx.envsync(["check"]).expect(2);
+}
