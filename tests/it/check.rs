@@ -3,9 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::process::Command;
 
-use crate::common::{Fixture, AGE3};
+use crate::common::{git, Fixture, AGE3};
 
 /// Writes `secrets.toml` without `identity`: check must never need a key.
 fn keyless_manifest(fx: &Fixture, root: &std::path::Path, files: &[String]) {
@@ -15,21 +14,6 @@ fn keyless_manifest(fx: &Fixture, root: &std::path::Path, files: &[String]) {
         text.push_str(f);
     }
     fs::write(fx.repo.join("secrets.toml"), text).unwrap();
-}
-
-fn git(fx: &Fixture, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(&fx.repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A committed repo with two dotenv entries whose plaintext targets live in `app/` inside

@@ -423,3 +423,24 @@ pub(crate) fn daemon_gid() -> u32 {
     let out = Command::new("id").args(["-g", "daemon"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Runs git in the fixture's repo with the clean environment and a committer identity; it
+/// must succeed. Returns its stdout.
+pub(crate) fn git(fx: &Fixture, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.args([
+        "-c",
+        "user.name=envsync-test",
+        "-c",
+        "user.email=test@example.invalid",
+    ])
+    .args(args);
+    clean_env(&mut cmd, fx);
+    let out = cmd.output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

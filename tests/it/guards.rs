@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{self, canary, key_file, Fixture};
+use crate::common::{self, canary, git, key_file, Fixture};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -312,26 +312,6 @@ fn guards_closed_pipe_on_stdout_is_quiet() {
 // ---------------------------------------------------------------------------------------------
 // 3. An `.enc` older than its sync record
 // ---------------------------------------------------------------------------------------------
-
-/// Runs git in the fixture's repo; it must succeed.
-fn git(fx: &Fixture, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=envsync-test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .current_dir(&fx.repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The sops `lastmodified` of a repo file, as written in it (dotenv line or JSON field).
 fn lastmodified(fx: &Fixture, repo: &str) -> String {

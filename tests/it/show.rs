@@ -4,9 +4,8 @@
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
 use std::fs;
-use std::process::Command;
 
-use crate::common::{self, assert_no_leak, canary, clean_env, sops_set, Fixture};
+use crate::common::{self, assert_no_leak, canary, git, sops_set, Fixture};
 
 const ENC: &str = "app/.env.enc";
 
@@ -31,19 +30,6 @@ fn committed(fx: &Fixture) -> (String, String) {
         ],
     );
     (a, b)
-}
-
-fn git(fx: &Fixture, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.args(args);
-    clean_env(&mut cmd, fx);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `git diff` of the work tree with `textconv` as the envsync command.
