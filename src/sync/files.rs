@@ -246,6 +246,13 @@ pub(crate) fn read(
     Ok((side, Some(whole)))
 }
 
+/// Whether a key file's mode, owner or group differ from its entry's.
+fn drifts(entry: &Entry, file: &Existing) -> bool {
+    file.mode != entry.mode
+        || entry.uid.is_some_and(|u| u != file.uid)
+        || entry.gid.is_some_and(|g| g != file.gid)
+}
+
 /// The stat of the folder `base/relative`, `None` when missing; not a folder is an error.
 fn folder_stat(base: &Path, relative: &str) -> Result<Option<rfs::Stat>, Error> {
     let path = base.join(relative);
@@ -311,12 +318,7 @@ pub(crate) fn combined_stamp<'a>(
 impl FolderSide {
     /// The folder as one server file (see [`read`]).
     fn as_one_file(&self, entry: &Entry, folder: &rfs::Stat) -> Existing {
-        let drifting = |f: &&KeyFile| {
-            f.file.mode != entry.mode
-                || entry.uid.is_some_and(|u| u != f.file.uid)
-                || entry.gid.is_some_and(|g| g != f.file.gid)
-        };
-        let shown = self.files.iter().find(drifting).or(self.files.first());
+        let shown = (self.files.iter().find(|f| drifts(entry, &f.file))).or(self.files.first());
         let stamps = self.files.iter().map(|f| (f.name.as_str(), f.file.stamp));
         Existing {
             bytes: self.plaintext(None),

@@ -3,7 +3,8 @@
 //! steps ([`crate::fs::Op`]), so the folder changes with the rest of the run, all or nothing.
 
 use super::{
-    current_link, new_release_name, pairs, releases_dir, rollback_mark, staging_name, KeyFile,
+    current_link, drifts, new_release_name, pairs, releases_dir, rollback_mark, staging_name,
+    KeyFile,
 };
 use std::path::{Path, PathBuf};
 
@@ -119,12 +120,6 @@ pub(crate) struct FolderPlan<'s> {
     pub(crate) dir: String,
     /// Whether the run changes what the folder holds (not a mode fix alone).
     pub(crate) changes_content: bool,
-}
-
-fn drifts(entry: &Entry, file: &Existing) -> bool {
-    file.mode != entry.mode
-        || entry.uid.is_some_and(|u| u != file.uid)
-        || entry.gid.is_some_and(|g| g != file.gid)
 }
 
 impl<'s> FolderPlan<'s> {
