@@ -14,6 +14,7 @@ mod exit;
 mod fingerprint;
 mod format;
 mod fs;
+mod git;
 mod hooks;
 mod keys;
 mod manifest;

@@ -13,8 +13,6 @@
 //! `--json` prints `{"version": 1, "command": "check", "ok": bool, "problems": [...]}`, each
 //! problem `{"file", "kind", "message", "fix"}`.
 
-mod git;
-
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
@@ -26,13 +24,13 @@ use crate::cli::Selection;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
+use crate::git::Git;
 use crate::keys::{KeyError, Recipients};
 use crate::manifest::Entry;
 use crate::output::Style;
 use crate::sops::cipher::EncValue;
 use crate::sops::store::dotenv::{self, Item};
 use crate::sops::{CryptRule, Metadata};
-use git::Git;
 
 /// What kind of problem a line reports (the `kind` of `--json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -1,7 +1,8 @@
-//! What `check` asks git: which files are tracked, staged and ignored. git runs as a child
-//! process with `-C repo_root` and arguments passed as a list, never through a shell, so no
-//! path is ever interpreted. Paths come back relative to the repo root (the manifest's
-//! folder), which may be a subfolder of the git work tree.
+//! What envsync asks git (which files are tracked, staged and ignored), and the one place
+//! that adds lines to the repo's `.gitignore` (`add`, `init`). git runs as a child process
+//! with `-C repo_root` and arguments passed as a list, never through a shell, so no path is
+//! ever interpreted. Paths come back relative to the repo root (the manifest's folder),
+//! which may be a subfolder of the git work tree.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
+use crate::fs::{AtomicWriter, Folders, Perms};
 
 /// The repo root as git sees it.
 pub(crate) struct Git<'r> {
@@ -118,9 +120,99 @@ impl<'r> Git<'r> {
     }
 }
 
+/// The lines `.gitignore` needs so that git ignores every one of `targets` (repo-relative
+/// plaintext paths): `/path` for each one git does not ignore yet (all of them when the repo
+/// is not in a git work tree). Anchored, so that it matches that one file only.
+#[allow(dead_code)] // used by `add` and `init`, which land next
+pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<String>, Error> {
+    let ignored = match Git::open(root) {
+        Some(git) => git.ignored(targets)?,
+        None => BTreeSet::new(),
+    };
+    let mut lines: Vec<String> = targets
+        .iter()
+        .filter(|t| !ignored.contains(*t))
+        .map(|t| format!("/{}", escape_pattern(t)))
+        .collect();
+    lines.dedup();
+    Ok(lines)
+}
+
+/// Appends `lines` to `<root>/.gitignore` (created 0644 when missing) through the atomic
+/// writer, keeping what is there and its mode.
+#[allow(dead_code)] // used by `add` and `init`, which land next
+pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let path = root.join(".gitignore");
+    let (mut text, mode) = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let mode = std::fs::metadata(&path)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                .unwrap_or(0o644);
+            (bytes, mode)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0o644),
+        Err(source) => return Err(Error::Read { path, source }),
+    };
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    for line in lines {
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    let perms = Perms {
+        mode,
+        uid: None,
+        gid: None,
+        folders: Folders::PRIVATE,
+        durable: true,
+    };
+    AtomicWriter::new().write(root, ".gitignore", &text, perms)?;
+    Ok(())
+}
+
+/// A path as a `.gitignore` pattern that matches only itself: glob characters, a leading
+/// `#` or `!` and trailing spaces are escaped with a backslash.
+fn escape_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if out.ends_with(' ') {
+        out.pop();
+        out.push_str("\\ ");
+    }
+    out
+}
+
 /// The NUL-separated names git prints with `-z`.
 fn split_z(out: &[u8]) -> impl Iterator<Item = &str> {
     out.split(|&b| b == 0)
         .filter(|p| !p.is_empty())
         .filter_map(|p| std::str::from_utf8(p).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_patterns_match_only_the_path() {
+        let table = [
+            ("app/.env", "app/.env"),
+            ("a*b/[x]?.env", "a\\*b/\\[x\\]\\?.env"),
+            ("#notes/!x", "\\#notes/\\!x"),
+            ("back\\slash", "back\\\\slash"),
+            ("trailing ", "trailing\\ "),
+        ];
+        for (path, want) in table {
+            assert_eq!(escape_pattern(path), want, "{path}");
+        }
+    }
 }
