@@ -104,7 +104,7 @@ pub enum Command {
     },
     /// CI gate and pre-commit hook, no private key needed: missing and orphan .enc files,
     /// .enc files not really encrypted, recipients vs .sops.yaml, plaintext targets tracked,
-    /// staged or not ignored; exit 1 on any problem.
+    /// staged or not ignored, keys vs each entry's example; exit 1 on any problem.
     Check {
         #[command(flatten)]
         selection: Selection,

@@ -90,6 +90,7 @@ struct RawFile {
     releases: Option<Spanned<i64>>,
     verify: Option<Spanned<Vec<String>>>,
     on_change: Option<Spanned<Vec<String>>>,
+    example: Option<Spanned<String>>,
     write: Option<Spanned<String>>,
     follow_symlinks: Option<Spanned<toml::Value>>,
 }
@@ -134,6 +135,9 @@ pub(crate) struct Entry {
     pub(crate) files: Option<FilesLayout>,
     /// `on_change`: the command to run after a run changed this entry's server content.
     pub(crate) on_change: Option<Vec<String>>,
+    /// `example`: the repo file (a dotenv `.env.example`) whose keys `check` compares with
+    /// this entry's keys, relative to the repo root.
+    pub(crate) example: Option<String>,
     /// The manifest line of `repo = …`, for messages.
     pub(crate) line: usize,
 }
@@ -277,6 +281,18 @@ impl Manifest {
                     ),
                 )
             })?;
+            let example = match &file.example {
+                None => None,
+                Some(example) => Some(clean_relative(example.get_ref()).ok_or_else(|| {
+                    err(
+                        Some(example.span()),
+                        format!(
+                            "`example = \"{}\"` must be a relative path inside the repo, without `..`",
+                            example.get_ref().escape_debug()
+                        ),
+                    )
+                })?),
+            };
             let server_text = file.server.get_ref();
             let server_relative = Path::new(server_text)
                 .strip_prefix(&server_root)
@@ -373,6 +389,7 @@ impl Manifest {
                 in_place,
                 files: layout,
                 on_change,
+                example,
                 line,
             });
         }
@@ -632,6 +649,19 @@ mod tests {
             );
             let e = parse(&text).unwrap_err();
             assert_eq!(e.line, Some(6), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn examples_stay_inside_the_repo() {
+        let with = |example: &str| {
+            format!("version = 1\n[server]\nroot = \"/srv\"\n[[file]]\nrepo = \"a.enc\"\nserver = \"a\"\nexample = \"{example}\"\n")
+        };
+        let ok = parse(&with("envs/./a.env.example")).unwrap();
+        assert_eq!(ok.entries[0].example.as_deref(), Some("envs/a.env.example"));
+        for bad in ["../x", "/etc/passwd", ""] {
+            let e = parse(&with(bad)).unwrap_err();
+            assert_eq!(e.line, Some(7), "{bad}: {e}");
         }
     }
 

@@ -7,8 +7,10 @@
 //! (git-tracked, or any under the repo when it is not a git repo); an `.enc` that is not
 //! really encrypted (plaintext, no sops metadata or MAC, a dotenv value in clear that the
 //! file's rule says to encrypt); recipients that differ from `.sops.yaml` or the entry; a
-//! plaintext target inside the repo that is tracked, staged or not ignored. With
-//! `--staged`, only entries whose `.enc` or plaintext is staged, and staged orphans.
+//! plaintext target inside the repo that is tracked, staged or not ignored; the keys of a
+//! dotenv entry against its `example` (missing and undocumented keys, both named; no value
+//! is read). With `--staged`, only entries whose `.enc`, plaintext or example is staged, and
+//! staged orphans.
 //!
 //! `--json` prints `{"version": 1, "command": "check", "ok": bool, "problems": [...]}`, each
 //! problem `{"file", "kind", "message", "fix"}`.
@@ -45,6 +47,12 @@ pub(crate) enum Kind {
     PlaintextTracked,
     PlaintextStaged,
     PlaintextNotIgnored,
+    /// The entry's `example` is missing or unreadable as dotenv, or the entry is not dotenv.
+    Example,
+    /// Keys the example documents that the entry lacks.
+    MissingKeys,
+    /// Keys the entry has that the example does not document.
+    UndocumentedKeys,
 }
 
 /// One problem: the file, what is wrong, and how to fix it.
@@ -77,16 +85,20 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
         .into_iter()
         .filter(|e| {
             !staged
-                || [relative(root, &e.repo_path), relative(root, &e.server_path)]
-                    .iter()
-                    .flatten()
-                    .any(|p| staged_files.contains(p))
+                || [
+                    relative(root, &e.repo_path),
+                    relative(root, &e.server_path),
+                    e.example.clone(),
+                ]
+                .iter()
+                .flatten()
+                .any(|p| staged_files.contains(p))
         })
         .collect();
 
     let mut problems = Vec::new();
     for entry in &entries {
-        check_entry(entry, &recipients, &mut problems)?;
+        check_entry(root, entry, &recipients, &mut problems)?;
     }
     if let (Some(git), Some(tracked)) = (&git, &tracked) {
         check_targets(root, &entries, git, tracked, &staged_files, &mut problems)?;
@@ -145,6 +157,7 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
 
 /// The repo side of one entry: present, really encrypted, for the right recipients.
 fn check_entry(
+    root: &Path,
     entry: &Entry,
     recipients: &Recipients,
     problems: &mut Vec<Problem>,
@@ -177,6 +190,9 @@ fn check_entry(
             })
         }
     };
+    if let Some(example) = &entry.example {
+        check_example(root, entry, example, &bytes, problems)?;
+    }
     // A plain entry's repo file is plaintext by design.
     if entry.plain {
         return Ok(());
@@ -246,6 +262,139 @@ fn check_entry(
         ));
     }
     Ok(())
+}
+
+/// The keys of a dotenv entry against its `example`: missing and undocumented keys, both
+/// named. Only key names are read from either side; values are never looked at.
+fn check_example(
+    root: &Path,
+    entry: &Entry,
+    example: &str,
+    enc: &[u8],
+    problems: &mut Vec<Problem>,
+) -> Result<(), Error> {
+    let repo = &entry.repo;
+    let mut problem = |kind, message: String, fix: String| {
+        problems.push(Problem {
+            file: repo.clone(),
+            kind,
+            message,
+            fix,
+        });
+    };
+    let path = root.join(example);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            problem(
+                Kind::Example,
+                format!("its example {example} is missing"),
+                format!("create {example} with the entry's keys (KEY= lines), or remove `example` from its entry"),
+            );
+            return Ok(());
+        }
+        Err(source) => return Err(Error::Read { path, source }),
+    };
+    let documented = match example_keys(&text) {
+        Ok(keys) => keys,
+        Err(line) => {
+            problem(
+                Kind::Example,
+                format!("its example {example} is not a dotenv file (line {line} has no `=`)"),
+                format!("write {example} as KEY=value lines and # comments"),
+            );
+            return Ok(());
+        }
+    };
+    let dotenv_entry = entry.plain
+        || entry.format == Some(Format::Dotenv)
+        || (entry.format.is_none() && Format::detect(enc) == Some(Format::Dotenv));
+    let have = match dotenv::parse(enc) {
+        Ok(items) if dotenv_entry => entry_keys(&items),
+        _ => {
+            problem(
+                Kind::Example,
+                format!("has an example ({example}) but is not a dotenv file"),
+                "remove `example` from its entry: only dotenv keys are compared".into(),
+            );
+            return Ok(());
+        }
+    };
+    let (missing, undocumented) = key_drift(&have, &documented);
+    if !missing.is_empty() {
+        problem(
+            Kind::MissingKeys,
+            format!(
+                "lacks keys its example {example} documents: {}",
+                missing.join(", ")
+            ),
+            format!(
+                "add them to {} and run `envsync encrypt {repo}`, or remove them from {example}",
+                entry.server
+            ),
+        );
+    }
+    if !undocumented.is_empty() {
+        problem(
+            Kind::UndocumentedKeys,
+            format!(
+                "has keys its example {example} does not document: {}",
+                undocumented.join(", ")
+            ),
+            format!("add `KEY=` lines for them to {example}"),
+        );
+    }
+    Ok(())
+}
+
+/// The keys of a parsed dotenv entry (sops metadata left out), as an example names them.
+fn entry_keys(items: &[Item]) -> BTreeSet<String> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Pair { key, .. } => Some(normal_key(key)),
+            Item::Comment(_) => None,
+        })
+        .filter(|key| !key.starts_with("sops_"))
+        .collect()
+}
+
+/// The keys an example file documents: `KEY=...` lines, with `export ` and spaces allowed as
+/// shells and dotenv libraries allow them; `#` lines are comments. Err is the first line
+/// that is neither.
+fn example_keys(text: &[u8]) -> Result<BTreeSet<String>, usize> {
+    let mut keys = BTreeSet::new();
+    for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        let eq = line.iter().position(|&b| b == b'=').ok_or(index + 1)?;
+        let key = std::str::from_utf8(&line[..eq]).map_err(|_| index + 1)?;
+        let key = normal_key(key);
+        if key.is_empty() {
+            return Err(index + 1);
+        }
+        keys.insert(key);
+    }
+    Ok(keys)
+}
+
+/// A key as written, without an `export ` prefix or surrounding spaces.
+fn normal_key(key: &str) -> String {
+    let key = key.trim();
+    key.strip_prefix("export ")
+        .unwrap_or(key)
+        .trim()
+        .to_string()
+}
+
+/// The example's keys the entry lacks, and the entry's keys the example lacks, sorted.
+fn key_drift(have: &BTreeSet<String>, documented: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+    (
+        documented.difference(have).cloned().collect(),
+        have.difference(documented).cloned().collect(),
+    )
 }
 
 /// Plaintext targets inside the repo's work tree must be neither tracked nor staged, and
@@ -509,6 +658,41 @@ mod tests {
         assert_eq!(clear_keys(file, &rule), vec!["B".to_string()]);
         let only_pass = CryptRule::EncryptedRegex("^PASS".into());
         assert!(clear_keys(file, &only_pass).is_empty());
+    }
+
+    #[test]
+    fn example_keys_are_key_names_only() {
+        let text = b"# Database\nDB_HOST=localhost\n  export DB_PASSWORD=\n\nAPI_KEY = changeme\n#OPTIONAL=x\n";
+        assert_eq!(
+            example_keys(text),
+            Ok(set(&["API_KEY", "DB_HOST", "DB_PASSWORD"]))
+        );
+        assert_eq!(example_keys(b"A=1\nnot a pair\n"), Err(2));
+        assert_eq!(example_keys(b"=value\n"), Err(1));
+    }
+
+    #[test]
+    fn example_drift_names_both_sides() {
+        let table = [
+            (set(&["A", "B"]), set(&["B", "A"]), vec![], vec![]),
+            (set(&["A"]), set(&["A", "B"]), vec!["B"], vec![]),
+            (set(&["A", "C"]), set(&["A"]), vec![], vec!["C"]),
+            (set(&["A", "C"]), set(&["B"]), vec!["B"], vec!["A", "C"]),
+        ];
+        for (have, documented, missing, undocumented) in table {
+            let (m, u) = key_drift(&have, &documented);
+            assert_eq!(
+                (m, u),
+                (
+                    missing.into_iter().map(String::from).collect::<Vec<_>>(),
+                    undocumented
+                        .into_iter()
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                ),
+                "{have:?} {documented:?}"
+            );
+        }
     }
 
     #[test]

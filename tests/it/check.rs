@@ -284,3 +284,84 @@ fn a_bad_manifest_is_exit_2() {
     fs::write(fx.repo.join("secrets.toml"), "version = 1\n[server]\n").unwrap();
     fx.envsync(["check"]).expect(2);
 }
+
+/// The clean repo with `example = "envs/api.env.example"` on the api entry, committed.
+fn repo_with_example(example: &str) -> Fixture {
+    let fx = clean_repo();
+    let manifest = fs::read_to_string(fx.repo.join("secrets.toml"))
+        .unwrap()
+        .replacen(
+            "repo = \"envs/api.env.enc\"\n",
+            "repo = \"envs/api.env.enc\"\nexample = \"envs/api.env.example\"\n",
+            1,
+        );
+    assert!(manifest.contains("example = "), "{manifest}");
+    fs::write(fx.repo.join("secrets.toml"), manifest).unwrap();
+    fs::write(fx.repo.join("envs/api.env.example"), example).unwrap();
+    git(&fx, &["add", "-A"]);
+    git(&fx, &["commit", "-qm", "example"]);
+    fx
+}
+
+#[test]
+fn keys_are_compared_with_the_example_both_ways() {
+    let fx = repo_with_example("# the api\nDB_PASSWORD=\nexport PORT=8080\n");
+    fx.envsync(["check"]).expect(0);
+
+    // A key added to the secret (by real sops) but not to the example: undocumented.
+    crate::common::sops_set(&fx.repo_path("envs/api.env.enc"), "NEW_TOKEN", "s3cr3t-new");
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/api.env.enc: has keys its example envs/api.env.example does not document: NEW_TOKEN;"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(!run.stdout.contains("s3cr3t"), "{}", run.stdout);
+
+    // Documented, plus a key the secret lacks: missing.
+    fs::write(
+        fx.repo.join("envs/api.env.example"),
+        "DB_PASSWORD=\nPORT=\nNEW_TOKEN=\nSMTP_PASSWORD=changeme\n",
+    )
+    .unwrap();
+    let run = fx.envsync(["check", "--json"]);
+    run.expect(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{}", run.stdout);
+    assert_eq!(problems[0]["kind"], "missing-keys");
+    assert_eq!(problems[0]["file"], "envs/api.env.enc");
+    let message = problems[0]["message"].as_str().unwrap();
+    assert!(message.ends_with("documents: SMTP_PASSWORD"), "{message}");
+    assert!(!run.stdout.contains("changeme"), "{}", run.stdout);
+
+    // --staged picks the entry up when only its example is staged.
+    git(&fx, &["add", "envs/api.env.example"]);
+    let run = fx.envsync(["check", "--staged"]);
+    run.expect(1);
+    assert!(run.stdout.contains("SMTP_PASSWORD"), "{}", run.stdout);
+}
+
+#[test]
+fn a_missing_or_broken_example_is_named() {
+    let fx = repo_with_example("DB_PASSWORD=\nPORT=\n");
+    fs::remove_file(fx.repo.join("envs/api.env.example")).unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .starts_with("envs/api.env.enc: its example envs/api.env.example is missing;"),
+        "{}",
+        run.stdout
+    );
+    fs::write(
+        fx.repo.join("envs/api.env.example"),
+        "DB_PASSWORD=\njust words\n",
+    )
+    .unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(run.stdout.contains("line 2 has no `=`"), "{}", run.stdout);
+}
