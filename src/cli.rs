@@ -97,6 +97,31 @@ pub enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
+    /// Register a server file: a [[file]] entry appended to secrets.toml (comments and order
+    /// kept), the plaintext added to .gitignore when it is inside the repo, its first encrypt
+    /// and sync record; all or nothing.
+    Add {
+        /// The server file: absolute, or relative to the working folder when that is inside
+        /// server.root, else relative to server.root (as in secrets.toml).
+        #[arg(value_name = "SERVER_PATH")]
+        server: String,
+        /// The .enc path in the repo, relative to the manifest's folder (default: the server
+        /// path relative to server.root, plus .enc).
+        #[arg(long, value_name = "PATH")]
+        repo: Option<String>,
+        /// The .enc format (default: from the server file's name).
+        #[arg(long, value_name = "FORMAT", value_parser = ["dotenv", "binary", "age"])]
+        format: Option<String>,
+        /// A tag for the new entry (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Print the entry, the .gitignore line and the encrypt it would do; write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Encrypt the server file even when it is empty.
+        #[arg(long)]
+        allow_empty: bool,
+    },
     /// One line per entry: its sync state and what to run next; exit 1 unless all in sync.
     Status {
         #[command(flatten)]

@@ -3,6 +3,7 @@
 //! Every command flows load → plan → apply: it reads and checks all selected entries first,
 //! builds a plan, and only then writes (or, with `--dry-run`, prints the plan).
 
+pub(crate) mod add;
 pub(crate) mod check;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
@@ -259,6 +260,17 @@ fn normalise(path: &Path) -> PathBuf {
         .collect()
 }
 
+/// `path` relative to `root` with `/` separators, or None when it is not under it.
+pub(crate) fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = normalise(path);
+    let rel = rel.strip_prefix(normalise(root)).ok()?;
+    let parts: Vec<&str> = rel
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect::<Option<_>>()?;
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
 /// One entry's outcome, as decrypt and encrypt report it.
 pub(crate) struct Outcome<'m> {
     pub(crate) entry: &'m Entry,
@@ -478,8 +490,26 @@ pub(crate) fn arrow(entry: &Entry) -> String {
 }
 
 /// Runs one command.
-pub(crate) fn dispatch(ctx: &Context, command: &Command) -> Result<ExitStatus, Error> {
+pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatus, Error> {
     match command {
+        Command::Add {
+            server,
+            repo,
+            format,
+            tags,
+            dry_run,
+            allow_empty,
+        } => add::run(
+            ctx,
+            &add::Request {
+                server,
+                repo: repo.as_deref(),
+                format: format.as_deref(),
+                tags,
+                dry_run: *dry_run,
+                allow_empty: *allow_empty,
+            },
+        ),
         Command::Decrypt {
             selection,
             dry_run,

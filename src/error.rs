@@ -44,6 +44,9 @@ pub(crate) enum Error {
     /// stdout failed (a full disk, a closed file), not as a closed pipe: the data was lost.
     #[error("the output could not be written to stdout: {source}; the run itself completed, only its output was lost")]
     Stdout { source: std::io::Error },
+    /// `envsync add` cannot register this file; nothing was written.
+    #[error("cannot add {path}: {reason}")]
+    Add { path: String, reason: String },
     /// `envsync rollback` cannot roll this entry back.
     #[error("cannot roll back {server}: {reason}")]
     Rollback { server: String, reason: String },

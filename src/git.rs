@@ -123,7 +123,6 @@ impl<'r> Git<'r> {
 /// The lines `.gitignore` needs so that git ignores every one of `targets` (repo-relative
 /// plaintext paths): `/path` for each one git does not ignore yet (all of them when the repo
 /// is not in a git work tree). Anchored, so that it matches that one file only.
-#[allow(dead_code)] // used by `add` and `init`, which land next
 pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<String>, Error> {
     let ignored = match Git::open(root) {
         Some(git) => git.ignored(targets)?,
@@ -146,7 +145,7 @@ pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error>
         return Ok(());
     }
     let path = root.join(".gitignore");
-    let (mut text, mode) = match std::fs::read(&path) {
+    let (text, mode) = match std::fs::read(&path) {
         Ok(bytes) => {
             let mode = std::fs::metadata(&path)
                 .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
@@ -156,13 +155,7 @@ pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0o644),
         Err(source) => return Err(Error::Read { path, source }),
     };
-    if !text.is_empty() && !text.ends_with(b"\n") {
-        text.push(b'\n');
-    }
-    for line in lines {
-        text.extend_from_slice(line.as_bytes());
-        text.push(b'\n');
-    }
+    let text = with_ignores(&text, lines);
     let perms = Perms {
         mode,
         uid: None,
@@ -172,6 +165,19 @@ pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error>
     };
     AtomicWriter::new().write(root, ".gitignore", &text, perms)?;
     Ok(())
+}
+
+/// `.gitignore` content `existing` with `lines` added at the end.
+pub(crate) fn with_ignores(existing: &[u8], lines: &[String]) -> Vec<u8> {
+    let mut text = existing.to_vec();
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    for line in lines {
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    text
 }
 
 /// A path as a `.gitignore` pattern that matches only itself: glob characters, a leading

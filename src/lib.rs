@@ -71,8 +71,8 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
     }
     let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(fail(fallback))?;
     let printer = settings.printer.clone();
-    let ctx = Context::new(settings, cwd);
-    let status = commands::dispatch(&ctx, &cli.command).map_err(fail(printer.clone()))?;
+    let mut ctx = Context::new(settings, cwd);
+    let status = commands::dispatch(&mut ctx, &cli.command).map_err(fail(printer.clone()))?;
     // A signal that came after the last safe point: the run is whole, yet it was interrupted.
     if let Some(signal) = signals::received() {
         return Err(fail(printer)(Error::LateSignal { signal }));

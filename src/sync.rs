@@ -70,9 +70,21 @@ pub(crate) fn repo_job<'a>(
     contents: &'a [u8],
     existing: Option<&'a Existing>,
 ) -> fs::Job<'a> {
+    repo_file_job(&manifest.repo_root, &entry.repo, contents, existing)
+}
+
+/// The batch job that writes any repo-side file (an `.enc`, the manifest, `.gitignore`):
+/// a new file is made 0644 in 0755 folders; an existing one keeps its mode, and the batch
+/// refuses it if it changed since it was read.
+pub(crate) fn repo_file_job<'a>(
+    repo_root: &'a std::path::Path,
+    relative: &'a str,
+    contents: &'a [u8],
+    existing: Option<&'a Existing>,
+) -> fs::Job<'a> {
     fs::Job {
-        base: &manifest.repo_root,
-        relative: &entry.repo,
+        base: repo_root,
+        relative,
         head: &[],
         contents,
         perms: Perms {

@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{normalise, Context};
+use super::{relative, Context};
 use crate::cli::Selection;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -115,9 +115,16 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
             Some(tracked) => tracked.clone(),
             None => enc_files_under(root),
         };
+        // The state folder is envsync's own (its records end in `.enc` too).
+        let state = relative(root, &manifest.state_dir);
         let candidates = candidates
             .into_iter()
-            .filter(|p| !staged || staged_files.contains(p));
+            .filter(|p| !staged || staged_files.contains(p))
+            .filter(|p| {
+                state
+                    .as_ref()
+                    .is_none_or(|state| !p.starts_with(&format!("{state}/")))
+            });
         problems.extend(
             orphans(candidates, &mapped)
                 .into_iter()
@@ -568,17 +575,6 @@ fn enc_files_under(root: &Path) -> BTreeSet<String> {
         .filter_map(|e| relative(root, e.path()))
         .filter(|p| p.ends_with(".enc"))
         .collect()
-}
-
-/// `path` relative to `root` with `/` separators, or None when it is not under it.
-fn relative(root: &Path, path: &Path) -> Option<String> {
-    let rel = normalise(path);
-    let rel = rel.strip_prefix(normalise(root)).ok()?;
-    let parts: Vec<&str> = rel
-        .components()
-        .map(|c| c.as_os_str().to_str())
-        .collect::<Option<_>>()?;
-    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 #[cfg(test)]

@@ -48,14 +48,14 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     // Apply: one batch, all or nothing.
     if !flags.dry_run {
         let _lock = ctx.prepare_writes(steps.iter().map(|s| s.sides.entry), false)?;
-        apply(ctx, &steps)?;
+        apply(ctx, &steps, Vec::new())?;
     }
     report(ctx, &steps, flags.dry_run);
     Ok(ExitStatus::Success)
 }
 
 /// Decides one entry and, when it is written, makes its new `.enc`.
-fn plan<'s, 'm>(
+pub(super) fn plan<'s, 'm>(
     sides: &'s Sides<'m>,
     recipients: &Recipients,
     identities: Option<&Identities>,
@@ -111,11 +111,16 @@ fn plan<'s, 'm>(
     Ok(step)
 }
 
-/// Writes every `.enc` that changes, then the sync records: one batch, undone as a whole
-/// if any part fails.
-fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
+/// Writes every `.enc` that changes (and `extra`, other repo files that go with them: `add`'s
+/// manifest and `.gitignore`), then the sync records: one batch, undone as a whole if any
+/// part fails.
+pub(super) fn apply<'a>(
+    ctx: &'a Context,
+    steps: &'a [Step<'_, '_>],
+    extra: Vec<crate::fs::Op<'a>>,
+) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
-    let ops: Vec<_> = steps
+    let mut ops: Vec<_> = steps
         .iter()
         .filter(|s| s.decision.writes())
         .map(|s| {
@@ -123,6 +128,7 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
             crate::fs::Op::Write(job)
         })
         .collect();
+    ops.extend(extra);
     // Declared before the batch, which borrows them until it is finished or undone (and is
     // dropped, undoing itself, on an error path): clippy's late-init rewrite would break that.
     #[allow(clippy::needless_late_init)]

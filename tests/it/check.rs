@@ -365,3 +365,25 @@ fn a_missing_or_broken_example_is_named() {
     run.expect(1);
     assert!(run.stdout.contains("line 2 has no `=`"), "{}", run.stdout);
 }
+
+/// The state folder is envsync's: its records (named like the `.enc` they record) are never
+/// orphans, even when a server root inside the repo lets git track them.
+#[test]
+fn records_in_the_state_folder_are_not_orphans() {
+    let fx = clean_repo();
+    let records = fx.repo.join(".envsync/records");
+    fs::create_dir_all(&records).unwrap();
+    fs::write(records.join("envs%2Fapi.env.enc"), "record\n").unwrap();
+    git(&fx, &["add", "-f", ".envsync"]);
+    fx.envsync(["check"]).expect(0);
+    // The same file outside the state folder is one.
+    fs::write(fx.repo.join("envs/stray.enc"), "record\n").unwrap();
+    git(&fx, &["add", "envs/stray.enc"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("envs/stray.enc: no entry"),
+        "{}",
+        run.stdout
+    );
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod add;
 mod bad_input;
 mod batch;
 mod check;
