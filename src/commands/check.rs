@@ -228,33 +228,45 @@ fn check_entry(
         }
         Encryption::Sops(metadata) => metadata,
     };
+    // No recipients configured anywhere: encrypt keeps the file's own, so there is nothing
+    // to differ from, and the file's own rule is the only one.
+    let options = match recipients.options_for(entry) {
+        Ok(options) => Some(options),
+        Err(KeyError::NoRecipients { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     if Format::detect(&bytes) == Some(Format::Dotenv) {
-        let rule = metadata.rule.clone().unwrap_or_default();
-        let clear = clear_keys(&bytes, &rule);
+        // A value is in clear by mistake when the file's own rule (what sops recorded) or
+        // today's rule (`.sops.yaml`, what the next encrypt applies) says to encrypt it: a
+        // file made with a narrower `encrypted_regex` than the team's is caught too.
+        let own = metadata.rule.clone().unwrap_or_default();
+        let mut clear = clear_keys(&bytes, &own);
+        if let Some(options) = &options {
+            clear.extend(clear_keys(&bytes, &options.rule));
+        }
+        clear.sort();
+        clear.dedup();
         if !clear.is_empty() {
             problems.push(problem(
                 Kind::ClearValue,
                 format!(
-                    "holds values in clear that its sops rule says to encrypt: {}",
+                    "holds values in clear that its sops rules say to encrypt: {}",
                     clear.join(", ")
                 ),
                 format!("treat them as leaked and rotate them; {reencrypt}"),
             ));
         }
     }
-    let want = match recipients.options_for(entry) {
-        Ok(options) => options
-            .keys
-            .groups
-            .iter()
-            .flatten()
-            .map(|r| r.text.clone())
-            .collect(),
-        // No recipients configured anywhere: encrypt keeps the file's own, so there is
-        // nothing to differ from.
-        Err(KeyError::NoRecipients { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(options) = options else {
+        return Ok(());
     };
+    let want: BTreeSet<String> = options
+        .keys
+        .groups
+        .iter()
+        .flatten()
+        .map(|r| r.text.clone())
+        .collect();
     let have: BTreeSet<String> = metadata.recipients().into_iter().collect();
     if let Some(drift) = recipient_drift(&have, &want) {
         let source = if entry.recipients.is_some() {

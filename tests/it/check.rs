@@ -387,3 +387,55 @@ fn records_in_the_state_folder_are_not_orphans() {
         run.stdout
     );
 }
+
+/// A file real sops encrypted with a narrower `--encrypted-regex` than `.sops.yaml` (which
+/// says: encrypt every value) is sound by its own rule, yet holds values in clear that the
+/// team's rule says to encrypt: those keys are named.
+#[test]
+fn a_narrower_rule_than_sops_yaml_is_caught() {
+    let fx = clean_repo();
+    // Outside the repo, so that sops does not pick up its .sops.yaml.
+    let scratch = fx.home.join("scratch.env");
+    fs::write(&scratch, "DB_PASSWORD=s3cr3t-narrow\nDB_HOST=db.internal\n").unwrap();
+    let out = std::process::Command::new(crate::common::sops())
+        .args([
+            "encrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .args(["--encrypted-regex", "PASSWORD"])
+        .arg("--age")
+        .arg(format!("{},{}", crate::common::AGE1, crate::common::AGE2))
+        .arg(&scratch)
+        .current_dir(&fx.home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::remove_file(&scratch).unwrap();
+    fs::write(fx.repo.join("envs/web.env.enc"), &out.stdout).unwrap();
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with(
+            "envs/web.env.enc: holds values in clear that its sops rules say to encrypt: DB_HOST;"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("DB_PASSWORD"), "{}", run.stdout);
+
+    // With the same rule in .sops.yaml, the file is as the team wants it.
+    let rules = fs::read_to_string(fx.repo.join(".sops.yaml")).unwrap();
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        rules.replace("  - age:", "  - encrypted_regex: PASSWORD\n    age:"),
+    )
+    .unwrap();
+    fx.envsync(["check"]).expect(0);
+}
