@@ -69,7 +69,19 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
         output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
         return Ok(status);
     }
-    let settings = Settings::from_args(&cli.global, cwd.clone()).map_err(fail(fallback))?;
+    let settings = match (Settings::from_args(&cli.global, cwd.clone()), &cli.command) {
+        // show (git's textconv) reads any `.enc`: it must work in a clone without a manifest.
+        (Err(Error::NoManifest { .. }), cli::Command::Show { file, reveal }) => {
+            let identities = settings::identity_config(&cli.global, &cwd, None);
+            let path = cwd.join(file);
+            let status =
+                commands::show::run_without_manifest(&fallback, &identities, &path, *reveal)
+                    .map_err(fail(fallback.clone()))?;
+            output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
+            return Ok(status);
+        }
+        (other, _) => other.map_err(fail(fallback))?,
+    };
     let printer = settings.printer.clone();
     let mut ctx = Context::new(settings, cwd);
     let status = commands::dispatch(&mut ctx, &cli.command).map_err(fail(printer.clone()))?;

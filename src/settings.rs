@@ -40,27 +40,38 @@ impl Settings {
             None => manifest::discover(&cwd).ok_or(Error::NoManifest { start: cwd.clone() })?,
         };
         let manifest = Manifest::load(&manifest_path)?;
-        let env_path = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let identities = IdentityConfig {
-            explicit: args.identity.iter().map(|p| cwd.join(p)).collect(),
-            manifest: manifest.identity.clone(),
-            env_key_file: env_path("SOPS_AGE_KEY_FILE"),
-            env_key: std::env::var("SOPS_AGE_KEY")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| SecretBytes::new(v.into_bytes())),
-            env_ssh_key_file: env_path("SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
-            default_file: default_identity_file(),
-            home_ssh: home_ssh_keys(),
-        };
+        let identities = identity_config(args, &cwd, manifest.identity.clone());
         Ok(Self {
             manifest,
             identities,
             printer,
         })
+    }
+}
+
+/// Where identities come from: `--identity`, the manifest's `server.identity` (when there is
+/// a manifest), `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `SOPS_AGE_SSH_PRIVATE_KEY_FILE`, the
+/// default key file and `~/.ssh`, as sops looks for them.
+pub(crate) fn identity_config(
+    args: &GlobalArgs,
+    cwd: &std::path::Path,
+    manifest: Option<PathBuf>,
+) -> IdentityConfig {
+    let env_path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    IdentityConfig {
+        explicit: args.identity.iter().map(|p| cwd.join(p)).collect(),
+        manifest,
+        env_key_file: env_path("SOPS_AGE_KEY_FILE"),
+        env_key: std::env::var("SOPS_AGE_KEY")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| SecretBytes::new(v.into_bytes())),
+        env_ssh_key_file: env_path("SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
+        default_file: default_identity_file(),
+        home_ssh: home_ssh_keys(),
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! FILE is an entry's repo or server path (its `.enc` is shown), or any `.enc` path (git
 //! hands textconv a temp copy). Without a matching identity the keys are still shown, each
-//! value as `<no key>`, so `git diff` keeps working for teammates without the key.
+//! value as `<no key>`, so `git diff` keeps working for teammates without the key. Without a
+//! manifest (a clone that has none, textconv run elsewhere) FILE is taken as an `.enc` path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Context;
 use crate::cli::Selection;
@@ -15,7 +16,8 @@ use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::fingerprint::Fingerprinter;
 use crate::format::{self, Format, Opened};
-use crate::keys::{self, KeyError};
+use crate::keys::{self, IdentityConfig, KeyError};
+use crate::output::Printer;
 use crate::sops::store::dotenv::{self, Item};
 use crate::sops::SopsError;
 use crate::sync::files::keys_in;
@@ -24,8 +26,39 @@ use crate::sync::files::keys_in;
 const NO_KEY: &str = "<no key>";
 
 pub(crate) fn run(ctx: &Context, file: &str, reveal: bool) -> Result<ExitStatus, Error> {
-    let printer = &ctx.settings.printer;
     let (path, format, plain) = locate(ctx, file)?;
+    let printer = &ctx.settings.printer;
+    show(
+        printer,
+        &ctx.settings.identities,
+        &path,
+        format,
+        plain,
+        reveal,
+    )
+}
+
+/// `show` where no manifest is found (a clone without `secrets.toml`, git's textconv run
+/// outside the repo): FILE is any `.enc`, and identities come from the usual places but
+/// the manifest.
+pub(crate) fn run_without_manifest(
+    printer: &Printer,
+    identities: &IdentityConfig,
+    path: &Path,
+    reveal: bool,
+) -> Result<ExitStatus, Error> {
+    show(printer, identities, path, None, false, reveal)
+}
+
+fn show(
+    printer: &Printer,
+    identities: &IdentityConfig,
+    path: &Path,
+    format: Option<Format>,
+    plain: bool,
+    reveal: bool,
+) -> Result<ExitStatus, Error> {
+    let path = path.to_path_buf();
     let bytes =
         std::fs::read(&path).map_err(|e| Error::Fs(crate::fs::FsError::io(&path, "read", e)))?;
     if plain {
@@ -48,7 +81,7 @@ pub(crate) fn run(ctx: &Context, file: &str, reveal: bool) -> Result<ExitStatus,
             })
         }
     };
-    let opened = open(ctx, format, &bytes).map_err(|source| Error::File {
+    let opened = open(identities, format, &bytes).map_err(|source| Error::File {
         path: path.clone(),
         source,
     })?;
@@ -97,8 +130,12 @@ fn locate(ctx: &Context, file: &str) -> Result<(PathBuf, Option<Format>, bool), 
 }
 
 /// Opens the file when an identity here can; `None` when none can (or none is set up).
-fn open(ctx: &Context, format: Format, bytes: &[u8]) -> Result<Option<Opened>, FileError> {
-    let identities = match keys::load_identities(&ctx.settings.identities) {
+fn open(
+    identities: &IdentityConfig,
+    format: Format,
+    bytes: &[u8],
+) -> Result<Option<Opened>, FileError> {
+    let identities = match keys::load_identities(identities) {
         Ok(ids) => ids,
         Err(KeyError::NoIdentity { .. }) => return Ok(None),
         Err(e) => return Err(FileError::Keys(e.to_string())),

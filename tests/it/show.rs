@@ -135,3 +135,37 @@ fn without_the_key_show_lists_the_keys() {
         reveal.stderr
     );
 }
+
+/// A clone without `secrets.toml` (or textconv run outside the repo) still shows any `.enc`:
+/// masked with the key from `SOPS_AGE_KEY_FILE`, `<no key>` without one, never an error.
+#[test]
+fn show_works_without_a_manifest() {
+    let fx = Fixture::new();
+    let (a, b) = committed(&fx);
+    fs::remove_file(fx.repo.join("secrets.toml")).unwrap();
+    let key = crate::common::key_file(1);
+    let run = fx.envsync_with(
+        ["show", ENC],
+        &[("SOPS_AGE_KEY_FILE", key.to_str().unwrap())],
+    );
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    // The file's comment, then its two keys.
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(lines[0].starts_with("# <len "), "{}", run.stdout);
+    assert!(
+        lines[1].starts_with(&format!("A=<len {} · ", a.len())),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[2].starts_with(&format!("B=<len {} · ", b.len())),
+        "{}",
+        run.stdout
+    );
+    let run = fx.envsync(["show", ENC]);
+    run.expect(0);
+    assert_eq!(run.stdout, "A=<no key>\nB=<no key>\n");
+    // Any other command still needs the manifest.
+    fx.envsync(["status"]).expect(2);
+}
