@@ -260,15 +260,24 @@ fn check_entry(
     let Some(options) = options else {
         return Ok(());
     };
-    let want: BTreeSet<String> = options
-        .keys
-        .groups
-        .iter()
-        .flatten()
-        .map(|r| r.text.clone())
-        .collect();
-    let have: BTreeSet<String> = metadata.recipients().into_iter().collect();
-    if let Some(drift) = recipient_drift(&have, &want) {
+    let want = Layout::new(
+        options
+            .keys
+            .groups
+            .iter()
+            .map(|g| g.iter().map(|r| r.text.clone()).collect())
+            .collect(),
+        options.keys.threshold,
+    );
+    let have = Layout::new(
+        metadata
+            .key_groups
+            .iter()
+            .map(|g| g.iter().map(|k| k.recipient.clone()).collect())
+            .collect(),
+        metadata.shamir_threshold,
+    );
+    if let Some(drift) = have.drift_from(&want) {
         let source = if entry.recipients.is_some() {
             "the entry's recipients"
         } else {
@@ -551,6 +560,42 @@ fn clear_keys(file: &[u8], rule: &CryptRule) -> Vec<String> {
         .collect()
 }
 
+/// Who can open a file: its key groups (one, or several with Shamir sharing), each a set
+/// of recipients, and how many groups it takes.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
+    /// Sorted, so that the order of groups does not count.
+    groups: Vec<BTreeSet<String>>,
+    threshold: usize,
+}
+
+impl Layout {
+    fn new(mut groups: Vec<BTreeSet<String>>, threshold: Option<usize>) -> Self {
+        groups.sort();
+        // sops: no threshold (or 0) means every group is needed.
+        let threshold = threshold.filter(|&t| t > 0).unwrap_or(groups.len());
+        Self { groups, threshold }
+    }
+
+    /// How this layout differs from `want`, for the message; None when they are the same.
+    /// Recipients added or removed are named; otherwise a different grouping or threshold.
+    fn drift_from(&self, want: &Self) -> Option<String> {
+        let flat = |l: &Self| -> BTreeSet<String> { l.groups.iter().flatten().cloned().collect() };
+        if let Some(drift) = recipient_drift(&flat(self), &flat(want)) {
+            return Some(drift);
+        }
+        (self != want).then(|| {
+            format!(
+                "key groups: {} with threshold {}, want {} with threshold {}",
+                self.groups.len(),
+                self.threshold,
+                want.groups.len(),
+                want.threshold
+            )
+        })
+    }
+}
+
 /// How a file's recipients differ from the wanted ones, for the message; None when equal.
 fn recipient_drift(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Option<String> {
     let add: Vec<&str> = want.difference(have).map(String::as_str).collect();
@@ -722,6 +767,49 @@ mod tests {
         for (have, want, expected) in table {
             assert_eq!(
                 recipient_drift(&have, &want).as_deref(),
+                expected,
+                "{have:?} {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_group_layouts_are_compared() {
+        let layout = |groups: &[&[&str]], t: Option<usize>| {
+            Layout::new(groups.iter().map(|g| set(g)).collect(), t)
+        };
+        let table = [
+            // One group: the threshold does not count.
+            (
+                layout(&[&["a", "b"]], None),
+                layout(&[&["b", "a"]], Some(1)),
+                None,
+            ),
+            // Group order does not count.
+            (
+                layout(&[&["a"], &["b"]], Some(2)),
+                layout(&[&["b"], &["a"]], None),
+                None,
+            ),
+            (
+                layout(&[&["a", "b"]], None),
+                layout(&[&["a"], &["b"]], Some(1)),
+                Some("key groups: 1 with threshold 1, want 2 with threshold 1"),
+            ),
+            (
+                layout(&[&["a"], &["b"], &["c"]], Some(2)),
+                layout(&[&["a"], &["b"], &["c"]], Some(3)),
+                Some("key groups: 3 with threshold 2, want 3 with threshold 3"),
+            ),
+            (
+                layout(&[&["a"], &["b"]], Some(2)),
+                layout(&[&["a"], &["c"]], Some(2)),
+                Some("not yet encrypted to c; still encrypted to b"),
+            ),
+        ];
+        for (have, want, expected) in table {
+            assert_eq!(
+                have.drift_from(&want).as_deref(),
                 expected,
                 "{have:?} {want:?}"
             );

@@ -439,3 +439,61 @@ fn a_narrower_rule_than_sops_yaml_is_caught() {
     .unwrap();
     fx.envsync(["check"]).expect(0);
 }
+
+/// Shamir key groups count as the layout they are: a file real sops split 2-of-3 over three
+/// groups passes against the same `.sops.yaml`; a new threshold is named, and `rekey` (with
+/// two of the three keys) puts it right.
+#[test]
+fn shamir_key_groups_are_compared_as_groups() {
+    use crate::common::{key_file, AGE1, AGE2};
+    let fx = clean_repo();
+    let groups = |threshold: usize| {
+        format!(
+            "creation_rules:\n  - shamir_threshold: {threshold}\n    key_groups:\n      - age: [{AGE1}]\n      - age: [{AGE2}]\n      - age: [{AGE3}]\n"
+        )
+    };
+    fs::write(fx.repo.join(".sops.yaml"), groups(2)).unwrap();
+    // Real sops reads the same .sops.yaml (the file is in the repo).
+    fs::write(fx.repo.join("envs/web.env.enc"), "TOKEN=s3cr3t-shamir\n").unwrap();
+    let out = std::process::Command::new(crate::common::sops())
+        .args([
+            "encrypt",
+            "--in-place",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .arg("envs/web.env.enc")
+        .current_dir(&fx.repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = fx.envsync(["check", "envs/web.env.enc"]);
+    run.expect(0);
+
+    fs::write(fx.repo.join(".sops.yaml"), groups(3)).unwrap();
+    let run = fx.envsync(["check", "envs/web.env.enc"]);
+    run.expect(1);
+    assert!(
+        run.stdout
+            .contains("(key groups: 3 with threshold 2, want 3 with threshold 3)"),
+        "{}",
+        run.stdout
+    );
+    let (k1, k2) = (key_file(1), key_file(2));
+    fx.envsync([
+        "rekey",
+        "-i",
+        k1.to_str().unwrap(),
+        "-i",
+        k2.to_str().unwrap(),
+        "envs/web.env.enc",
+    ])
+    .expect(0);
+    fx.envsync(["check", "envs/web.env.enc"]).expect(0);
+}
