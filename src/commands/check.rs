@@ -115,7 +115,9 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
             Some(tracked) => tracked.clone(),
             None => enc_files_under(root),
         };
-        // The state folder is envsync's own (its records end in `.enc` too).
+        // The state folder is envsync's own (its records end in `.enc` too), and a folder
+        // with its own secrets.toml (one manifest a host, in one repo) maps its own files.
+        let mut nested = NestedManifests::new(root);
         let state = relative(root, &manifest.state_dir);
         let candidates = candidates
             .into_iter()
@@ -124,7 +126,8 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
                 state
                     .as_ref()
                     .is_none_or(|state| !p.starts_with(&format!("{state}/")))
-            });
+            })
+            .filter(|p| !nested.claims(p));
         problems.extend(
             orphans(candidates, &mapped)
                 .into_iter()
@@ -608,6 +611,39 @@ fn recipient_drift(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Option<S
         parts.push(format!("still encrypted to {}", remove.join(", ")));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Folders under the repo root that hold their own manifest, asked about one path at a
+/// time and remembered, so that a repo of thousands of `.enc` files stats each folder once.
+struct NestedManifests<'r> {
+    root: &'r Path,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl<'r> NestedManifests<'r> {
+    fn new(root: &'r Path) -> Self {
+        Self {
+            root,
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether a folder between the root and `path` (repo-relative) has a secrets.toml.
+    fn claims(&mut self, path: &str) -> bool {
+        let mut folder = path;
+        while let Some((parent, _)) = folder.rsplit_once('/') {
+            let root = self.root;
+            let has = *self
+                .known
+                .entry(parent.to_string())
+                .or_insert_with(|| root.join(parent).join(crate::manifest::FILE_NAME).is_file());
+            if has {
+                return true;
+            }
+            folder = parent;
+        }
+        false
+    }
 }
 
 /// The `.enc` files among `files` that no entry maps, sorted.

@@ -497,3 +497,21 @@ fn shamir_key_groups_are_compared_as_groups() {
     .expect(0);
     fx.envsync(["check", "envs/web.env.enc"]).expect(0);
 }
+
+/// A folder with its own secrets.toml (one manifest a host, in one repo) maps its own files:
+/// its `.enc` files are not orphans of the outer manifest.
+#[test]
+fn a_nested_manifest_owns_its_files() {
+    let fx = clean_repo();
+    fx.sops_encrypt("hosts/web/app.env.enc", b"X=s3cr3t-host\n", "dotenv");
+    git(&fx, &["add", "hosts"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("hosts/web/app.env.enc: no entry"),
+        "{}",
+        run.stdout
+    );
+    fs::write(fx.repo.join("hosts/secrets.toml"), "version = 1\n").unwrap();
+    fx.envsync(["check"]).expect(0);
+}
