@@ -179,4 +179,7 @@ fn the_hook_refuses_plaintext_and_passes_an_encrypted_change() {
         common::sops_decrypt(&fx.repo_path(&enc(edited)), "dotenv", &common::key_file(2)),
         updated.as_bytes()
     );
+    // pre-commit kept its clone in the fixture, nothing in HOME.
+    assert!(fx.dir.path().join("pre-commit-home").is_dir());
+    assert!(common::names_in(&fx.home).is_empty(), "HOME was written");
 }
