@@ -2,7 +2,8 @@
 //! project's own `.pre-commit-hooks.yaml`, committed in a local hook repo that pre-commit
 //! clones by path (offline), installed in the team's eleven-file repo. A commit that stages a
 //! plaintext target is refused with the hook naming the file; a commit of a properly
-//! re-encrypted `.enc` goes through. pre-commit's cache is a temp folder, HOME is empty, and
+//! re-encrypted `.enc` goes through, and so does the removal of a plaintext committed past
+//! the hook. pre-commit's cache is a temp folder, HOME is empty, and
 //! the hook finds the envsync under test on PATH.
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
@@ -93,7 +94,8 @@ fn commit(fx: &Fixture, message: &str) -> Output {
 
 /// `pre-commit install` of the envsync-check hook: a commit that stages a plaintext target
 /// fails with the hook's output naming it; a commit of an `.enc` re-encrypted by `envsync
-/// encrypt` after a server edit passes the hook and is made.
+/// encrypt` after a server edit passes the hook and is made; so is the `git rm --cached` of
+/// a plaintext that was committed with `--no-verify`.
 #[test]
 fn the_hook_refuses_plaintext_and_passes_an_encrypted_change() {
     let pre_commit = common::tool("pre-commit");
@@ -179,6 +181,24 @@ fn the_hook_refuses_plaintext_and_passes_an_encrypted_change() {
         common::sops_decrypt(&fx.repo_path(&enc(edited)), "dotenv", &common::key_file(2)),
         updated.as_bytes()
     );
+
+    // A plaintext committed past the hook (`--no-verify`): the commit of its removal, the
+    // fix check gives (`git rm --cached`), passes the hook.
+    git(&fx, &["add", "-f", leaked]);
+    git(
+        &fx,
+        &["commit", "-q", "--no-verify", "-m", "leak, past the hook"],
+    );
+    git(&fx, &["rm", "-q", "--cached", leaked]);
+    let out = commit(&fx, "untrack the plaintext");
+    let text = succeeded(&out, "the commit of the plaintext's removal");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("envsync check") && l.ends_with("Passed")),
+        "the hook did not run and pass:\n{text}"
+    );
+    assert_eq!(git(&fx, &["ls-files", "--", leaked]), "", "still tracked");
+
     // pre-commit kept its clone in the fixture, nothing in HOME.
     assert!(fx.dir.path().join("pre-commit-home").is_dir());
     assert!(common::names_in(&fx.home).is_empty(), "HOME was written");

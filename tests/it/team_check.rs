@@ -176,13 +176,28 @@ fn a_value_in_clear_is_named_by_its_key() {
     );
 }
 
-/// A plaintext target committed with `git add -f` is named as tracked.
+/// A plaintext target committed with `git add -f` is named as tracked; once its removal is
+/// staged with the `git rm --cached` the fix gives, check (and `--staged`, the hook) passes.
 #[test]
-fn a_committed_plaintext_is_named() {
+fn a_committed_plaintext_is_named_until_removed() {
     let (fx, files) = clean();
     let target = commit_plaintext(&fx, &files);
     let run = check(&fx, &[]);
     assert_one_problem(&run, target, "is a plaintext secret tracked by git");
+    assert!(
+        run.stdout
+            .contains(&format!("run `git rm --cached {target}`")),
+        "{}",
+        run.stdout
+    );
+    git(&fx, &["rm", "-q", "--cached", target]);
+    for args in [&[][..], &["--staged"][..]] {
+        let run = check(&fx, args);
+        run.expect(0);
+        assert_eq!(run.stdout, "", "check {args:?} after the fix");
+    }
+    git(&fx, &["commit", "-qm", "untrack the plaintext"]);
+    check(&fx, &[]).expect(0);
 }
 
 /// A plaintext target whose `.gitignore` line is gone is named, with the line to add.
