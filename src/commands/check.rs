@@ -447,7 +447,9 @@ fn check_targets(
     for target in targets {
         let state = TargetState {
             tracked: tracked.contains(&target),
-            staged: staged.contains(&target),
+            // `tracked` is the index: a staged path no longer in it is a staged removal
+            // (`git rm --cached`, the fix given here), which is the cure, not a problem.
+            staged: staged.contains(&target) && tracked.contains(&target),
             ignored: ignored.contains(&target),
         };
         if let Some((kind, message, fix)) = target_problem(state, &target) {
