@@ -95,7 +95,8 @@ fn commit(fx: &Fixture, message: &str) -> Output {
 /// `pre-commit install` of the envsync-check hook: a commit that stages a plaintext target
 /// fails with the hook's output naming it; a commit of an `.enc` re-encrypted by `envsync
 /// encrypt` after a server edit passes the hook and is made; so is the `git rm --cached` of
-/// a plaintext that was committed with `--no-verify`.
+/// a plaintext that was committed with `--no-verify`; and `pre-commit run --all-files` with
+/// envsync-check-all fails on a plaintext tracked in an earlier commit.
 #[test]
 fn the_hook_refuses_plaintext_and_passes_an_encrypted_change() {
     let pre_commit = common::tool("pre-commit");
@@ -198,6 +199,31 @@ fn the_hook_refuses_plaintext_and_passes_an_encrypted_change() {
         "the hook did not run and pass:\n{text}"
     );
     assert_eq!(git(&fx, &["ls-files", "--", leaked]), "", "still tracked");
+
+    // `pre-commit run --all-files` (CI) with envsync-check-all: a plaintext tracked in an
+    // earlier commit fails the run, although nothing is staged.
+    fs::write(
+        fx.repo.join(".pre-commit-config.yaml"),
+        format!(
+            "repos:\n  - repo: {}\n    rev: {sha}\n    hooks: [{{id: envsync-check}}, {{id: envsync-check-all}}]\n",
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    git(&fx, &["add", "-f", leaked, ".pre-commit-config.yaml"]);
+    git(&fx, &["commit", "-q", "--no-verify", "-m", "leak again"]);
+    let out = run_in(&fx, &fx.repo, &pre_commit, &["run", "--all-files"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "--all-files passed:\n{text}");
+    assert!(
+        text.contains(&format!("{leaked}: is a plaintext secret tracked by git")),
+        "{text}"
+    );
+    common::assert_no_leak(&text, "pre-commit run --all-files");
 
     // pre-commit kept its clone in the fixture, nothing in HOME.
     assert!(fx.dir.path().join("pre-commit-home").is_dir());

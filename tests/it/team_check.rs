@@ -329,3 +329,71 @@ fn every_cause_at_once_in_text_and_json() {
     got.sort();
     assert_eq!(got, want, "{}", json.stdout);
 }
+
+/// The team's `.env.example` discipline, on the layout: every app's prod entry names an
+/// example with its keys. A key added to the env file (and encrypted) but not to the example
+/// is named as undocumented; a key documented but missing from the secret is named as
+/// missing; values are never shown.
+#[test]
+fn keys_against_the_example_on_the_team_layout() {
+    let (fx, files) = clean();
+    let prod = "envs/aletheia/.env.prod";
+    let example = "envs/aletheia/.env.example";
+    let plain = &files.iter().find(|f| f.path == prod).unwrap().plain;
+    // The example: the prod keys with empty values (what teams commit), and comments.
+    let documented: String = plain
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some((key, _)) if !l.starts_with('#') => format!("{key}=\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(fx.repo.join(example), &documented).unwrap();
+    let manifest = fs::read_to_string(fx.repo.join("secrets.toml")).unwrap();
+    let entry = format!("repo = \"{}\"\n", enc(prod));
+    fs::write(
+        fx.repo.join("secrets.toml"),
+        manifest.replacen(&entry, &format!("{entry}example = \"{example}\"\n"), 1),
+    )
+    .unwrap();
+    git(&fx, &["add", "-A"]);
+    git(&fx, &["commit", "-qm", "example"]);
+    check(&fx, &[]).expect(0);
+
+    // A key added to the env file on the server, encrypted into the repo (public keys only).
+    let token = common::canary("sentry-dsn");
+    // No sync record yet on this server: --force takes the server's side.
+    fx.write_server(prod, format!("{plain}SENTRY_DSN={token}\n").as_bytes());
+    fx.envsync_with(
+        ["encrypt", "--force", prod],
+        &[("SOPS_AGE_KEY_FILE", with_key().as_str())],
+    )
+    .expect(0);
+    let run = check(&fx, &[]);
+    assert_one_problem(
+        &run,
+        &enc(prod),
+        &format!("has keys its example {example} does not document: SENTRY_DSN;"),
+    );
+
+    // The reverse: documented (and the new key documented too), but not in the secret.
+    fs::write(
+        fx.repo.join(example),
+        format!("{documented}SENTRY_DSN=\nSTRIPE_SECRET_KEY=\n"),
+    )
+    .unwrap();
+    let run = check(&fx, &[]);
+    assert_one_problem(
+        &run,
+        &enc(prod),
+        &format!("lacks keys its example {example} documents: STRIPE_SECRET_KEY;"),
+    );
+    let json = check(&fx, &["--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        doc["problems"][0]["kind"], "missing-keys",
+        "{}",
+        json.stdout
+    );
+    assert!(!json.stdout.contains(&token));
+}

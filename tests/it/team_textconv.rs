@@ -185,11 +185,9 @@ fn a_teammate_without_the_key_sees_key_names() {
 
 /// The manifest in a subfolder of the git work tree (the team repo under `repo/`, git at the
 /// top): git runs textconv at the top of the work tree, where `envsync show` finds no
-/// `secrets.toml`, so `git diff` of a rotated `.enc` should still show the one key's line.
-/// Known bug: envsync show exits 2 ("no secrets.toml in <top>") and git diff fails (exit
-/// 128); a textconv of `envsync --manifest repo/secrets.toml show` works around it.
+/// `secrets.toml`: show reads the temp file git hands it without one, so `git diff` of a
+/// rotated `.enc` still shows the one key's line.
 #[test]
-#[ignore = "known bug: textconv fails when secrets.toml is in a subfolder of the work tree"]
 fn textconv_works_with_the_manifest_in_a_subfolder() {
     let (fx, _files) = team_fixture(Server::Outside);
     fs::remove_dir_all(fx.repo.join(".git")).unwrap();
