@@ -123,7 +123,6 @@ impl<'r> Git<'r> {
 /// The lines `.gitignore` needs so that git ignores every one of `targets` (repo-relative
 /// plaintext paths): `/path` for each one git does not ignore yet (all of them when the repo
 /// is not in a git work tree). Anchored, so that it matches that one file only.
-#[allow(dead_code)] // used by `add` and `init`, which land next
 pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<String>, Error> {
     let ignored = match Git::open(root) {
         Some(git) => git.ignored(targets)?,
@@ -140,7 +139,6 @@ pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<Str
 
 /// Appends `lines` to `<root>/.gitignore` (created 0644 when missing) through the atomic
 /// writer, keeping what is there and its mode.
-#[allow(dead_code)] // used by `add` and `init`, which land next
 pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error> {
     if lines.is_empty() {
         return Ok(());
