@@ -207,6 +207,7 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
         if sops_yaml.is_none() {
             warn_sops(printer, &sops_path);
         }
+        note_missing(printer, &repo_root, &draft.entries);
         return Ok(ExitStatus::Success);
     }
 
@@ -257,6 +258,7 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
             ),
         );
     }
+    note_missing(printer, &repo_root, &draft.entries);
     printer.info(
         Style::Plain,
         "next: review secrets.toml, then run `envsync check` and `envsync decrypt --dry-run`",
@@ -284,6 +286,24 @@ fn warn_sops(printer: &Printer, sops_path: &Path) {
         "no recipients found (no .enc file to read them from, no identity), so {} was not written; run `envsync keygen -o FILE` and put the public key it prints in .sops.yaml (creation_rules: - path_regex: '\\.enc$' age: <public key>)",
         sops_path.display()
     ));
+}
+
+/// Says which imported repo files do not exist yet (a manifest may come before them).
+fn note_missing(printer: &Printer, repo_root: &Path, entries: &[Imported]) {
+    let missing: Vec<&str> = entries
+        .iter()
+        .filter(|e| std::fs::symlink_metadata(repo_root.join(&e.repo)).is_err())
+        .map(|e| e.repo.as_str())
+        .collect();
+    if let Some(first) = missing.first() {
+        printer.info(
+            Style::Changed,
+            &format!(
+                "note: {} of the repo files do not exist yet (first: {first}); `envsync encrypt` makes the .enc files from the server copies",
+                missing.len()
+            ),
+        );
+    }
 }
 
 /// Creates `path` (inside `repo_root`) without ever replacing a file.

@@ -119,7 +119,7 @@ impl Makefile {
                 if overrides.iter().any(|(n, _)| *n == name) {
                     continue;
                 }
-                mk.assign(name, op, line.tail(start));
+                mk.assign(name, op, line.tail(start), line.line_at(0));
             }
         }
         mk
@@ -131,8 +131,8 @@ impl Makefile {
         }
     }
 
-    fn assign(&mut self, name: String, op: Op, raw: Source) {
-        let line = raw.line_at(0);
+    /// Applies one assignment; `line` is where it starts (its value may begin on the next).
+    fn assign(&mut self, name: String, op: Op, raw: Source, line: usize) {
         let defined = self.vars.contains_key(&name);
         let part = |mk: &Self, immediate: bool| Part {
             value: immediate.then(|| mk.expand(&raw, 0)),
@@ -559,5 +559,9 @@ mod tests {
         assert_eq!(mk.raw("FILES"), vec!["a:$(ROOT)/b c"]);
         assert_eq!(mk.line_of("FILES"), Some(2));
         assert_eq!(mk.names().collect::<Vec<_>>(), vec!["FILES"]);
+        // A list that starts on the line after `:=` is defined on the line of `:=`.
+        let mk = Makefile::parse("A := \\\n\ta \\\n\tb\n", &[]);
+        assert_eq!(mk.line_of("A"), Some(1));
+        assert_eq!(mk.value("A").unwrap().unwrap(), "a b");
     }
 }
