@@ -180,20 +180,22 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
 
     let ignores = gitignore_lines(&repo_root, &draft)?;
     let plain = draft.entries.iter().filter(|e| e.plain).count();
-    if printer.json {
+    let report = |sops_yaml: Option<&PathBuf>| {
         printer.json(&json!({
             "version": 1,
             "command": "init",
             "manifest": manifest_path.display().to_string(),
             "entries": draft.entries.len(),
             "plain": plain,
-            "sops_yaml": sops_yaml.as_ref().map(|_| sops_path.display().to_string()),
+            "sops_yaml": sops_yaml.map(|p| p.display().to_string()),
             "gitignore": ignores,
             "dry_run": args.dry_run,
         }));
-    }
+    };
     if args.dry_run {
-        if !printer.json {
+        if printer.json {
+            report(sops_yaml.as_ref().map(|_| &sops_path));
+        } else {
             print_plan(
                 printer,
                 &manifest_path,
@@ -259,6 +261,9 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
         );
     }
     note_missing(printer, &repo_root, &draft.entries);
+    if printer.json {
+        report(written.get(1));
+    }
     printer.info(
         Style::Plain,
         "next: review secrets.toml, then run `envsync check` and `envsync decrypt --dry-run`",

@@ -291,6 +291,14 @@ fn a_repo_without_sops_yaml_gets_the_files_recipients() {
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["dry_run"], false);
     assert_eq!(
+        doc["sops_yaml"].as_str(),
+        Some(fx.repo.join(".sops.yaml").to_str().unwrap())
+    );
+    assert_eq!(
+        (doc["entries"].as_u64(), doc["plain"].as_u64()),
+        (Some(13), Some(2))
+    );
+    assert_eq!(
         doc["manifest"].as_str(),
         Some(fx.repo.join("secrets.toml").to_str().unwrap())
     );

@@ -213,16 +213,17 @@ fn pick_one(candidates: Vec<(String, String)>) -> Result<(String, String), Impor
     }
 }
 
-/// A server part relative to `root`: relative ones are already; absolute ones must be
-/// under it. None when it leaves the root.
+/// A server part relative to `root`: absolute ones must be under it; relative ones are
+/// already, unless the root is relative too and they start with it (`$(ROOT)/x` with
+/// `ROOT = ./server`). None when it leaves the root.
 pub(crate) fn server_relative(root: &str, server: &str) -> Option<String> {
-    let relative = if server.starts_with('/') {
-        let root = normal(root);
-        let server = normal(server);
-        server.strip_prefix(&root).ok()?.to_str()?.to_string()
-    } else {
-        normal(server).to_str()?.to_string()
+    let (root_n, server_n) = (normal(root), normal(server));
+    let relative = match server_n.strip_prefix(&root_n) {
+        Ok(rest) if server.starts_with('/') || !root.starts_with('/') => rest,
+        _ if server.starts_with('/') => return None,
+        _ => server_n.as_path(),
     };
+    let relative = relative.to_str()?.to_string();
     (inside(&relative) && !relative.is_empty()).then_some(relative)
 }
 
@@ -332,6 +333,8 @@ mod tests {
             ("/opt/docker", "/opt/docker", None),
             ("/opt/docker", "../app/.env", None),
             ("/opt/docker", "/opt/docker/../etc/shadow", None),
+            ("./server", "./server/app/.env", Some("app/.env")),
+            ("server", "app/.env", Some("app/.env")),
         ];
         for (root, server, want) in table {
             assert_eq!(
