@@ -434,5 +434,8 @@ mod tests {
             Err(ImportError::OutsideRepo { .. })
         ));
         assert_eq!(import("A = 1\n", None), Err(ImportError::NoLists));
+        // A key itself is never taken for the key file.
+        let key = "R_ROOT := /r\nSOPS_AGE_KEY := AGE-SECRET-KEY-1XYZ\nSECRET_FILES := a:x\n";
+        assert_eq!(import(key, None).unwrap().identity, None);
     }
 }
