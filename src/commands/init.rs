@@ -132,8 +132,9 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
             path: path.clone(),
             source,
         })?;
+        let curdir = path.parent().unwrap_or(cwd).display().to_string();
         let imported =
-            import::import(&text, args.root).map_err(|e| import_error(path.clone(), e))?;
+            import::import(&text, args.root, &curdir).map_err(|e| import_error(path.clone(), e))?;
         let prefix = repo_prefix(&path, &repo_root)?;
         draft.source = Some(makefile.display().to_string());
         draft.root = imported.root;
@@ -371,7 +372,6 @@ fn shown(cwd: &Path, path: &Path) -> String {
 /// The Makefile's folder relative to the repo root (empty when they are one): repo paths in
 /// the Makefile are relative to it.
 fn repo_prefix(makefile: &Path, repo_root: &Path) -> Result<String, InitError> {
-    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let folder = real(makefile.parent().unwrap_or(Path::new(".")));
     let root = real(repo_root);
     folder
@@ -383,6 +383,25 @@ fn repo_prefix(makefile: &Path, repo_root: &Path) -> Result<String, InitError> {
             makefile: makefile.to_path_buf(),
             repo: repo_root.to_path_buf(),
         })
+}
+
+/// `path` with its longest existing part resolved (links, `..`), the rest as written: a
+/// root that does not exist yet still compares with the repo's real path.
+fn real(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(found) = existing.canonicalize() {
+            return missing.iter().rev().fold(found, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 fn join(prefix: &str, path: &str) -> String {
@@ -498,7 +517,6 @@ fn gitignore_lines(repo_root: &Path, draft: &Draft) -> Result<Vec<String>, Error
 
 /// The server root relative to the repo root, when it is inside it ("" when it is it).
 fn root_in_repo(repo_root: &Path, root: &str) -> Option<String> {
-    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let repo = real(repo_root);
     let root = real(&repo_root.join(root));
     let relative = root.strip_prefix(&repo).ok()?;
@@ -523,6 +541,13 @@ mod tests {
         assert_eq!(root_in_repo(repo, "server").as_deref(), Some("server"));
         assert_eq!(root_in_repo(repo, ".").as_deref(), Some(""));
         assert_eq!(root_in_repo(repo, "/opt/docker"), None);
+        // Through a link, to a root not made yet.
+        std::os::unix::fs::symlink(repo, repo.join("link")).unwrap();
+        let via = repo.join("link").join("live/srv");
+        assert_eq!(
+            root_in_repo(repo, via.to_str().unwrap()).as_deref(),
+            Some("live/srv")
+        );
     }
 
     #[test]

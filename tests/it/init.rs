@@ -383,19 +383,18 @@ fn plaintext_targets_inside_the_repo_are_ignored() {
     );
     fs::write(
         fx.repo.join("Makefile"),
-        "SECRET_FILES := envs/app.env:app/.env\nINFRA_FILES := compose.yml\n",
+        "SERVER_ROOT := $(CURDIR)/live\n\
+         SECRET_FILES := envs/app.env:$(SERVER_ROOT)/app/.env\n\
+         INFRA_FILES := compose.yml\n",
     )
     .unwrap();
     fs::write(fx.repo.join("compose.yml"), "services: {}\n").unwrap();
+    fx.envsync(["init", "--from-makefile", "Makefile"])
+        .expect(0);
+    let doc: toml::Value =
+        toml::from_str(&fs::read_to_string(fx.repo.join("secrets.toml")).unwrap()).unwrap();
     let root = fx.repo.join("live");
-    let run = fx.envsync([
-        "init",
-        "--from-makefile",
-        "Makefile",
-        "--root",
-        root.to_str().unwrap(),
-    ]);
-    run.expect(0);
+    assert_eq!(doc["server"]["root"].as_str(), root.to_str());
     assert_eq!(
         fs::read_to_string(fx.repo.join(".gitignore")).unwrap(),
         "/live/app/.env\n"

@@ -59,9 +59,11 @@ pub(crate) const SECRET_LIST: &str = "SECRET_FILES";
 pub(crate) const PLAIN_LIST: &str = "INFRA_FILES";
 
 /// Reads a Makefile's lists. `root`: `--root`, which also stands for the variables that
-/// prefix server paths (as `make SERVER_ROOT=DIR` would).
-pub(crate) fn import(text: &str, root: Option<&str>) -> Result<Import, ImportError> {
-    let first = Makefile::parse(text, &[]);
+/// prefix server paths (as `make SERVER_ROOT=DIR` would). `curdir`: the Makefile's folder,
+/// make's `$(CURDIR)`.
+pub(crate) fn import(text: &str, root: Option<&str>, curdir: &str) -> Result<Import, ImportError> {
+    let builtins = [("CURDIR", curdir)];
+    let first = Makefile::parse_with(text, &[], &builtins);
     let prefixes = prefix_vars(&first);
     let mk = match root {
         Some(root) => {
@@ -69,7 +71,7 @@ pub(crate) fn import(text: &str, root: Option<&str>) -> Result<Import, ImportErr
                 .iter()
                 .map(|name| (name.clone(), root.to_string()))
                 .collect();
-            Makefile::parse(text, &overrides)
+            Makefile::parse_with(text, &overrides, &builtins)
         }
         None => first,
     };
@@ -374,7 +376,7 @@ mod tests {
             SOPS_AGE_KEY_FILE ?= $(SERVER_ROOT)/.age-key.txt\n\
             SECRET_FILES := a/.env.enc:a/.env \\\n  b/.env:$(SERVER_ROOT)/b/.env \\\n  c/.env\n\
             INFRA_FILES := n.conf:nginx/n.conf\n";
-        let got = import(text, None).unwrap();
+        let got = import(text, None, "/repo").unwrap();
         assert_eq!(got.root, "/opt/docker");
         assert_eq!(got.root_var.as_deref(), Some("SERVER_ROOT"));
         let pairs: Vec<(&str, &str, bool)> = got
@@ -399,7 +401,7 @@ mod tests {
             ))
         );
         // --root stands for the prefix variable.
-        let got = import(text, Some("/srv")).unwrap();
+        let got = import(text, Some("/srv"), "/repo").unwrap();
         assert_eq!(got.entries[1].server, "b/.env");
         assert_eq!(got.root, "/srv");
     }
@@ -408,34 +410,34 @@ mod tests {
     fn refusals_name_what_is_wrong() {
         let dup = "R_ROOT := /r\nSECRET_FILES := a:x b:/r/x\n";
         assert!(matches!(
-            import(dup, None),
+            import(dup, None, "/repo"),
             Err(ImportError::Same { side: "server", ref first, ref second, .. })
                 if first == "a:x" && second == "b:/r/x"
         ));
         let outside = "R_ROOT := /r\nSECRET_FILES := a:/etc/x\n";
         assert!(matches!(
-            import(outside, None),
+            import(outside, None, "/repo"),
             Err(ImportError::OutsideRoot { .. })
         ));
         let ambiguous = "A_ROOT := /a\nB_DIR := /b\nSECRET_FILES := a:x\n";
         assert!(matches!(
-            import(ambiguous, None),
+            import(ambiguous, None, "/repo"),
             Err(ImportError::Root { .. })
         ));
-        assert!(import(ambiguous, Some("/a")).is_ok());
+        assert!(import(ambiguous, Some("/a"), "/repo").is_ok());
         let shell = "R_ROOT := /r\nSECRET_FILES := a:x \\\n  $(shell ls)\n";
         assert!(matches!(
-            import(shell, None),
+            import(shell, None, "/repo"),
             Err(ImportError::Value(MakeError { line: 3, .. }))
         ));
         let escape = "R_ROOT := /r\nSECRET_FILES := ../a:x\n";
         assert!(matches!(
-            import(escape, None),
+            import(escape, None, "/repo"),
             Err(ImportError::OutsideRepo { .. })
         ));
-        assert_eq!(import("A = 1\n", None), Err(ImportError::NoLists));
+        assert_eq!(import("A = 1\n", None, "/repo"), Err(ImportError::NoLists));
         // A key itself is never taken for the key file.
         let key = "R_ROOT := /r\nSOPS_AGE_KEY := AGE-SECRET-KEY-1XYZ\nSECRET_FILES := a:x\n";
-        assert_eq!(import(key, None).unwrap().identity, None);
+        assert_eq!(import(key, None, "/repo").unwrap().identity, None);
     }
 }

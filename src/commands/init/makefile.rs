@@ -78,8 +78,36 @@ const MAX_DEPTH: usize = 64;
 impl Makefile {
     /// Reads `text`; `overrides` are set as `make NAME=value` sets them: assignments to
     /// them in the file are ignored.
+    #[cfg(test)]
     pub(crate) fn parse(text: &str, overrides: &[(String, String)]) -> Self {
+        Self::parse_with(text, overrides, &[])
+    }
+
+    /// As [`Makefile::parse`], with `builtins` defined first as make defines its own
+    /// (`CURDIR`): the file may assign them.
+    pub(crate) fn parse_with(
+        text: &str,
+        overrides: &[(String, String)],
+        builtins: &[(&str, &str)],
+    ) -> Self {
         let mut mk = Self::default();
+        for (name, value) in builtins {
+            let raw = Source {
+                text: (*value).to_string(),
+                lines: vec![(0, 0)],
+            };
+            mk.define(
+                name,
+                Var {
+                    recursive: false,
+                    parts: vec![Part {
+                        raw,
+                        value: Some(Ok((*value).to_string())),
+                    }],
+                    line: 0,
+                },
+            );
+        }
         for (name, value) in overrides {
             let raw = Source {
                 text: value.clone(),
@@ -551,6 +579,8 @@ mod tests {
             &[("ROOT".into(), "/srv".into())],
         );
         assert_eq!(mk.value("A").unwrap().unwrap(), "/srv/x");
+        let mk = Makefile::parse_with("A := $(CURDIR)/x\n", &[], &[("CURDIR", "/repo")]);
+        assert_eq!(mk.value("A").unwrap().unwrap(), "/repo/x");
     }
 
     #[test]
