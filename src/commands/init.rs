@@ -152,6 +152,12 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
             .collect();
         if let Some((name, value)) = imported.identity {
             makefile_key = Some(path.parent().unwrap_or(cwd).join(&value));
+            // A relative key file is the Makefile's; the manifest reads it from its folder.
+            let value = if value.starts_with('/') {
+                value
+            } else {
+                join(&prefix, &value)
+            };
             draft.identity = Some((value, format!("from {name} in the Makefile")));
         }
     }
