@@ -155,6 +155,19 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write a starter secrets.toml (and .sops.yaml), importing a Makefile's SECRET_FILES
+    /// and INFRA_FILES lists; never overwrites.
+    Init {
+        /// Import the repo:server lists of this Makefile (read, never run).
+        #[arg(long, value_name = "FILE")]
+        from_makefile: Option<PathBuf>,
+        /// The server root (default: from the Makefile, else /opt/docker).
+        #[arg(long, value_name = "DIR")]
+        root: Option<String>,
+        /// Print what would be written, write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
     /// Print an .enc with every value masked as its length and a keyed fingerprint (git
     /// textconv), or in clear with --reveal.
     Show {

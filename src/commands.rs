@@ -9,6 +9,7 @@ pub(crate) mod decrypt;
 pub(crate) mod diff;
 pub(crate) mod encrypt;
 pub(crate) mod hooks;
+pub(crate) mod init;
 pub(crate) mod keygen;
 pub(crate) mod rekey;
 pub(crate) mod rollback;
@@ -563,6 +564,21 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
         Command::Keygen { output } => {
             keygen::run(&ctx.settings.printer, output.as_deref(), &ctx.cwd)
         }
+        Command::Init {
+            from_makefile,
+            root,
+            dry_run,
+        } => init::run(
+            &ctx.settings.printer,
+            &init::Args {
+                from_makefile: from_makefile.as_deref(),
+                root: root.as_deref(),
+                dry_run: *dry_run,
+                manifest: Some(&ctx.settings.manifest.path),
+                identity: &ctx.settings.identities.explicit,
+            },
+            &ctx.cwd,
+        ),
         Command::Diff { selection } => diff::run(ctx, selection),
         Command::Show { file, reveal } => show::run(ctx, file, *reveal),
     }

@@ -135,6 +135,11 @@ impl Identities {
         (self.recipients.iter()).any(|r| memchr::memmem::find(file, r.as_bytes()).is_some())
     }
 
+    /// The `age1…` public keys of the X25519 identities (`init` writes them to .sops.yaml).
+    pub(crate) fn recipients(&self) -> &[String] {
+        &self.recipients
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

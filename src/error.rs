@@ -20,6 +20,8 @@ pub(crate) enum Error {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Init(#[from] crate::commands::init::InitError),
     #[error("`{pattern}` matches no entry of {manifest} (by repo path, server path or glob)")]
     NoMatch { pattern: String, manifest: String },
     #[error("`{pattern}` is not a valid glob")]

@@ -139,7 +139,6 @@ pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<Str
 
 /// Appends `lines` to `<root>/.gitignore` (created 0644 when missing) through the atomic
 /// writer, keeping what is there and its mode.
-#[allow(dead_code)] // used by `add` and `init`, which land next
 pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error> {
     if lines.is_empty() {
         return Ok(());

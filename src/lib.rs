@@ -69,6 +69,24 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
         output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
         return Ok(status);
     }
+    // init writes the manifest, so it cannot need one.
+    if let cli::Command::Init {
+        from_makefile,
+        root,
+        dry_run,
+    } = &cli.command
+    {
+        let args = commands::init::Args {
+            from_makefile: from_makefile.as_deref(),
+            root: root.as_deref(),
+            dry_run: *dry_run,
+            manifest: cli.global.manifest.as_deref(),
+            identity: &cli.global.identity,
+        };
+        let status = commands::init::run(&fallback, &args, &cwd).map_err(fail(fallback.clone()))?;
+        output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
+        return Ok(status);
+    }
     let settings = match (Settings::from_args(&cli.global, cwd.clone()), &cli.command) {
         // show (git's textconv) reads any `.enc`: it must work in a clone without a manifest.
         (Err(Error::NoManifest { .. }), cli::Command::Show { file, reveal }) => {

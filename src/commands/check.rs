@@ -528,8 +528,9 @@ fn classify(bytes: &[u8]) -> Encryption {
     }
 }
 
-/// The `sops` metadata of a file in `format`, read without decrypting.
-fn sops_metadata(format: Format, bytes: &[u8]) -> Result<Metadata, String> {
+/// The `sops` metadata of a file in `format`, read without decrypting (also `init`'s
+/// source of recipients).
+pub(crate) fn sops_metadata(format: Format, bytes: &[u8]) -> Result<Metadata, String> {
     if let Some(store) = format.store() {
         return store.metadata(bytes).map_err(|e| e.to_string());
     }

@@ -15,6 +15,7 @@ mod files;
 mod files_guards;
 mod guards;
 mod hooks;
+mod init;
 mod interop;
 mod keys;
 mod large_files;
