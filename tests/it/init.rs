@@ -184,7 +184,7 @@ fn a_team_makefile_becomes_a_manifest_that_decrypts_like_sops() {
     run.expect(0);
     let text = fs::read_to_string(fx.repo.join("secrets.toml")).unwrap();
     assert!(
-        text.starts_with("# secrets.toml: written by envsync init from Makefile Makefile"),
+        text.starts_with("# secrets.toml: written by envsync init from Makefile;"),
         "{text}"
     );
     let mut want: Vec<(String, String, bool)> = ITEMS

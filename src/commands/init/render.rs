@@ -28,7 +28,7 @@ pub(crate) fn manifest_text(d: &Draft) -> String {
     let mut out = String::new();
     match &d.source {
         Some(source) => out.push_str(&format!(
-            "# secrets.toml: written by envsync init from Makefile {source}; see secrets.toml.example\n"
+            "# secrets.toml: written by envsync init from {source}; see secrets.toml.example\n"
         )),
         None => out.push_str("# secrets.toml: written by envsync init; see secrets.toml.example\n"),
     }
