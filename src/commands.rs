@@ -254,11 +254,24 @@ impl<'m> PathIndex<'m> {
     }
 }
 
-/// Lexical normalisation (`a/./b` → `a/b`), for comparing user paths with entry paths.
+/// Lexical normalisation (`a/./b` → `a/b`, `a/x/../b` → `a/b`), for comparing user paths
+/// with entry paths. A `..` that would climb above the start is kept, so such a path is
+/// never under a root it does not start with.
 fn normalise(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect()
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            // `/..` is `/`.
+            Component::ParentDir if matches!(out.last(), Some(Component::RootDir)) => {}
+            c => out.push(c),
+        }
+    }
+    out.iter().collect()
 }
 
 /// `path` relative to `root` with `/` separators, or None when it is not under it.
@@ -267,7 +280,10 @@ pub(crate) fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = rel.strip_prefix(normalise(root)).ok()?;
     let parts: Vec<&str> = rel
         .components()
-        .map(|c| c.as_os_str().to_str())
+        .map(|c| match c {
+            std::path::Component::Normal(name) => name.to_str(),
+            _ => None,
+        })
         .collect::<Option<_>>()?;
     (!parts.is_empty()).then(|| parts.join("/"))
 }
@@ -581,5 +597,39 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
         ),
         Command::Diff { selection } => diff::run(ctx, selection),
         Command::Show { file, reveal } => show::run(ctx, file, *reveal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_stay_under_the_root() {
+        let root = Path::new("/r/repo");
+        let table = [
+            ("/r/repo/./app/.env", Some("app/.env")),
+            ("/r/repo/infra/../app/.env", Some("app/.env")),
+            ("/r/server/app/.env", None),
+            ("/r/repo/../server/.env", None),
+            ("/r/repo/..", None),
+            ("/r/repo", None),
+            ("/../r/repo/x", Some("x")),
+        ];
+        for (path, want) in table {
+            assert_eq!(relative(root, Path::new(path)).as_deref(), want, "{path}");
+        }
+        // A root given with `..` compares as the folder it names.
+        assert_eq!(
+            relative(Path::new("/r/repo/infra/.."), Path::new("/r/repo/app/.env")).as_deref(),
+            Some("app/.env")
+        );
+        assert_eq!(
+            relative(
+                Path::new("/r/repo/infra"),
+                Path::new("/r/repo/infra/../app/.env")
+            ),
+            None
+        );
     }
 }

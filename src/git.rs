@@ -113,6 +113,14 @@ impl<'r> Git<'r> {
         Ok(split_z(&out).map(str::to_string).collect())
     }
 
+    /// The top folder of the work tree (where `.git` is).
+    pub(crate) fn toplevel(&self) -> Result<std::path::PathBuf, Error> {
+        let (_, out) = self.run(&["rev-parse", "--show-toplevel"], &[0])?;
+        Ok(std::path::PathBuf::from(
+            String::from_utf8_lossy(out.trim_ascii()).into_owned(),
+        ))
+    }
+
     /// The repo root's path from the top of the work tree, with a trailing `/` (or empty).
     fn prefix(&self) -> Result<String, Error> {
         let (_, out) = self.run(&["rev-parse", "--show-prefix"], &[0])?;
@@ -181,7 +189,7 @@ pub(crate) fn with_ignores(existing: &[u8], lines: &[String]) -> Vec<u8> {
 
 /// A path as a `.gitignore` pattern that matches only itself: glob characters, a leading
 /// `#` or `!` and trailing spaces are escaped with a backslash.
-fn escape_pattern(path: &str) -> String {
+pub(crate) fn escape_pattern(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for c in path.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#') {

@@ -66,26 +66,12 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
         )));
     }
     let server_path = old.server_root.join(&server);
-    match std::fs::symlink_metadata(&server_path) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => {
-            return Err(refuse(
-                "it is not a regular file (a folder or a symlink); add the file it holds or points to; nothing was written"
-                    .into(),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(refuse(format!(
-                "{} does not exist; create the server file first, then add it; nothing was written",
-                server_path.display()
-            )))
-        }
-        Err(source) => {
-            return Err(Error::Read {
-                path: server_path,
-                source,
-            })
-        }
+    // Without following a symlink at any level, as every read of a server file.
+    if crate::fs::open(&old.server_root, &server)?.is_none() {
+        return Err(refuse(format!(
+            "{} does not exist; create the server file first, then add it; nothing was written",
+            server_path.display()
+        )));
     }
     let repo = match request.repo {
         Some(repo) => repo_relative(old, &ctx.cwd, repo),
@@ -97,6 +83,24 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
             entry.line
         )));
     }
+    let manifest_real = old.path.canonicalize().map_err(|source| Error::Read {
+        path: old.path.clone(),
+        source,
+    })?;
+    let manifest_name = manifest_real
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(crate::manifest::FILE_NAME)
+        .to_string();
+    if repo == manifest_name
+        || repo == ".gitignore"
+        || relative(&old.repo_root, &old.state_dir)
+            .is_some_and(|state| repo == state || repo.starts_with(&format!("{state}/")))
+    {
+        return Err(refuse(format!(
+            "--repo {repo} is the manifest, .gitignore or envsync's state folder; pass another path; nothing was written"
+        )));
+    }
     if std::fs::symlink_metadata(old.repo_root.join(&repo)).is_ok() {
         return Err(refuse(format!(
             "{repo} already exists in the repo; pass --repo with another path, or map it with a [[file]] entry by hand and run `envsync status`; nothing was written"
@@ -106,14 +110,15 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
         Some(name) => parse_format(name)?,
         None => Format::for_server_name(server.rsplit('/').next().unwrap_or(&server)),
     };
+    if !format.supported() {
+        return Err(refuse(format!(
+            "its name says {}, which this version of envsync does not write; pass `--format binary` to keep it whole (byte-exact), or `--format age`; nothing was written",
+            format.name()
+        )));
+    }
 
-    // Plan: the manifest text, validated as a manifest.
-    let manifest_name = old
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(crate::manifest::FILE_NAME)
-        .to_string();
+    // Plan: the manifest text, validated as a manifest. It is read and written where it
+    // really is (a symlinked manifest is followed once, here, to its folder: the repo root).
     let manifest_file = crate::fs::read(&old.repo_root, &manifest_name)?.ok_or_else(|| {
         refuse(format!(
             "{} disappeared while envsync ran; nothing was written",
@@ -140,13 +145,18 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
             e.message
         ))
     })?;
-    let ignore = match relative(&new.repo_root, &server_path) {
-        Some(inside) => git::missing_ignores(&new.repo_root, &[inside])?,
-        None => Vec::new(),
-    };
+    let ignores = Ignores::plan(&new, &server_path)?;
+    if ignores.tracked {
+        return Err(refuse(format!(
+            "git tracks it: it was committed in clear; run `git rm --cached {}` and treat its values as leaked (rotate them), then add it; nothing was written",
+            server_path.display()
+        )));
+    }
+    let ignore = ignores.lines;
+    let gitignore_base = ignores.base;
     let gitignore_file = match ignore.is_empty() {
         true => None,
-        false => crate::fs::read(&new.repo_root, ".gitignore")?,
+        false => crate::fs::read(&gitignore_base, ".gitignore")?,
     };
     let gitignore_text = git::with_ignores(
         gitignore_file
@@ -193,7 +203,7 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
         ))];
         if !ignore.is_empty() {
             extra.push(Op::Write(repo_file_job(
-                &manifest.repo_root,
+                &gitignore_base,
                 ".gitignore",
                 &gitignore_text,
                 gitignore_file.as_ref(),
@@ -288,26 +298,105 @@ fn report(
     }
 }
 
+/// What `.gitignore` needs for a new entry: the git work tree's top `.gitignore` gets the
+/// plaintext's line when the plaintext is inside the work tree, and the state folder's when
+/// that is too (its records and lock are envsync's, not the repo's).
+struct Ignores {
+    /// The folder whose `.gitignore` takes the lines.
+    base: std::path::PathBuf,
+    lines: Vec<String>,
+    /// git tracks the plaintext already.
+    tracked: bool,
+}
+
+impl Ignores {
+    fn plan(manifest: &Manifest, server_path: &Path) -> Result<Self, Error> {
+        let root = &manifest.repo_root;
+        let top = match git::Git::open(root) {
+            Some(repo) => repo.toplevel()?,
+            None => root.clone(),
+        };
+        let at_top = git::Git::open(&top);
+        let inside: Vec<String> = [server_path, manifest.state_dir.as_path()]
+            .iter()
+            .filter_map(|p| relative(&top, p))
+            .collect();
+        let tracked = match (&at_top, inside.first()) {
+            (Some(repo), Some(target)) if relative(&top, server_path).is_some() => {
+                repo.tracked()?.contains(target)
+            }
+            _ => false,
+        };
+        // The state folder is asked about as a file in it (`<state>/lock`), which a folder
+        // pattern matches whether or not the folder exists yet, and ignored as a folder.
+        let state = relative(&top, &manifest.state_dir);
+        let asked: Vec<String> = inside
+            .iter()
+            .map(|p| match &state {
+                Some(state) if p == state => format!("{state}/lock"),
+                _ => p.clone(),
+            })
+            .collect();
+        let mut lines = git::missing_ignores(&top, &asked)?;
+        for line in &mut lines {
+            if let Some(state) = &state {
+                if line.strip_prefix('/') == Some(&format!("{state}/lock")) {
+                    *line = format!("/{}/", git::escape_pattern(state));
+                }
+            }
+        }
+        Ok(Self {
+            base: top,
+            lines,
+            tracked,
+        })
+    }
+}
+
 /// The server path relative to `server.root`. An absolute path must be under the root; a
 /// relative one is taken from the working folder when that is inside the root (an operator
 /// in /opt/docker/app types `.env`), else from the root, as the manifest writes them.
 fn server_relative(manifest: &Manifest, cwd: &Path, given: &str) -> Result<String, Error> {
     let root = &manifest.server_root;
+    // The working folder is a resolved path: compare it with the resolved root too (a
+    // root reached through a symlink, /srv/live → /srv/releases/3).
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.clone());
     let path = Path::new(given);
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else if relative(root, cwd).is_some() || cwd == root {
-        cwd.join(path)
-    } else {
-        root.join(path)
-    };
-    relative(root, &absolute).ok_or_else(|| Error::Add {
+    let outside = || Error::Add {
         path: given.to_string(),
         reason: format!(
             "it is not inside server.root ({}); nothing was written",
             root.display()
         ),
-    })
+    };
+    if path.is_absolute() {
+        return relative(root, path)
+            .or_else(|| relative(&real_root, path))
+            .ok_or_else(outside);
+    }
+    // Relative: from the root, as the manifest writes them, or from the working folder
+    // when that is inside the root (an operator in /opt/docker/app types `.env`). When
+    // the two name different files that both exist, the operator must say which.
+    let from_root = relative(root, &root.join(path));
+    let from_cwd = (relative(&real_root, cwd).is_some() || cwd == real_root)
+        .then(|| relative(&real_root, &cwd.join(path)))
+        .flatten();
+    let exists = |rel: &Option<String>| {
+        rel.as_ref()
+            .is_some_and(|r| matches!(crate::fs::stamp(root, r), Ok(Some(_))))
+    };
+    match (&from_root, &from_cwd) {
+        (Some(a), Some(b)) if a != b && exists(&from_root) && exists(&from_cwd) => {
+            Err(Error::Add {
+                path: given.to_string(),
+                reason: format!(
+                    "it names both {a} (from server.root) and {b} (from this folder); pass the absolute path; nothing was written"
+                ),
+            })
+        }
+        _ if exists(&from_cwd) => from_cwd.ok_or_else(outside),
+        _ => from_root.ok_or_else(outside),
+    }
 }
 
 /// A `--repo` path relative to the repo root: as given when relative (as in the manifest),

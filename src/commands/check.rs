@@ -79,20 +79,26 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
         Some(git) => Some(git.tracked()?),
         None => None,
     };
-    // --staged: only entries with a staged `.enc` or plaintext, so a commit that touches
-    // no secret pays for (almost) nothing.
+    // Plaintext targets are judged against the whole git work tree, which may start above
+    // the manifest's folder (a manifest in infra/ with `root = ".."`).
+    let tree = match &git {
+        Some(git) => Some(WorkTree::read(git, root, &staged_files, tracked.as_ref())?),
+        None => None,
+    };
+    // --staged: only entries with a staged `.enc`, plaintext or example, so a commit that
+    // touches no secret pays for (almost) nothing.
     let entries: Vec<&Entry> = entries
         .into_iter()
         .filter(|e| {
+            let target_staged = tree.as_ref().is_some_and(|t| {
+                relative(&t.top, &e.server_path).is_some_and(|p| t.staged.contains(&p))
+            });
             !staged
-                || [
-                    relative(root, &e.repo_path),
-                    relative(root, &e.server_path),
-                    e.example.clone(),
-                ]
-                .iter()
-                .flatten()
-                .any(|p| staged_files.contains(p))
+                || target_staged
+                || [relative(root, &e.repo_path), e.example.clone()]
+                    .iter()
+                    .flatten()
+                    .any(|p| staged_files.contains(p))
         })
         .collect();
 
@@ -100,8 +106,8 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
     for entry in &entries {
         check_entry(root, entry, &recipients, &mut problems)?;
     }
-    if let (Some(git), Some(tracked)) = (&git, &tracked) {
-        check_targets(root, &entries, git, tracked, &staged_files, &mut problems)?;
+    if let Some(tree) = &tree {
+        check_targets(&entries, tree, &mut problems)?;
     }
     // Orphans are judged against every entry, but only reported when the run is not
     // narrowed to some entries: naming one file is not a question about the others.
@@ -431,18 +437,20 @@ fn key_drift(have: &BTreeSet<String>, documented: &BTreeSet<String>) -> (Vec<Str
 /// Plaintext targets inside the repo's work tree must be neither tracked nor staged, and
 /// must be ignored so that a `git add .` cannot pick them up.
 fn check_targets(
-    root: &Path,
     entries: &[&Entry],
-    git: &Git<'_>,
-    tracked: &BTreeSet<String>,
-    staged: &BTreeSet<String>,
+    tree: &WorkTree,
     problems: &mut Vec<Problem>,
 ) -> Result<(), Error> {
+    let (tracked, staged) = (&tree.tracked, &tree.staged);
     let targets: Vec<String> = entries
         .iter()
         .filter(|e| !e.plain)
-        .filter_map(|e| relative(root, &e.server_path))
+        .filter_map(|e| relative(&tree.top, &e.server_path))
         .collect();
+    let git = Git::open(&tree.top).ok_or_else(|| Error::Git {
+        args: "rev-parse --is-inside-work-tree".into(),
+        message: format!("{} is no longer a git work tree", tree.top.display()),
+    })?;
     let ignored = git.ignored(&targets)?;
     for target in targets {
         let state = TargetState {
@@ -462,6 +470,44 @@ fn check_targets(
         }
     }
     Ok(())
+}
+
+/// The git work tree holding the repo: its top folder, and its tracked and staged files
+/// (paths from the top).
+struct WorkTree {
+    top: std::path::PathBuf,
+    tracked: BTreeSet<String>,
+    staged: BTreeSet<String>,
+}
+
+impl WorkTree {
+    /// Reuses what was read for the repo root when the root is the top.
+    fn read(
+        git: &Git<'_>,
+        root: &Path,
+        staged: &BTreeSet<String>,
+        tracked: Option<&BTreeSet<String>>,
+    ) -> Result<Self, Error> {
+        let top = git.toplevel()?;
+        if top == root {
+            if let Some(tracked) = tracked {
+                return Ok(Self {
+                    top,
+                    tracked: tracked.clone(),
+                    staged: staged.clone(),
+                });
+            }
+        }
+        let at_top = Git::open(&top).ok_or_else(|| Error::Git {
+            args: "rev-parse --show-toplevel".into(),
+            message: format!("{} is not a git work tree", top.display()),
+        })?;
+        Ok(Self {
+            tracked: at_top.tracked()?,
+            staged: at_top.staged()?,
+            top,
+        })
+    }
 }
 
 /// What git says of a plaintext target.
@@ -867,16 +913,5 @@ mod tests {
         ]
         .map(String::from);
         assert_eq!(orphans(files, &mapped), vec!["envs/b.enc".to_string()]);
-    }
-
-    #[test]
-    fn relative_paths_stay_under_the_root() {
-        let root = Path::new("/r/repo");
-        assert_eq!(
-            relative(root, Path::new("/r/repo/./app/.env")).as_deref(),
-            Some("app/.env")
-        );
-        assert_eq!(relative(root, Path::new("/r/server/app/.env")), None);
-        assert_eq!(relative(root, root), None);
     }
 }

@@ -215,3 +215,135 @@ fn a_failed_first_encrypt_leaves_the_manifest_alone() {
     assert!(run.stderr.contains("recipients"), "{}", run.stderr);
     assert_eq!(common::snapshot(&fx.repo), before);
 }
+
+/// The manifest in a subfolder of the work tree (`infra/`, `root = ".."`): the plaintext is
+/// ignored in the work tree's top `.gitignore` with a line git matches, and so is the state
+/// folder; `check` agrees. A plaintext git already tracks is refused, nothing written.
+#[test]
+fn a_manifest_below_the_work_tree_top_ignores_at_the_top() {
+    let fx = Fixture::new();
+    let infra = fx.repo.join("infra");
+    fs::create_dir_all(&infra).unwrap();
+    fs::rename(fx.repo.join(".sops.yaml"), infra.join(".sops.yaml")).unwrap();
+    fs::write(
+        infra.join("secrets.toml"),
+        "version = 1\n\n[server]\nroot = \"..\"\n",
+    )
+    .unwrap();
+    fx.write_server("unused", b"");
+    let target = fx.repo.join("app/.env");
+    fs::create_dir_all(target.parent().unwrap()).unwrap();
+    fs::write(
+        &target,
+        format!("TOKEN={}\n", common::canary("top")).as_bytes(),
+    )
+    .unwrap();
+    let mut add = common::envsync_command(&fx, &["add", "app/.env"]);
+    let out = add.current_dir(&infra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(fx.repo.join(".gitignore")).unwrap(),
+        "/app/.env\n/.envsync/\n"
+    );
+    assert!(!infra.join(".gitignore").exists());
+    git(&fx, &["add", "-A"]);
+    let status = git(&fx, &["status", "--porcelain"]);
+    assert!(
+        !status.contains("app/.env\n") && !status.contains(".envsync"),
+        "{status}"
+    );
+    let mut check = common::envsync_command(&fx, &["check"]);
+    let out = check.current_dir(&infra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A plaintext committed in clear is not quietly ignored: refused, nothing written.
+    let leaked = fx.repo.join("api/.env");
+    fs::create_dir_all(leaked.parent().unwrap()).unwrap();
+    fs::write(&leaked, "KEY=1\n").unwrap();
+    git(&fx, &["add", "-f", "api/.env"]);
+    let before = common::snapshot(&fx.repo);
+    let mut add = common::envsync_command(&fx, &["add", "api/.env"]);
+    let out = add.current_dir(&infra).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("git tracks it") && stderr.contains("git rm --cached"),
+        "{stderr}"
+    );
+    assert_eq!(common::snapshot(&fx.repo), before);
+}
+
+/// A manifest reached through a symlink is edited where it really is; a name that says
+/// YAML asks for `--format binary`; `--repo` may not name the manifest or `.gitignore`.
+#[test]
+fn symlinked_manifest_unsupported_format_and_reserved_repo_paths() {
+    let fx = commented_repo(false);
+    let real = fx.repo.join("prod.toml");
+    fs::rename(fx.repo.join("secrets.toml"), &real).unwrap();
+    fs::write(fx.repo.join("secrets.toml.staging"), "# another manifest\n").unwrap();
+    let link_dir = fx.home.join("elsewhere");
+    fs::create_dir_all(&link_dir).unwrap();
+    std::os::unix::fs::symlink(&real, link_dir.join("secrets.toml")).unwrap();
+    fx.write_server("app/.env", b"A=1\n");
+    let link = link_dir.join("secrets.toml");
+    let run = fx.envsync(["--manifest", link.to_str().unwrap(), "add", "app/.env"]);
+    run.expect(0);
+    assert!(fs::read_to_string(&real)
+        .unwrap()
+        .contains("server = \"app/.env\""));
+    assert!(link.is_symlink(), "the link was replaced");
+    assert_eq!(
+        fs::read_to_string(fx.repo.join("secrets.toml.staging")).unwrap(),
+        "# another manifest\n"
+    );
+
+    fx.write_server("app/values.yaml", b"a: 1\n");
+    let args = [
+        "--manifest",
+        link.to_str().unwrap(),
+        "add",
+        "app/values.yaml",
+    ];
+    let run = fx.envsync(args);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("pass `--format binary`"),
+        "{}",
+        run.stderr
+    );
+    fx.envsync([
+        "--manifest",
+        link.to_str().unwrap(),
+        "add",
+        "--format",
+        "binary",
+        "app/values.yaml",
+    ])
+    .expect(0);
+
+    fx.write_server("app/other", b"x\n");
+    for reserved in [".gitignore", "prod.toml"] {
+        let run = fx.envsync([
+            "--manifest",
+            link.to_str().unwrap(),
+            "add",
+            "app/other",
+            "--repo",
+            reserved,
+        ]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("is the manifest, .gitignore"),
+            "{}",
+            run.stderr
+        );
+    }
+}
