@@ -43,6 +43,8 @@ pub(crate) enum Kind {
     NotEncrypted,
     NoMetadata,
     ClearValue,
+    /// Values in clear by the file's own rule that `.sops.yaml`'s rule would encrypt.
+    RuleDrift,
     Recipients,
     PlaintextTracked,
     PlaintextStaged,
@@ -245,24 +247,40 @@ fn check_entry(
         Err(e) => return Err(e.into()),
     };
     if Format::detect(&bytes) == Some(Format::Dotenv) {
-        // A value is in clear by mistake when the file's own rule (what sops recorded) or
-        // today's rule (`.sops.yaml`, what the next encrypt applies) says to encrypt it: a
-        // file made with a narrower `encrypted_regex` than the team's is caught too.
+        // In clear although the file's own rule (what sops recorded) says to encrypt: a
+        // value pasted over its ciphertext, so a leak.
         let own = metadata.rule.clone().unwrap_or_default();
-        let mut clear = clear_keys(&bytes, &own);
-        if let Some(options) = &options {
-            clear.extend(clear_keys(&bytes, &options.rule));
-        }
-        clear.sort();
-        clear.dedup();
-        if !clear.is_empty() {
+        let leaked = clear_keys(&bytes, &own);
+        if !leaked.is_empty() {
             problems.push(problem(
                 Kind::ClearValue,
                 format!(
-                    "holds values in clear that its sops rules say to encrypt: {}",
-                    clear.join(", ")
+                    "holds values in clear that its sops rule says to encrypt: {}",
+                    leaked.join(", ")
                 ),
                 format!("treat them as leaked and rotate them; {reencrypt}"),
+            ));
+        }
+        // In clear by the file's rule, but today's rule (`.sops.yaml`, what the next encrypt
+        // applies) would encrypt them: the file was made under a narrower rule. Not a leak
+        // by itself; the team decides which rule is right.
+        let narrower: Vec<String> = options
+            .as_ref()
+            .map(|o| clear_keys(&bytes, &o.rule))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| !leaked.contains(k))
+            .collect();
+        if !narrower.is_empty() {
+            problems.push(problem(
+                Kind::RuleDrift,
+                format!(
+                    "was encrypted under a narrower rule than .sops.yaml's, which would encrypt: {}",
+                    narrower.join(", ")
+                ),
+                format!(
+                    "if they are secrets, rotate them on the server and run `envsync encrypt {repo}` (it applies .sops.yaml's rule); if not, give .sops.yaml the file's rule"
+                ),
             ));
         }
     }
@@ -337,7 +355,7 @@ fn check_example(
         Err(line) => {
             problem(
                 Kind::Example,
-                format!("its example {example} is not a dotenv file (line {line} has no `=`)"),
+                format!("its example {example} is not a dotenv file (line {line} is not a KEY=value line)"),
                 format!("write {example} as KEY=value lines and # comments"),
             );
             return Ok(());
@@ -396,12 +414,21 @@ fn entry_keys(items: &[Item]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The keys an example file documents: `KEY=...` lines, with `export ` and spaces allowed as
-/// shells and dotenv libraries allow them; `#` lines are comments. Err is the first line
-/// that is neither.
+/// The keys an example file documents: `KEY=...` lines, with `export` and spaces allowed as
+/// shells and dotenv libraries allow them; `#` lines are comments; a quoted value may run
+/// over several lines, as docker compose reads it. Err is the first line that is none of
+/// these (its text is never shown: it may be a pasted value).
 fn example_keys(text: &[u8]) -> Result<BTreeSet<String>, usize> {
     let mut keys = BTreeSet::new();
+    // The quote a multi-line value is waiting for.
+    let mut open: Option<u8> = None;
     for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+        if let Some(quote) = open {
+            if line.contains(&quote) {
+                open = None;
+            }
+            continue;
+        }
         let line = line.trim_ascii();
         if line.is_empty() || line.starts_with(b"#") {
             continue;
@@ -409,21 +436,36 @@ fn example_keys(text: &[u8]) -> Result<BTreeSet<String>, usize> {
         let eq = line.iter().position(|&b| b == b'=').ok_or(index + 1)?;
         let key = std::str::from_utf8(&line[..eq]).map_err(|_| index + 1)?;
         let key = normal_key(key);
-        if key.is_empty() {
+        if !is_key_name(&key) {
             return Err(index + 1);
+        }
+        let value = line[eq + 1..].trim_ascii_start();
+        if let Some(&quote @ (b'"' | b'\'')) = value.first() {
+            if !value[1..].contains(&quote) {
+                open = Some(quote);
+            }
         }
         keys.insert(key);
     }
     Ok(keys)
 }
 
-/// A key as written, without an `export ` prefix or surrounding spaces.
+/// A dotenv key name: a letter or `_`, then letters, digits, `_`, `.` or `-`.
+fn is_key_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A key as written, without an `export` prefix or surrounding spaces.
 fn normal_key(key: &str) -> String {
     let key = key.trim();
-    key.strip_prefix("export ")
-        .unwrap_or(key)
-        .trim()
-        .to_string()
+    match key.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => rest.trim().to_string(),
+        _ => key.to_string(),
+    }
 }
 
 /// The example's keys the entry lacks, and the entry's keys the example lacks, sorted.
@@ -662,11 +704,15 @@ fn recipient_drift(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Option<S
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// Folders under the repo root that hold their own manifest, asked about one path at a
-/// time and remembered, so that a repo of thousands of `.enc` files stats each folder once.
+/// Folders under the repo root that hold their own envsync manifest (one a host, in one
+/// repo), asked about one path at a time and remembered, so that a repo of thousands of
+/// `.enc` files reads each folder's manifest once. A file there is claimed only when that
+/// manifest maps it: a `secrets.toml` that is not an envsync manifest (an app's own config
+/// file of that name) claims nothing.
 struct NestedManifests<'r> {
     root: &'r Path,
-    known: std::collections::HashMap<String, bool>,
+    /// Per folder: the repo paths (from the outer root) its manifest maps, if it has one.
+    known: std::collections::HashMap<String, Option<HashSet<String>>>,
 }
 
 impl<'r> NestedManifests<'r> {
@@ -677,16 +723,23 @@ impl<'r> NestedManifests<'r> {
         }
     }
 
-    /// Whether a folder between the root and `path` (repo-relative) has a secrets.toml.
+    /// Whether a manifest in a folder between the root and `path` maps it.
     fn claims(&mut self, path: &str) -> bool {
         let mut folder = path;
         while let Some((parent, _)) = folder.rsplit_once('/') {
             let root = self.root;
-            let has = *self
-                .known
-                .entry(parent.to_string())
-                .or_insert_with(|| root.join(parent).join(crate::manifest::FILE_NAME).is_file());
-            if has {
+            let mapped = self.known.entry(parent.to_string()).or_insert_with(|| {
+                let file = root.join(parent).join(crate::manifest::FILE_NAME);
+                let manifest = crate::manifest::Manifest::load(&file).ok()?;
+                Some(
+                    manifest
+                        .entries
+                        .iter()
+                        .filter_map(|e| relative(root, &e.repo_path))
+                        .collect(),
+                )
+            });
+            if mapped.as_ref().is_some_and(|m| m.contains(path)) {
                 return true;
             }
             folder = parent;
@@ -807,6 +860,13 @@ mod tests {
         );
         assert_eq!(example_keys(b"A=1\nnot a pair\n"), Err(2));
         assert_eq!(example_keys(b"=value\n"), Err(1));
+        // A pasted URL or token is not a key name, and is never echoed as one.
+        assert_eq!(example_keys(b"A=1\nhttps://x.example/?a=b\n"), Err(2));
+        assert_eq!(
+            example_keys(b"export\tA=1\nCERT=\"-----BEGIN\nabc=def\n-----END\"\nB='x\ny=z'\nC=3\n"),
+            Ok(set(&["A", "B", "C", "CERT"]))
+        );
+        assert_eq!(example_keys(b"export=1\n"), Ok(set(&["export"])));
     }
 
     #[test]

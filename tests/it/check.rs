@@ -363,7 +363,7 @@ fn a_missing_or_broken_example_is_named() {
     .unwrap();
     let run = fx.envsync(["check"]);
     run.expect(1);
-    assert!(run.stdout.contains("line 2 has no `=`"), "{}", run.stdout);
+    assert!(run.stdout.contains("line 2 is not a KEY=value line"), "{}", run.stdout);
 }
 
 /// The state folder is envsync's: its records (named like the `.enc` they record) are never
@@ -390,7 +390,7 @@ fn records_in_the_state_folder_are_not_orphans() {
 
 /// A file real sops encrypted with a narrower `--encrypted-regex` than `.sops.yaml` (which
 /// says: encrypt every value) is sound by its own rule, yet holds values in clear that the
-/// team's rule says to encrypt: those keys are named.
+/// team's rule says to encrypt: those keys are named, as rule drift (not as a leak).
 #[test]
 fn a_narrower_rule_than_sops_yaml_is_caught() {
     let fx = clean_repo();
@@ -423,7 +423,7 @@ fn a_narrower_rule_than_sops_yaml_is_caught() {
     run.expect(1);
     assert!(
         run.stdout.starts_with(
-            "envs/web.env.enc: holds values in clear that its sops rules say to encrypt: DB_HOST;"
+            "envs/web.env.enc: was encrypted under a narrower rule than .sops.yaml's, which would encrypt: DB_HOST;"
         ),
         "{}",
         run.stdout
@@ -498,8 +498,8 @@ fn shamir_key_groups_are_compared_as_groups() {
     fx.envsync(["check", "envs/web.env.enc"]).expect(0);
 }
 
-/// A folder with its own secrets.toml (one manifest a host, in one repo) maps its own files:
-/// its `.enc` files are not orphans of the outer manifest.
+/// A folder with its own envsync manifest (one a host, in one repo) maps its own files:
+/// those `.enc` files are not orphans of the outer manifest; others under it still are.
 #[test]
 fn a_nested_manifest_owns_its_files() {
     let fx = clean_repo();
@@ -512,6 +512,27 @@ fn a_nested_manifest_owns_its_files() {
         "{}",
         run.stdout
     );
-    fs::write(fx.repo.join("hosts/secrets.toml"), "version = 1\n").unwrap();
+    // A secrets.toml that is not an envsync manifest (an app's config) claims nothing.
+    fs::write(
+        fx.repo.join("hosts/secrets.toml"),
+        "[connections]\nurl = \"x\"\n",
+    )
+    .unwrap();
+    fx.envsync(["check"]).expect(1);
+    fs::write(
+        fx.repo.join("hosts/secrets.toml"),
+        "version = 1\n[server]\nroot = \"/srv\"\n[[file]]\nrepo = \"web/app.env.enc\"\nserver = \"app.env\"\n",
+    )
+    .unwrap();
     fx.envsync(["check"]).expect(0);
+    // What the nested manifest does not map is still an orphan.
+    fx.sops_encrypt("hosts/db/old.env.enc", b"X=s3cr3t-old\n", "dotenv");
+    git(&fx, &["add", "hosts"]);
+    let run = fx.envsync(["check"]);
+    run.expect(1);
+    assert!(
+        run.stdout.starts_with("hosts/db/old.env.enc: no entry"),
+        "{}",
+        run.stdout
+    );
 }
