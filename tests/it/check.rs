@@ -363,7 +363,11 @@ fn a_missing_or_broken_example_is_named() {
     .unwrap();
     let run = fx.envsync(["check"]);
     run.expect(1);
-    assert!(run.stdout.contains("line 2 is not a KEY=value line"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("line 2 is not a KEY=value line"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// The state folder is envsync's: its records (named like the `.enc` they record) are never
