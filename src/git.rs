@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::commands::relative;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
@@ -145,6 +147,90 @@ pub(crate) fn missing_ignores(root: &Path, targets: &[String]) -> Result<Vec<Str
     Ok(lines)
 }
 
+/// What `.gitignore` needs so that git ignores plaintext targets and the state folder.
+#[derive(Debug)]
+pub(crate) struct IgnorePlan {
+    /// The folder whose `.gitignore` takes the lines: the top of the git work tree (the
+    /// repo root when it is not in one).
+    pub(crate) base: PathBuf,
+    pub(crate) lines: Vec<String>,
+    /// Targets git tracks already (committed in clear): ignoring them does not untrack them.
+    pub(crate) tracked: Vec<String>,
+}
+
+/// Plans the ignore lines for `targets` (server files) and the state folder, each when it
+/// is inside the git work tree holding `repo_root` (which may start above it: a manifest in
+/// infra/ with `root = ".."`) and git does not ignore it yet. The state folder is asked
+/// about as a file in it (`<state>/lock`), which a folder pattern matches whether or not
+/// the folder exists yet, and ignored as a folder.
+pub(crate) fn plan_ignores(
+    repo_root: &Path,
+    state_dir: &Path,
+    targets: &[&Path],
+) -> Result<IgnorePlan, Error> {
+    let top = match Git::open(repo_root) {
+        Some(repo) => repo.toplevel()?,
+        None => repo_root.to_path_buf(),
+    };
+    // Folders resolved (a root reached through a link into the repo), the file itself not:
+    // git sees a linked file by its own path.
+    let resolved = |t: &Path| match (t.parent(), t.file_name()) {
+        (Some(parent), Some(name)) => real(parent).join(name),
+        _ => t.to_path_buf(),
+    };
+    let inside: Vec<String> = targets
+        .iter()
+        .filter_map(|t| relative(&top, &resolved(t)))
+        .collect();
+    let tracked = match Git::open(&top) {
+        Some(repo) if !inside.is_empty() => {
+            let tracked = repo.tracked()?;
+            inside
+                .iter()
+                .filter(|t| tracked.contains(*t))
+                .cloned()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let state = relative(&top, &real(state_dir));
+    let state_probe = state.as_ref().map(|s| format!("{s}/lock"));
+    let asked: Vec<String> = inside.iter().cloned().chain(state_probe.clone()).collect();
+    let lines = missing_ignores(&top, &asked)?
+        .into_iter()
+        .map(|line| match (&state, &state_probe) {
+            (Some(state), Some(probe)) if line == format!("/{}", escape_pattern(probe)) => {
+                format!("/{}/", escape_pattern(state))
+            }
+            _ => line,
+        })
+        .collect();
+    Ok(IgnorePlan {
+        base: top,
+        lines,
+        tracked,
+    })
+}
+
+/// `path` with its longest existing part resolved (links, `..`), the rest as written: a
+/// root that does not exist yet still compares with the repo's real path.
+pub(crate) fn real(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(found) = existing.canonicalize() {
+            return missing.iter().rev().fold(found, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// Appends `lines` to `<root>/.gitignore` (created 0644 when missing) through the atomic
 /// writer, keeping what is there and its mode.
 pub(crate) fn append_ignores(root: &Path, lines: &[String]) -> Result<(), Error> {
@@ -214,6 +300,14 @@ fn split_z(out: &[u8]) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_paths_resolve_links_in_the_part_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().canonicalize().unwrap();
+        std::os::unix::fs::symlink(&repo, repo.join("link")).unwrap();
+        assert_eq!(real(&repo.join("link/live/srv")), repo.join("live/srv"));
+    }
 
     #[test]
     fn ignore_patterns_match_only_the_path() {

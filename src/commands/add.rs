@@ -145,8 +145,8 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
             e.message
         ))
     })?;
-    let ignores = Ignores::plan(&new, &server_path)?;
-    if ignores.tracked {
+    let ignores = git::plan_ignores(&new.repo_root, &new.state_dir, &[&server_path])?;
+    if !ignores.tracked.is_empty() {
         return Err(refuse(format!(
             "git tracks it: it was committed in clear; run `git rm --cached {}` and treat its values as leaked (rotate them), then add it; nothing was written",
             server_path.display()
@@ -295,61 +295,6 @@ fn report(
                 manifest.display()
             ),
         );
-    }
-}
-
-/// What `.gitignore` needs for a new entry: the git work tree's top `.gitignore` gets the
-/// plaintext's line when the plaintext is inside the work tree, and the state folder's when
-/// that is too (its records and lock are envsync's, not the repo's).
-struct Ignores {
-    /// The folder whose `.gitignore` takes the lines.
-    base: std::path::PathBuf,
-    lines: Vec<String>,
-    /// git tracks the plaintext already.
-    tracked: bool,
-}
-
-impl Ignores {
-    fn plan(manifest: &Manifest, server_path: &Path) -> Result<Self, Error> {
-        let root = &manifest.repo_root;
-        let top = match git::Git::open(root) {
-            Some(repo) => repo.toplevel()?,
-            None => root.clone(),
-        };
-        let at_top = git::Git::open(&top);
-        let inside: Vec<String> = [server_path, manifest.state_dir.as_path()]
-            .iter()
-            .filter_map(|p| relative(&top, p))
-            .collect();
-        let tracked = match (&at_top, inside.first()) {
-            (Some(repo), Some(target)) if relative(&top, server_path).is_some() => {
-                repo.tracked()?.contains(target)
-            }
-            _ => false,
-        };
-        // The state folder is asked about as a file in it (`<state>/lock`), which a folder
-        // pattern matches whether or not the folder exists yet, and ignored as a folder.
-        let state = relative(&top, &manifest.state_dir);
-        let asked: Vec<String> = inside
-            .iter()
-            .map(|p| match &state {
-                Some(state) if p == state => format!("{state}/lock"),
-                _ => p.clone(),
-            })
-            .collect();
-        let mut lines = git::missing_ignores(&top, &asked)?;
-        for line in &mut lines {
-            if let Some(state) = &state {
-                if line.strip_prefix('/') == Some(&format!("{state}/lock")) {
-                    *line = format!("/{}/", git::escape_pattern(state));
-                }
-            }
-        }
-        Ok(Self {
-            base: top,
-            lines,
-            tracked,
-        })
     }
 }
 

@@ -168,7 +168,7 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
         ));
     }
     let text = manifest_text(&draft);
-    Manifest::parse(&manifest_path, &text).map_err(|e| InitError::Generated {
+    let parsed = Manifest::parse(&manifest_path, &text).map_err(|e| InitError::Generated {
         message: e.to_string(),
     })?;
 
@@ -187,7 +187,20 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
         (!recipients.is_empty()).then(|| (sops_yaml_text(&recipients), from, recipients.len()))
     };
 
-    let ignores = gitignore_lines(&repo_root, &draft)?;
+    // Plaintext targets (and the state folder) inside the git work tree: ignored at its top.
+    let targets: Vec<&Path> = parsed
+        .entries
+        .iter()
+        .filter(|e| !e.plain)
+        .map(|e| e.server_path.as_path())
+        .collect();
+    let plan = crate::git::plan_ignores(&parsed.repo_root, &parsed.state_dir, &targets)?;
+    for tracked in &plan.tracked {
+        printer.warn(&format!(
+            "git tracks {tracked}, a plaintext secret: run `git rm --cached {tracked}` and treat its values as leaked"
+        ));
+    }
+    let (ignore_base, ignores) = (plan.base, plan.lines);
     let plain = draft.entries.iter().filter(|e| e.plain).count();
     let report = |sops_yaml: Option<&PathBuf>| {
         printer.json(&json!({
@@ -257,7 +270,7 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
     } else {
         warn_sops(printer, &sops_path);
     }
-    crate::git::append_ignores(&repo_root, &ignores).map_err(|e| partial(&written, e))?;
+    crate::git::append_ignores(&ignore_base, &ignores).map_err(|e| partial(&written, e))?;
     if !ignores.is_empty() {
         printer.info(
             Style::Plain,
@@ -265,7 +278,7 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
                 "added {} plaintext target{} to {}",
                 ignores.len(),
                 if ignores.len() == 1 { "" } else { "s" },
-                shown(cwd, &repo_root.join(".gitignore"))
+                shown(cwd, &ignore_base.join(".gitignore"))
             ),
         );
     }
@@ -378,8 +391,8 @@ fn shown(cwd: &Path, path: &Path) -> String {
 /// The Makefile's folder relative to the repo root (empty when they are one): repo paths in
 /// the Makefile are relative to it.
 fn repo_prefix(makefile: &Path, repo_root: &Path) -> Result<String, InitError> {
-    let folder = real(makefile.parent().unwrap_or(Path::new(".")));
-    let root = real(repo_root);
+    let folder = crate::git::real(makefile.parent().unwrap_or(Path::new(".")));
+    let root = crate::git::real(repo_root);
     folder
         .strip_prefix(&root)
         .ok()
@@ -389,25 +402,6 @@ fn repo_prefix(makefile: &Path, repo_root: &Path) -> Result<String, InitError> {
             makefile: makefile.to_path_buf(),
             repo: repo_root.to_path_buf(),
         })
-}
-
-/// `path` with its longest existing part resolved (links, `..`), the rest as written: a
-/// root that does not exist yet still compares with the repo's real path.
-fn real(path: &Path) -> PathBuf {
-    let mut missing = Vec::new();
-    let mut existing = path;
-    loop {
-        if let Ok(found) = existing.canonicalize() {
-            return missing.iter().rev().fold(found, |p, part| p.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
 }
 
 fn join(prefix: &str, path: &str) -> String {
@@ -506,55 +500,9 @@ fn identity_recipients(
     Ok(out)
 }
 
-/// The lines `.gitignore` needs for the plaintext targets inside the repo (when the server
-/// root is inside the manifest's folder).
-fn gitignore_lines(repo_root: &Path, draft: &Draft) -> Result<Vec<String>, Error> {
-    let Some(inside) = root_in_repo(repo_root, &draft.root) else {
-        return Ok(Vec::new());
-    };
-    let targets: Vec<String> = draft
-        .entries
-        .iter()
-        .filter(|e| !e.plain)
-        .map(|e| join(&inside, &e.server))
-        .collect();
-    crate::git::missing_ignores(repo_root, &targets)
-}
-
-/// The server root relative to the repo root, when it is inside it ("" when it is it).
-fn root_in_repo(repo_root: &Path, root: &str) -> Option<String> {
-    let repo = real(repo_root);
-    let root = real(&repo_root.join(root));
-    let relative = root.strip_prefix(&repo).ok()?;
-    let parts: Vec<&str> = relative
-        .components()
-        .map(|c| match c {
-            std::path::Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
-    Some(parts.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_root_is_inside_the_repo_or_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path();
-        assert_eq!(root_in_repo(repo, "server").as_deref(), Some("server"));
-        assert_eq!(root_in_repo(repo, ".").as_deref(), Some(""));
-        assert_eq!(root_in_repo(repo, "/opt/docker"), None);
-        // Through a link, to a root not made yet.
-        std::os::unix::fs::symlink(repo, repo.join("link")).unwrap();
-        let via = repo.join("link").join("live/srv");
-        assert_eq!(
-            root_in_repo(repo, via.to_str().unwrap()).as_deref(),
-            Some("live/srv")
-        );
-    }
 
     #[test]
     fn an_existing_manifest_is_refused() {

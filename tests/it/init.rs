@@ -397,7 +397,8 @@ fn plaintext_targets_inside_the_repo_are_ignored() {
     assert_eq!(doc["server"]["root"].as_str(), root.to_str());
     assert_eq!(
         fs::read_to_string(fx.repo.join(".gitignore")).unwrap(),
-        "/live/app/.env\n"
+        "/live/app/.env\n/live/.envsync/\n",
+        "the plaintext target and the state folder"
     );
     git(&fx, &["add", "-A"]);
     git(&fx, &["commit", "-qm", "init"]);
