@@ -396,6 +396,7 @@ pub(crate) fn step<'s, 'm>(
     sides: &'s Sides<'m>,
     analysis: Analysis,
     flags: Flags,
+    recipients_differ: bool,
 ) -> Step<'s, 'm> {
     let situation = Situation {
         state: analysis.state,
@@ -404,6 +405,7 @@ pub(crate) fn step<'s, 'm>(
         force: flags.force,
         allow_empty: flags.allow_empty,
         optional: sides.entry.optional,
+        recipients_differ,
     };
     Step {
         sides,

@@ -93,6 +93,21 @@ pub(crate) struct Opened {
     pub(crate) sops: Option<Unlocked>,
 }
 
+/// The `sops` metadata of a file in `format`, read without decrypting (`check`, `status`,
+/// `init`: recipients and rules without a key).
+pub(crate) fn metadata(format: Format, bytes: &[u8]) -> Result<sops::Metadata, String> {
+    if let Some(store) = format.store() {
+        return store.metadata(bytes).map_err(|e| e.to_string());
+    }
+    // YAML and JSON: this build does not decrypt them, but their metadata is one object.
+    let tree: serde_json::Value = match format {
+        Format::Json => serde_json::from_slice(bytes).map_err(|_| "it is not valid JSON")?,
+        _ => serde_yaml_ng::from_slice(bytes).map_err(|_| "it is not valid YAML")?,
+    };
+    let block = tree.get("sops").ok_or("it has no sops block")?;
+    sops::Metadata::from_tree(block).map_err(|e| e.to_string())
+}
+
 /// Decrypts `bytes` in `format`; everything is authenticated before this returns.
 pub(crate) fn decrypt(
     format: Format,

@@ -2,6 +2,7 @@
 //! encrypting ([`recipients`]).
 
 pub(crate) mod identities;
+pub(crate) mod layout;
 pub(crate) mod recipients;
 
 use std::path::PathBuf;

@@ -256,6 +256,29 @@ impl<'m> Sides<'m> {
         }))
     }
 
+    /// The `.enc`'s sops metadata, read without a key; None for no `.enc`, a plain entry, a
+    /// plain age file (its recipients are not visible) or metadata that does not parse
+    /// (reported by whatever opens the file).
+    pub(crate) fn repo_metadata(&self) -> Option<crate::sops::Metadata> {
+        let Codec::Encrypted(format) = self.codec else {
+            return None;
+        };
+        let bytes = self.repo.as_ref()?.bytes.expose();
+        let format = Format::detect(bytes).unwrap_or(format);
+        if format == Format::Age {
+            return None;
+        }
+        crate::format::metadata(format, bytes).ok()
+    }
+
+    /// How the `.enc`'s recipients (key groups and threshold) differ from `options`, today's
+    /// rules; None when they are the same or cannot be told.
+    pub(crate) fn recipient_drift(&self, options: &crate::sops::EncryptOptions) -> Option<String> {
+        use crate::keys::layout::KeyLayout;
+        let metadata = self.repo_metadata()?;
+        KeyLayout::of_metadata(&metadata).drift_from(&KeyLayout::of_plan(&options.keys))
+    }
+
     /// Whether neither file moved since the last sync (one read each and a digest: no
     /// decryption), which makes the entry in sync.
     /// With identities, one of them must still be a recipient of the `.enc`, so a wrong key

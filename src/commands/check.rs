@@ -36,12 +36,11 @@ mod example;
 mod orphans;
 mod targets;
 
-use encryption::{classify, clear_keys, Encryption, Layout};
+use crate::keys::layout::KeyLayout;
+use encryption::{classify, clear_keys, Encryption};
 use example::check_example;
 use orphans::{enc_files_under, orphans, NestedManifests};
 use targets::{check_targets, WorkTree};
-
-pub(crate) use encryption::sops_metadata;
 
 /// What kind of problem a line reports (the `kind` of `--json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -296,23 +295,8 @@ fn check_entry(
     let Some(options) = options else {
         return Ok(());
     };
-    let want = Layout::new(
-        options
-            .keys
-            .groups
-            .iter()
-            .map(|g| g.iter().map(|r| r.text.clone()).collect())
-            .collect(),
-        options.keys.threshold,
-    );
-    let have = Layout::new(
-        metadata
-            .key_groups
-            .iter()
-            .map(|g| g.iter().map(|k| k.recipient.clone()).collect())
-            .collect(),
-        metadata.shamir_threshold,
-    );
+    let want = KeyLayout::of_plan(&options.keys);
+    let have = KeyLayout::of_metadata(&metadata);
     if let Some(drift) = have.drift_from(&want) {
         let source = if entry.recipients.is_some() {
             "the entry's recipients"

@@ -156,7 +156,7 @@ fn plan<'s, 'm>(
         || sides.analyse(identities),
         || sides.large().then(|| sides.repo_digest()),
     );
-    Ok(step(Direction::Decrypt, sides, analysis?, flags))
+    Ok(step(Direction::Decrypt, sides, analysis?, flags, false))
 }
 
 /// Separates the entries to stream (see [`crate::sync::large`]) from the rest.

@@ -15,6 +15,7 @@ use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format;
+use crate::keys::layout::own_options;
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sops::{same_keys, SopsError};
@@ -79,16 +80,39 @@ pub(super) fn plan<'s, 'm>(
         }
         Err(e) => return Err(e),
     };
-    let mut step = step(Direction::Encrypt, sides, analysis, flags);
+    // Today's recipients; with none configured anywhere, an existing `.enc` keeps its own
+    // (groups, threshold and rule), as `sops edit` does.
+    let options = match sides.codec {
+        Codec::Encrypted(_) => match recipients.options_for(entry) {
+            Ok(options) => Some(options),
+            Err(KeyError::NoRecipients { .. }) => sides
+                .repo_metadata()
+                .map(|m| own_options(&m))
+                .transpose()?,
+            Err(e) => return Err(e.into()),
+        },
+        Codec::Plain => None,
+    };
+    let recipients_differ = options
+        .as_ref()
+        .is_some_and(|o| sides.recipient_drift(o).is_some());
+    let mut step = step(Direction::Encrypt, sides, analysis, flags, recipients_differ);
     if !step.decision.writes() {
         return Ok(step);
     }
-    let plaintext = step.analysis.server.clone().unwrap_or_default();
+    // An entry found in sync by its stamps alone was not read: a forced re-encrypt (new
+    // recipients) reads the server plaintext now.
+    let plaintext = match step.analysis.server.clone() {
+        Some(plaintext) => plaintext,
+        None => sides.server_canonical(None)?.unwrap_or_default(),
+    };
     let Codec::Encrypted(format) = sides.codec else {
         step.contents = plaintext.expose().to_vec();
         return Ok(step);
     };
-    let options = recipients.options_for(entry)?;
+    let options = options.ok_or_else(|| KeyError::NoRecipients {
+        repo: entry.repo.clone(),
+    })?;
     let reusable = (step.analysis.repo.as_ref())
         .filter(|p| {
             p.sops

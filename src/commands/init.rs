@@ -449,7 +449,7 @@ fn enc_recipients(repo_root: &Path, entries: &[Imported]) -> BTreeSet<String> {
         let Some(format) = Format::detect(&bytes).filter(|f| *f != Format::Age) else {
             continue;
         };
-        if let Ok(metadata) = super::check::sops_metadata(format, &bytes) {
+        if let Ok(metadata) = crate::format::metadata(format, &bytes) {
             out.extend(metadata.recipients());
         }
     }

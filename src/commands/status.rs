@@ -8,7 +8,8 @@
 //! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file;
 //! `as = "files"` entries add `unmanaged` (files in the folder no key maps to, left alone)
 //! and, with `releases`, `release` (where `current` points) and `rolled_back_to` (set after
-//! `envsync rollback` while the state is `rolled-back`).
+//! `envsync rollback` while the state is `rolled-back`). `recipients_differ` says how the
+//! `.enc`'s recipients differ from today's rules (null when they agree): that is drift too.
 //! `older_than_last_sync` is true when the `.enc` changed since the last sync into one with an
 //! earlier sops `lastmodified` (a revert, or a stale checkout), which the text shows as
 //! `repo-changed (older than the last sync)`; then `repo_lastmodified` and
@@ -22,6 +23,7 @@ use super::{collect, Context};
 use crate::cli::Selection;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
 use crate::sync::decision::{next, Next};
 use crate::sync::state::State;
@@ -53,6 +55,10 @@ struct EntryStatus {
     /// After `envsync rollback`: the release it went back to.
     #[serde(skip_serializing_if = "Option::is_none")]
     rolled_back_to: Option<String>,
+    /// How the `.enc`'s recipients differ from today's rules (`.sops.yaml` or the entry),
+    /// or null: `envsync rekey` re-wraps it, `envsync encrypt --force` re-encrypts it when
+    /// the old key is lost.
+    recipients_differ: Option<String>,
     #[serde(skip)]
     clean: bool,
 }
@@ -61,12 +67,25 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
     let sides = ctx.read_all(&entries)?;
+    let manifest = &ctx.settings.manifest;
+    let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
     let statuses = collect(
         sides
             .par_iter()
             .map(|s| {
                 let analysis = s.analyse(identities.as_ref())?;
                 let mut status = describe(s, analysis.state);
+                // Recipients are drift too, whatever the content's state: a new key in
+                // `.sops.yaml`, or an old one lost.
+                let drift = match recipients.options_for(s.entry) {
+                    Ok(options) => s.recipient_drift(&options),
+                    Err(KeyError::NoRecipients { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                if drift.is_some() {
+                    status.clean = false;
+                }
+                status.recipients_differ = drift;
                 if let Some(folder) = &s.folder {
                     status.unmanaged = Some(folder.unmanaged.clone());
                     status.release.clone_from(&folder.release);
@@ -112,6 +131,12 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             }
             if let Some(unmanaged) = s.unmanaged.as_ref().filter(|u| !u.is_empty()) {
                 line.push_str(&format!("; unmanaged: {}", unmanaged.join(", ")));
+            }
+            if s.recipients_differ.is_some() {
+                line.push_str(&format!(
+                    "; recipients differ: envsync rekey {} (old key lost: envsync encrypt --force {})",
+                    s.repo, s.repo
+                ));
             }
             if let Some(next) = &s.next {
                 line.push_str(&format!("; next: {next}"));
@@ -181,5 +206,6 @@ fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
         unmanaged: None,
         release: None,
         rolled_back_to: None,
+        recipients_differ: None,
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Situation {
     pub(crate) allow_empty: bool,
     /// The entry is `optional = true`.
     pub(crate) optional: bool,
+    /// The `.enc`'s recipients differ from today's rules (`.sops.yaml` or the entry).
+    pub(crate) recipients_differ: bool,
 }
 
 /// What a command does to one entry.
@@ -112,6 +114,8 @@ pub(crate) fn decide(direction: Direction, s: Situation) -> Decision {
         Direction::Encrypt => match s.state {
             // An empty plaintext is never encrypted by accident, whatever the state.
             _ if s.server_empty && !s.allow_empty => Fail(Failure::ServerEmpty),
+            // A lost key: --force re-encrypts an unchanged plaintext to today's recipients.
+            State::InSync if s.force && s.recipients_differ => Update,
             State::InSync => Unchanged,
             State::ServerChanged => Update,
             State::RepoMissing => Create,
@@ -136,6 +140,7 @@ pub(crate) fn next(state: State, perms_drift: bool, optional: bool) -> Option<Ne
         force: false,
         allow_empty: true,
         optional,
+        recipients_differ: false,
     };
     match (decide(Direction::Decrypt, s), decide(Direction::Encrypt, s)) {
         (d, _) if d.writes() || d == Decision::FixPerms => Some(Next::Decrypt),
@@ -330,6 +335,7 @@ mod tests {
                 force: bools[usize::from(bits >> 2 & 1)],
                 allow_empty: bools[usize::from(bits >> 3 & 1)],
                 optional: bools[usize::from(bits >> 4 & 1)],
+                recipients_differ: false,
             })
         })
     }
@@ -366,6 +372,27 @@ mod tests {
         assert_eq!(checked, 576);
         let unused: Vec<usize> = (0..table.len()).filter(|&i| !used[i]).collect();
         assert!(unused.is_empty(), "rows never used: {unused:?}");
+    }
+
+    /// Recipients that differ from today's rules change one decision only: a forced encrypt
+    /// of an in-sync entry (a lost key) re-encrypts it. Every other situation, in both
+    /// directions, is decided as without the drift (the 576 rows above).
+    #[test]
+    fn recipient_drift_changes_only_a_forced_encrypt_in_sync() {
+        for direction in [Decrypt, Encrypt] {
+            for s in situations() {
+                let drifted = Situation {
+                    recipients_differ: true,
+                    ..s
+                };
+                let reencrypts = direction == Encrypt
+                    && s.state == State::InSync
+                    && s.force
+                    && !(s.server_empty && !s.allow_empty);
+                let want = if reencrypts { Update } else { decide(direction, s) };
+                assert_eq!(decide(direction, drifted), want, "{direction:?} {drifted:?}");
+            }
+        }
     }
 
     /// Without --force nothing that holds an unsynced change is written.

@@ -1,7 +1,5 @@
 //! What an `.enc` is, judged without any key: age, sops (with its metadata), plaintext or
-//! damaged; values in clear against a rule; recipients and key groups against the wanted ones.
-
-use std::collections::BTreeSet;
+//! damaged; values in clear against a rule.
 
 use crate::format::Format;
 use crate::sops::cipher::EncValue;
@@ -30,26 +28,11 @@ pub(super) fn classify(bytes: &[u8]) -> Encryption {
         }
         None => return Encryption::Plaintext,
     };
-    match sops_metadata(format, bytes) {
+    match crate::format::metadata(format, bytes) {
         Ok(m) if m.mac.trim().is_empty() => Encryption::NoMetadata("the MAC is empty".into()),
         Ok(m) => Encryption::Sops(Box::new(m)),
         Err(why) => Encryption::NoMetadata(why),
     }
-}
-
-/// The `sops` metadata of a file in `format`, read without decrypting (also `init`'s
-/// source of recipients).
-pub(crate) fn sops_metadata(format: Format, bytes: &[u8]) -> Result<Metadata, String> {
-    if let Some(store) = format.store() {
-        return store.metadata(bytes).map_err(|e| e.to_string());
-    }
-    // YAML and JSON: this build does not decrypt them, but their metadata is one object.
-    let tree: serde_json::Value = match format {
-        Format::Json => serde_json::from_slice(bytes).map_err(|_| "it is not valid JSON")?,
-        _ => serde_yaml_ng::from_slice(bytes).map_err(|_| "it is not valid YAML")?,
-    };
-    let block = tree.get("sops").ok_or("it has no sops block")?;
-    Metadata::from_tree(block).map_err(|e| e.to_string())
 }
 
 /// The keys of a sops dotenv file whose value is in clear although `rule` says to encrypt
@@ -75,63 +58,9 @@ pub(super) fn clear_keys(file: &[u8], rule: &CryptRule) -> Vec<String> {
         .collect()
 }
 
-/// Who can open a file: its key groups (one, or several with Shamir sharing), each a set
-/// of recipients, and how many groups it takes.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Layout {
-    /// Sorted, so that the order of groups does not count.
-    groups: Vec<BTreeSet<String>>,
-    threshold: usize,
-}
-
-impl Layout {
-    pub(super) fn new(mut groups: Vec<BTreeSet<String>>, threshold: Option<usize>) -> Self {
-        groups.sort();
-        // sops: no threshold (or 0) means every group is needed.
-        let threshold = threshold.filter(|&t| t > 0).unwrap_or(groups.len());
-        Self { groups, threshold }
-    }
-
-    /// How this layout differs from `want`, for the message; None when they are the same.
-    /// Recipients added or removed are named; otherwise a different grouping or threshold.
-    pub(super) fn drift_from(&self, want: &Self) -> Option<String> {
-        let flat = |l: &Self| -> BTreeSet<String> { l.groups.iter().flatten().cloned().collect() };
-        if let Some(drift) = recipient_drift(&flat(self), &flat(want)) {
-            return Some(drift);
-        }
-        (self != want).then(|| {
-            format!(
-                "key groups: {} with threshold {}, want {} with threshold {}",
-                self.groups.len(),
-                self.threshold,
-                want.groups.len(),
-                want.threshold
-            )
-        })
-    }
-}
-
-/// How a file's recipients differ from the wanted ones, for the message; None when equal.
-fn recipient_drift(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Option<String> {
-    let add: Vec<&str> = want.difference(have).map(String::as_str).collect();
-    let remove: Vec<&str> = have.difference(want).map(String::as_str).collect();
-    let mut parts = Vec::new();
-    if !add.is_empty() {
-        parts.push(format!("not yet encrypted to {}", add.join(", ")));
-    }
-    if !remove.is_empty() {
-        parts.push(format!("still encrypted to {}", remove.join(", ")));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set(items: &[&str]) -> BTreeSet<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
 
     #[test]
     fn enc_contents_are_classified_without_a_key() {
@@ -180,73 +109,5 @@ mod tests {
         assert_eq!(clear_keys(file, &rule), vec!["B".to_string()]);
         let only_pass = CryptRule::EncryptedRegex("^PASS".into());
         assert!(clear_keys(file, &only_pass).is_empty());
-    }
-
-    #[test]
-    fn recipient_drift_names_both_sides() {
-        let table = [
-            (set(&["a", "b"]), set(&["b", "a"]), None),
-            (
-                set(&["a"]),
-                set(&["a", "b"]),
-                Some("not yet encrypted to b"),
-            ),
-            (set(&["a", "b"]), set(&["a"]), Some("still encrypted to b")),
-            (
-                set(&["a"]),
-                set(&["c"]),
-                Some("not yet encrypted to c; still encrypted to a"),
-            ),
-        ];
-        for (have, want, expected) in table {
-            assert_eq!(
-                recipient_drift(&have, &want).as_deref(),
-                expected,
-                "{have:?} {want:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn key_group_layouts_are_compared() {
-        let layout = |groups: &[&[&str]], t: Option<usize>| {
-            Layout::new(groups.iter().map(|g| set(g)).collect(), t)
-        };
-        let table = [
-            // One group: the threshold does not count.
-            (
-                layout(&[&["a", "b"]], None),
-                layout(&[&["b", "a"]], Some(1)),
-                None,
-            ),
-            // Group order does not count.
-            (
-                layout(&[&["a"], &["b"]], Some(2)),
-                layout(&[&["b"], &["a"]], None),
-                None,
-            ),
-            (
-                layout(&[&["a", "b"]], None),
-                layout(&[&["a"], &["b"]], Some(1)),
-                Some("key groups: 1 with threshold 1, want 2 with threshold 1"),
-            ),
-            (
-                layout(&[&["a"], &["b"], &["c"]], Some(2)),
-                layout(&[&["a"], &["b"], &["c"]], Some(3)),
-                Some("key groups: 3 with threshold 2, want 3 with threshold 3"),
-            ),
-            (
-                layout(&[&["a"], &["b"]], Some(2)),
-                layout(&[&["a"], &["c"]], Some(2)),
-                Some("not yet encrypted to c; still encrypted to b"),
-            ),
-        ];
-        for (have, want, expected) in table {
-            assert_eq!(
-                have.drift_from(&want).as_deref(),
-                expected,
-                "{have:?} {want:?}"
-            );
-        }
     }
 }
