@@ -85,10 +85,9 @@ pub(super) fn plan<'s, 'm>(
     let options = match sides.codec {
         Codec::Encrypted(_) => match recipients.options_for(entry) {
             Ok(options) => Some(options),
-            Err(KeyError::NoRecipients { .. }) => sides
-                .repo_metadata()
-                .map(|m| own_options(&m))
-                .transpose()?,
+            Err(KeyError::NoRecipients { .. }) => {
+                sides.repo_metadata().map(|m| own_options(&m)).transpose()?
+            }
             Err(e) => return Err(e.into()),
         },
         Codec::Plain => None,
@@ -96,7 +95,13 @@ pub(super) fn plan<'s, 'm>(
     let recipients_differ = options
         .as_ref()
         .is_some_and(|o| sides.recipient_drift(o).is_some());
-    let mut step = step(Direction::Encrypt, sides, analysis, flags, recipients_differ);
+    let mut step = step(
+        Direction::Encrypt,
+        sides,
+        analysis,
+        flags,
+        recipients_differ,
+    );
     if !step.decision.writes() {
         return Ok(step);
     }

@@ -21,10 +21,11 @@ use serde_json::json;
 
 use super::{collect, Context};
 use crate::cli::Selection;
-use crate::error::Error;
+use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
+use crate::sops::SopsError;
 use crate::sync::decision::{next, Next};
 use crate::sync::state::State;
 use crate::sync::Sides;
@@ -73,8 +74,6 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
         sides
             .par_iter()
             .map(|s| {
-                let analysis = s.analyse(identities.as_ref())?;
-                let mut status = describe(s, analysis.state);
                 // Recipients are drift too, whatever the content's state: a new key in
                 // `.sops.yaml`, or an old one lost.
                 let drift = match recipients.options_for(s.entry) {
@@ -82,6 +81,16 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
                     Err(KeyError::NoRecipients { .. }) => None,
                     Err(e) => return Err(e.into()),
                 };
+                let analysis = match s.analyse(identities.as_ref()) {
+                    // The file is not yet encrypted to today's keys, so none of them opens
+                    // it (the old key is lost): its state is judged from the sync record.
+                    Err(Error::File {
+                        source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
+                        ..
+                    }) if drift.is_some() => s.analyse(None)?,
+                    other => other?,
+                };
+                let mut status = describe(s, analysis.state);
                 if drift.is_some() {
                     status.clean = false;
                 }

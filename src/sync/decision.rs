@@ -389,8 +389,16 @@ mod tests {
                     && s.state == State::InSync
                     && s.force
                     && (s.allow_empty || !s.server_empty);
-                let want = if reencrypts { Update } else { decide(direction, s) };
-                assert_eq!(decide(direction, drifted), want, "{direction:?} {drifted:?}");
+                let want = if reencrypts {
+                    Update
+                } else {
+                    decide(direction, s)
+                };
+                assert_eq!(
+                    decide(direction, drifted),
+                    want,
+                    "{direction:?} {drifted:?}"
+                );
             }
         }
     }

@@ -20,6 +20,7 @@ mod interop;
 mod keys;
 mod large_files;
 mod leaks;
+mod lost_key;
 mod precommit;
 mod releases;
 mod reliability;

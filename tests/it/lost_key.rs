@@ -1,0 +1,126 @@
+//! Key recovery as the contract says, on the team's eleven files: when the old key is lost
+//! and a new one replaces it in `.sops.yaml`, `status` names every `.enc` as `recipients
+//! differ`, `encrypt --force` re-encrypts each from its server plaintext to the new key alone
+//! (real sops reads them with it, and no longer with the old one), and `status` is clean
+//! again. And an `encrypt` with no recipients configured anywhere keeps a file's own.
+#![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
+
+use std::fs;
+use std::process::Command;
+
+use crate::common::{self, Fixture, AGE1, AGE2, AGE3};
+use crate::team::{enc, team_fixture, Server};
+
+/// `sops -d` of `file` with `key`: the plaintext, or None when sops cannot open it.
+fn sops_open(file: &std::path::Path, kind: &str, key: &std::path::Path) -> Option<Vec<u8>> {
+    let out = Command::new(common::sops())
+        .args(["decrypt", "--input-type", kind, "--output-type", kind])
+        .arg(file)
+        .env("SOPS_AGE_KEY_FILE", key)
+        .output()
+        .unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+/// Proves the three-command runbook: new key in `.sops.yaml` and the old key file gone;
+/// `status` exits 1 naming all 11 files as `recipients differ`; `encrypt --force` makes all
+/// 11 readable by real sops with the new key alone and not by the old one, each holding the
+/// server content; `status` is then clean (exit 0).
+#[test]
+fn a_lost_key_is_replaced_in_three_commands() {
+    let (fx, files) = team_fixture(Server::Outside);
+    // The old key, as the server had it: a copy, so that it can be lost.
+    let old_key = fx.home.join("old-age-key.txt");
+    fs::copy(common::key_file(1), &old_key).unwrap();
+    let old = old_key.display().to_string();
+    fx.envsync_with(["decrypt"], &[("SOPS_AGE_KEY_FILE", old.as_str())])
+        .expect(0);
+
+    // 1. A new key replaces the old in .sops.yaml; the old key file is deleted.
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {AGE3}\n"),
+    )
+    .unwrap();
+    fs::remove_file(&old_key).unwrap();
+    let new_key = common::key_file(3);
+    let new = [("SOPS_AGE_KEY_FILE", new_key.to_str().unwrap())];
+
+    // 2. status names all eleven.
+    let run = fx.envsync_with(["status"], &new);
+    run.expect(1);
+    for f in &files {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {} ", enc(&f.path))))
+            .unwrap_or_else(|| panic!("status does not name {}:\n{}", f.path, run.stdout));
+        assert!(
+            line.contains(&format!(
+                "recipients differ: envsync rekey {}",
+                enc(&f.path)
+            )),
+            "{line}"
+        );
+    }
+    let json = fx.envsync_with(["status", "--json"], &new);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let entries = doc["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 11);
+    for e in entries {
+        let differ = e["recipients_differ"].as_str().unwrap_or_default();
+        assert!(
+            differ.contains(AGE3) && differ.contains(AGE1) && differ.contains(AGE2),
+            "{e}"
+        );
+    }
+
+    // 3. encrypt --force: every file re-encrypted from the server to the new key alone.
+    let run = fx.envsync_with(["encrypt", "--force"], &new);
+    run.expect(0);
+    for f in &files {
+        let path = fx.repo_path(&enc(&f.path));
+        let plain = sops_open(&path, f.kind, &new_key)
+            .unwrap_or_else(|| panic!("sops cannot open {} with the new key", f.path));
+        assert_eq!(
+            plain,
+            fs::read(fx.server_path(&f.path)).unwrap(),
+            "{}",
+            f.path
+        );
+        assert!(
+            sops_open(&path, f.kind, &common::key_file(1)).is_none(),
+            "{} still opens with the old key",
+            f.path
+        );
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(AGE3) && !text.contains(AGE1), "{}", f.path);
+    }
+
+    // 4. status is clean.
+    let run = fx.envsync_with(["status"], &new);
+    run.expect(0);
+}
+
+/// A sops-made `.enc` with two recipients and no `.sops.yaml` anywhere: `encrypt` of a
+/// server edit keeps both recipients (both keys open the result), as `sops edit` does,
+/// instead of failing with "no recipients".
+#[test]
+fn encrypt_without_configured_recipients_keeps_the_files_own() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("app/.env.enc", b"A=1\nB=2\n", "dotenv");
+    fs::remove_file(fx.repo.join(".sops.yaml")).unwrap();
+    fx.manifest(&[Fixture::entry("app/.env.enc", "app/.env")]);
+    fx.envsync(["decrypt"]).expect(0);
+    fx.write_server("app/.env", b"A=1\nB=3\n");
+    fx.envsync(["encrypt"]).expect(0);
+    let path = fx.repo_path("app/.env.enc");
+    for n in [1, 2] {
+        assert_eq!(
+            sops_open(&path, "dotenv", &common::key_file(n)).as_deref(),
+            Some(&b"A=1\nB=3\n"[..]),
+            "key {n}"
+        );
+    }
+    fx.envsync(["status"]).expect(0);
+}
