@@ -184,7 +184,7 @@ pub enum Command {
         /// Entries by repo path, server path or glob, in the order they apply.
         #[arg(value_name = "FILE", required_unless_present = "tags")]
         files: Vec<String>,
-        /// Entries with this tag (repeatable), applied before the FILEs.
+        /// Only entries with this tag (repeatable); with no FILE, every entry with it.
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
         /// Start CMD with the entries' keys only, none of envsync's environment.

@@ -64,7 +64,7 @@ pub(crate) enum Error {
     #[error("{}", .0.iter().map(|f| format!("on_change `{}` {}; every file of this run was written and is durable: run it by hand once the cause is fixed", f.command, f.how)).collect::<Vec<_>>().join("\n"))]
     OnChange(Vec<crate::hooks::Failed>),
     /// `exec`: the command could not be started (not found: 127, else 126).
-    #[error("cannot run `{program}`: {}", if .source.kind() == std::io::ErrorKind::NotFound { "command not found (checked as a path, else on PATH)".to_string() } else { .source.to_string() })]
+    #[error("cannot run `{program}`: {}", exec_reason(.source))]
     Exec {
         program: String,
         source: std::io::Error,
@@ -200,6 +200,17 @@ impl Error {
             1 => errors.pop(),
             _ => Some(Self::Several(errors)),
         }
+    }
+}
+
+/// Why `exec` could not start a command, as a shell would put it.
+fn exec_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "command not found (as a path, else on PATH)".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (not executable, or a folder on its path cannot be searched)".into()
+        }
+        _ => e.to_string(),
     }
 }
 
