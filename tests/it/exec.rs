@@ -259,6 +259,50 @@ fn a_bad_entry_anywhere_means_the_command_never_starts() {
 }
 
 #[test]
+fn a_key_that_cannot_be_a_variable_is_named_and_nothing_runs() {
+    let fx = Fixture::new();
+    let marker = fx.dir.path().join("ran");
+    let canary = common::canary("nul");
+    let table = [
+        (format!("GOOD=1\nBAD=x{canary}\0y\n"), "`BAD`", "NUL byte"),
+        ("GOOD=1\nB\0AD=1\n".to_string(), "`B\\0AD`", "NUL byte"),
+    ];
+    for (plain, key, reason) in table {
+        fx.sops_encrypt("app/.env.enc", plain.as_bytes(), "dotenv");
+        fx.manifest(&[Fixture::entry("app/.env.enc", "app/.env")]);
+        let run = fx.envsync([
+            "exec",
+            "app/.env.enc",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("app/.env.enc")
+                && run.stderr.contains(key)
+                && run.stderr.contains(reason),
+            "{}",
+            run.stderr
+        );
+        assert!(!marker.exists(), "CMD ran with a bad key");
+    }
+}
+
+#[test]
+fn a_files_entry_is_a_dotenv_entry() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("app/secrets.enc", b"DB_PASSWORD=s3cret-files\n", "dotenv");
+    fx.manifest(&[format!(
+        "{}as = \"files\"\n",
+        Fixture::entry("app/secrets.enc", "app/secrets")
+    )]);
+    let (_, env) = exec_env(&fx, &["exec", "app/secrets"], &[]);
+    assert_eq!(env[b"DB_PASSWORD".as_slice()], b"s3cret-files");
+    assert!(!fx.server_path("app/secrets").exists());
+}
+
+#[test]
 fn strace_shows_no_write_before_the_exec_and_no_key_in_the_child() {
     let fx = Fixture::new();
     let canary = common::canary("strace");
