@@ -59,13 +59,11 @@ pub(crate) fn run(ctx: &Context, request: &Request<'_>) -> Result<ExitStatus, Er
     let inherited = (!request.clear_env).then(std::env::vars_os);
     let vars = merge(inherited.into_iter().flatten(), &layers);
     drop(layers);
+    let n = entries.len();
+    let plural = if n == 1 { "entry" } else { "entries" };
     ctx.settings
         .printer
-        .verbose(&format!("exec: {keys} keys from {} entries", entries.len()));
-    // A signal that came while decrypting: stop here, CMD never starts.
-    if let Some(signal) = crate::signals::received() {
-        return Err(Error::Fs(FsError::Interrupted { signal }));
-    }
+        .verbose(&format!("exec: {keys} keys from {n} {plural}"));
     let (program, args) = request.cmd.split_first().ok_or_else(|| Error::Exec {
         program: String::new(),
         source: std::io::ErrorKind::NotFound.into(),
@@ -75,12 +73,19 @@ pub(crate) fn run(ctx: &Context, request: &Request<'_>) -> Result<ExitStatus, Er
         .args(args)
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (k, v)));
+    // The command holds its own copy now.
+    wipe(vars);
     // exec(2) replaces the image without running destructors or flushing buffers.
     let _ = crate::output::finish_stdout();
     let own = rustix::process::umask(crate::hooks::caller_umask());
+    // A signal that came while decrypting: stop here, CMD never starts. (One that comes
+    // between this check and the execve is caught and lost: CMD still runs.)
+    if let Some(signal) = crate::signals::received() {
+        rustix::process::umask(own);
+        return Err(Error::Fs(FsError::Interrupted { signal }));
+    }
     let source = command.exec();
     rustix::process::umask(own);
-    wipe(vars);
     Err(Error::Exec {
         program: sanitize(program),
         source,
