@@ -178,6 +178,22 @@ pub enum Command {
         #[arg(long)]
         reveal: bool,
     },
+    /// Run CMD with the keys of the named dotenv entries in its environment (decrypted from
+    /// the repo .enc in memory; later FILEs win); CMD's exit status is envsync's.
+    Exec {
+        /// Entries by repo path, server path or glob, in the order they apply.
+        #[arg(value_name = "FILE", required_unless_present = "tags")]
+        files: Vec<String>,
+        /// Only entries with this tag (repeatable); with no FILE, every entry with it.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Start CMD with the entries' keys only, none of envsync's environment.
+        #[arg(long)]
+        clear_env: bool,
+        /// The command and its arguments, after `--` (run directly, no shell).
+        #[arg(value_name = "CMD", last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Show drift between repo and server, values masked; exit 1 on drift.
     Diff {
         #[command(flatten)]

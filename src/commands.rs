@@ -8,6 +8,7 @@ pub(crate) mod check;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
 pub(crate) mod encrypt;
+pub(crate) mod exec;
 pub(crate) mod hooks;
 pub(crate) mod init;
 pub(crate) mod keygen;
@@ -598,6 +599,20 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
             &ctx.cwd,
         ),
         Command::Diff { selection } => diff::run(ctx, selection),
+        Command::Exec {
+            files,
+            tags,
+            clear_env,
+            cmd,
+        } => exec::run(
+            ctx,
+            &exec::Request {
+                files,
+                tags,
+                clear_env: *clear_env,
+                cmd,
+            },
+        ),
         Command::Show { file, reveal } => show::run(ctx, file, *reveal),
     }
 }

@@ -63,6 +63,12 @@ pub(crate) enum Error {
     /// `on_change` commands failed after every write of the run was durable.
     #[error("{}", .0.iter().map(|f| format!("on_change `{}` {}; every file of this run was written and is durable: run it by hand once the cause is fixed", f.command, f.how)).collect::<Vec<_>>().join("\n"))]
     OnChange(Vec<crate::hooks::Failed>),
+    /// `exec`: the command could not be started (not found: 127, else 126).
+    #[error("cannot run `{program}`: {}", exec_reason(.source))]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
     /// Several entries failed; each is reported on its own line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Error>),
@@ -103,6 +109,12 @@ pub(crate) enum FileError {
         second: String,
         name: String,
     },
+    #[error("is a {0} file; `envsync exec` puts dotenv entries only into a command's environment (run it with dotenv entries, or use `envsync decrypt` for this one)")]
+    ExecNeedsDotenv(&'static str),
+    #[error(
+        "key `{key}` cannot be an environment variable: {reason}; rename the key (nothing was run)"
+    )]
+    EnvName { key: String, reason: &'static str },
     #[error("points at `{link}`, not at a release under releases/; point it back with `envsync rollback`, or remove it and run `envsync decrypt`")]
     StrayCurrent { link: String },
 }
@@ -119,6 +131,10 @@ impl Error {
             },
             Self::LateSignal { signal } => signal.exit_status(),
             Self::OnChange(_) => ExitStatus::HookFailed,
+            Self::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ExitStatus::NotFound
+            }
+            Self::Exec { .. } => ExitStatus::CannotRun,
             _ => ExitStatus::Error,
         }
     }
@@ -184,6 +200,17 @@ impl Error {
             1 => errors.pop(),
             _ => Some(Self::Several(errors)),
         }
+    }
+}
+
+/// Why `exec` could not start a command, as a shell would put it.
+fn exec_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "command not found (as a path, else on PATH)".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (not executable, or a folder on its path cannot be searched)".into()
+        }
+        _ => e.to_string(),
     }
 }
 

@@ -19,6 +19,10 @@ pub enum ExitStatus {
     Interrupted,
     /// Stopped by SIGTERM or SIGHUP, as [`ExitStatus::Interrupted`].
     Terminated,
+    /// `exec`: the command was found but could not be run (not executable), as shells say.
+    CannotRun,
+    /// `exec`: the command was not found, as shells say.
+    NotFound,
 }
 
 impl ExitStatus {
@@ -31,6 +35,8 @@ impl ExitStatus {
             Self::HookFailed => 4,
             Self::Interrupted => 130,
             Self::Terminated => 143,
+            Self::CannotRun => 126,
+            Self::NotFound => 127,
         }
     }
 }
@@ -54,5 +60,7 @@ mod tests {
         assert_eq!(ExitStatus::HookFailed.code(), 4);
         assert_eq!(ExitStatus::Interrupted.code(), 130);
         assert_eq!(ExitStatus::Terminated.code(), 143);
+        assert_eq!(ExitStatus::CannotRun.code(), 126);
+        assert_eq!(ExitStatus::NotFound.code(), 127);
     }
 }

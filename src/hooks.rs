@@ -25,8 +25,13 @@ pub(crate) fn remember_umask(mask: u32) {
     CALLER_UMASK.store(mask, Ordering::Relaxed);
 }
 
+/// The umask envsync was started with, for a command that should run as the caller would.
+pub(crate) fn caller_umask() -> Mode {
+    Mode::from_raw_mode(CALLER_UMASK.load(Ordering::Relaxed))
+}
+
 /// Variables that hold key material: never passed on.
-const SECRET_VARIABLES: &[&str] = &["SOPS_AGE_KEY"];
+pub(crate) const SECRET_VARIABLES: &[&str] = &["SOPS_AGE_KEY"];
 
 /// A command that did not succeed: its argv as shown, and how it ended.
 #[derive(Debug)]
@@ -73,7 +78,7 @@ pub(crate) fn run(argv: &[String], cwd: &Path, extra: &[(&str, OsString)]) -> Re
     // The child takes the umask at fork: the caller's is set around the spawn only. No
     // file is created meanwhile (every write of the run is done, or staged with an explicit
     // mode, before a command runs).
-    let own = umask(Mode::from_raw_mode(CALLER_UMASK.load(Ordering::Relaxed)));
+    let own = umask(caller_umask());
     let child = command.spawn();
     umask(own);
     let status = child

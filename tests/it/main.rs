@@ -10,6 +10,7 @@ mod batch;
 mod check;
 mod cli;
 mod examples;
+mod exec;
 mod fast_paths;
 mod files;
 mod files_guards;
