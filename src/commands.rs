@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::exit::ExitStatus;
 use crate::fs::{AtomicWriter, Folders, RunLock};
 use crate::keys;
@@ -441,7 +441,7 @@ pub(crate) fn settle<'s, 'm>(
             })
             .collect(),
     )?;
-    let refusals: Vec<String> = steps
+    let refusals: Vec<Refusal> = steps
         .iter()
         .filter_map(|s| match s.decision {
             Decision::Refuse(next) => {
@@ -477,9 +477,8 @@ fn failure_error(entry: &Entry, failure: Failure) -> Error {
     }
 }
 
-/// The refusal line for an entry `direction` must not write, with the commands that
-/// resolve it.
-pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> String {
+/// The refusal for an entry `direction` must not write, with the commands that resolve it.
+pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> Refusal {
     let repo = &entry.repo;
     let resolve = match (direction, next) {
         (Direction::Decrypt, Next::Encrypt) => format!(
@@ -492,13 +491,16 @@ pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: N
             "compare with `envsync diff {repo}`, then keep the server copy with `envsync encrypt --force {repo}` or the repo copy with `envsync decrypt --force {repo}`"
         ),
     };
-    format!(
-        "{} ({}): {} [{}]; {resolve}",
-        entry.server,
-        repo,
-        state.meaning(),
-        state.name()
-    )
+    Refusal {
+        entry: format!(
+            "{} ({}): {} [{}]",
+            entry.server,
+            repo,
+            state.meaning(),
+            state.name()
+        ),
+        resolve,
+    }
 }
 
 /// `repo → server` for messages.

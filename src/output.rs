@@ -68,6 +68,11 @@ impl Printer {
         }
     }
 
+    /// Whether `--quiet` was given.
+    pub(crate) fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
     /// A line of data on stdout.
     pub(crate) fn data(&self, style: Style, line: &str) {
         let line = paint(self.color_stdout, style, line);
