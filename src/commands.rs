@@ -492,13 +492,9 @@ pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: N
         ),
     };
     Refusal {
-        entry: format!(
-            "{} ({}): {} [{}]",
-            entry.server,
-            repo,
-            state.meaning(),
-            state.name()
-        ),
+        entry: format!("{} ({repo})", entry.server),
+        meaning: state.meaning().to_string(),
+        state: state.name().to_string(),
         resolve,
     }
 }

@@ -12,8 +12,12 @@ use crate::sops::SopsError;
 /// An entry a run refused to write: which one and why, and the commands that resolve it.
 #[derive(Debug)]
 pub(crate) struct Refusal {
-    /// `server (repo): meaning [state]`.
+    /// `server (repo)`.
     pub(crate) entry: String,
+    /// What its state means (`edited on the server since the last sync`).
+    pub(crate) meaning: String,
+    /// Its state's name (`server-changed`).
+    pub(crate) state: String,
     /// The commands that resolve it.
     pub(crate) resolve: String,
 }
@@ -21,7 +25,10 @@ pub(crate) struct Refusal {
 impl Refusal {
     /// The whole refusal, on one line.
     pub(crate) fn line(&self) -> String {
-        format!("{}; {}", self.entry, self.resolve)
+        format!(
+            "{}: {} [{}]; {}",
+            self.entry, self.meaning, self.state, self.resolve
+        )
     }
 }
 
@@ -204,9 +211,12 @@ impl Error {
                 [one] => format!("refused: nothing was written: {}", one.line()),
                 many => format!(
                     "refused: nothing was written: {} entries would lose an unsynced change: {}; \
-                     `envsync status` shows each one's state and `envsync decrypt` without -q how to resolve it",
+                     run it again without -q for the commands that resolve each",
                     many.len(),
-                    many.iter().map(|r| r.entry.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|r| format!("{} [{}]", r.entry, r.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             },
             Self::Several(errors) => errors
