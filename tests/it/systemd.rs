@@ -336,13 +336,47 @@ fn systemd_units_pass_systemd_analyze_verify() {
         !text.contains(SERVICE) && !text.contains(TIMER),
         "systemd-analyze verify said something about the units:\n{text}"
     );
+
+    // The check can see a warning here: an unknown key is one (exit 0, and a line).
+    let broken = units.join("broken.service");
+    let mut text = fs::read_to_string(units.join(SERVICE)).unwrap();
+    text.push_str("ProtectEverything=yes\n");
+    fs::write(&broken, text).unwrap();
+    let out = Command::new(common::tool("systemd-analyze"))
+        .args(["verify", "--man=no"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Unknown key") && said.contains("ProtectEverything"),
+        "systemd-analyze verify did not warn of an unknown key:\n{said}"
+    );
 }
 
 /// Proves: the unit pulls with `git pull --ff-only` in `ExecStartPre=` (a failed pull fails
 /// the unit before any decrypt), runs `envsync -q decrypt --manifest <repo>/secrets.toml`,
-/// and does not count exit 3 (refused) as a success.
+/// and does not count exit 3 (refused) as a success; the timer fires every 15 minutes
+/// (`systemd-analyze calendar` normalizes its `OnCalendar=`), randomized and persistent.
 #[test]
 fn systemd_service_pulls_first_and_refusal_is_a_failure() {
+    let timer = shipped(TIMER);
+    let calendar = timer
+        .lines()
+        .find_map(|l| l.strip_prefix("OnCalendar="))
+        .expect("OnCalendar= in the timer");
+    let out = Command::new(common::tool("systemd-analyze"))
+        .args(["calendar", calendar])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("Normalized form: *-*-* *:00/15:00"),
+        "OnCalendar={calendar} is not every 15 minutes:\n{said}"
+    );
+    assert!(timer.lines().any(|l| l.starts_with("RandomizedDelaySec=")));
+    assert!(timer.lines().any(|l| l == "Persistent=true"));
+
     let unit = shipped(SERVICE);
     let settings = service_settings(&unit);
     assert_eq!(
