@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on purpose when a step fails
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -200,10 +201,28 @@ fn run_service(svc: &Service, fx: &Fixture, trace: Option<&Path>) -> Vec<Step> {
     steps
 }
 
-/// A synced setup: a fixture repo with three dotenv entries encrypted by real sops, pushed
-/// to a bare remote and cloned; the service, parsed from the shipped unit rewritten to point
-/// at the clone; and one run of the service done (which writes every server file).
+/// A synced setup: [`cloned`], and one run of the service done (which writes every server
+/// file).
 fn synced() -> (Fixture, Service) {
+    let (fx, svc) = cloned();
+    let first = run_service(&svc, &fx, None);
+    for step in &first {
+        assert_eq!(
+            step.code, 0,
+            "first run: {:?}\n{}{}",
+            step.argv, step.stdout, step.stderr
+        );
+    }
+    for (_, server) in ENTRIES {
+        assert!(fx.server_path(server).is_file(), "{server} was not written");
+    }
+    (fx, svc)
+}
+
+/// A fixture repo with three dotenv entries encrypted by real sops, pushed to a bare remote
+/// and cloned (the fixture's repo is then the clone); the service, parsed from the shipped
+/// unit rewritten to point at the clone. Nothing is decrypted yet.
+fn cloned() -> (Fixture, Service) {
     let mut fx = Fixture::new();
     fx.manifest(
         &ENTRIES
@@ -359,7 +378,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
 /// and does not count exit 3 (refused) as a success; the timer fires every 15 minutes
 /// (`systemd-analyze calendar` normalizes its `OnCalendar=`), randomized and persistent.
 #[test]
-fn systemd_service_pulls_first_and_refusal_is_a_failure() {
+fn systemd_units_pull_first_fail_on_refusal_and_fire_every_15_minutes() {
     let timer = shipped(TIMER);
     let calendar = timer
         .lines()
@@ -396,6 +415,104 @@ fn systemd_service_pulls_first_and_refusal_is_a_failure() {
         );
     }
     assert_eq!(values(&settings, "ProtectSystem"), ["strict"]);
+}
+
+/// The system calls a `SystemCallFilter=` set names (`@group`s expanded by
+/// `systemd-analyze syscall-filter`).
+fn syscall_set(names: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for name in names.split_whitespace() {
+        if !name.starts_with('@') {
+            out.insert(name.to_string());
+            continue;
+        }
+        let list = Command::new(common::tool("systemd-analyze"))
+            .args(["syscall-filter", name])
+            .output()
+            .unwrap();
+        assert!(
+            list.status.success(),
+            "systemd-analyze syscall-filter {name}"
+        );
+        let text = String::from_utf8_lossy(&list.stdout).into_owned();
+        // The first line is the group's own name; `#` lines are comments.
+        for line in text.lines().skip(1).map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                out.extend(syscall_set(line));
+            }
+        }
+    }
+    out
+}
+
+/// The system calls a `strace -f -o` log records.
+fn syscalls_in(log: &Path) -> BTreeSet<String> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let call = l.split_once(' ')?.1.trim_start();
+            let (name, _) = call.split_once('(')?;
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                .then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Proves: the unit's `SystemCallFilter=` allows every system call envsync makes in a first
+/// (writing) run and a second (no-op) run of the service's commands, and git's in its pull:
+/// traced by strace, none is outside the set `systemd-analyze syscall-filter` expands.
+#[test]
+fn systemd_syscall_filter_allows_envsync_and_git() {
+    let (fx, svc) = cloned();
+    let settings = service_settings(&rewritten(&shipped(SERVICE), &fx.repo, &fx.server));
+    let filter = values(&settings, "SystemCallFilter");
+    assert_eq!(filter.len(), 1, "one SystemCallFilter= line");
+    let allowed = syscall_set(filter[0]);
+    assert!(allowed.contains("openat") && allowed.contains("renameat2"));
+    assert!(!allowed.contains("mount") && !allowed.contains("reboot"));
+    let mut used = BTreeSet::new();
+    for run in ["first", "second"] {
+        for (i, argv) in svc.commands.iter().enumerate() {
+            let log = fx.dir.path().join(format!("{run}.{i}.trace"));
+            let out = Command::new(common::tool("strace"))
+                .args(["-f", "-qq", "-o"])
+                .arg(&log)
+                .args(argv)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap())
+                .env("HOME", &fx.home)
+                .envs(svc.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&svc.dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{run} run, {argv:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let calls = syscalls_in(&log);
+            assert!(
+                calls.contains("execve"),
+                "strace logged nothing for {argv:?}"
+            );
+            used.extend(calls);
+        }
+        for (_, server) in ENTRIES {
+            assert!(
+                fx.server_path(server).is_file(),
+                "{run} run: {server} missing"
+            );
+        }
+    }
+    let denied: Vec<&String> = used.difference(&allowed).collect();
+    assert!(
+        denied.is_empty(),
+        "SystemCallFilter={} denies system calls the service makes: {denied:?}",
+        filter[0]
+    );
 }
 
 /// Proves: on a synced repo, a second run of the service's commands (git pull, then
