@@ -255,7 +255,9 @@ fn cloned() -> (Fixture, Service) {
             checkout.to_str().unwrap(),
         ],
     );
-    // From here on the server's checkout is the repo the fixture's helpers act on.
+    git(&fx, &["remote", "add", "origin", origin.to_str().unwrap()]);
+    // From here on the server's checkout is the repo the fixture's helpers act on; the
+    // first repo (a teammate's, [`upstream`]) pushes to `origin`.
     fx.repo = checkout;
     let svc = Service::parse(&rewritten(&shipped(SERVICE), &fx.repo, &fx.server));
     assert_eq!(
@@ -274,6 +276,19 @@ fn cloned() -> (Fixture, Service) {
         assert!(fx.server_path(server).is_file(), "{server} was not written");
     }
     (fx, svc)
+}
+
+/// The teammate's repo [`cloned`] made first, which pushes to the remote.
+fn upstream(fx: &Fixture) -> PathBuf {
+    fx.dir.path().join("repo")
+}
+
+/// Runs git in the teammate's repo ([`upstream`]); it must succeed.
+fn git_upstream(fx: &Fixture, args: &[&str]) {
+    let top = upstream(fx);
+    let mut all = vec!["-C", top.to_str().unwrap()];
+    all.extend_from_slice(args);
+    git(fx, &all);
 }
 
 /// Every file under a folder: path, bytes and mtime (seconds, nanoseconds).
@@ -626,5 +641,51 @@ fn systemd_unsynced_server_edit_is_one_line_exit_3() {
         !lines[0].contains(untouched),
         "an in-sync entry was named: {}",
         lines[0]
+    );
+}
+
+/// Proves: a teammate's rotation pushed to the remote is pulled and written by the next run
+/// (exit 0, silent); a `git revert` of it pushed later is applied too, and since its `.enc`
+/// is older than the last sync, the run's stderr is exactly one line, the warning saying so
+/// (`-q` keeps warnings: a stale checkout being applied must reach the journal).
+#[test]
+fn systemd_pulled_rotation_then_revert_warns_once() {
+    let (fx, svc) = synced();
+    let (repo, server) = ENTRIES[0];
+    let before = fs::read(fx.server_path(server)).unwrap();
+    // sops dates have a resolution of one second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    common::sops_set(&upstream(&fx).join(repo), "API_TOKEN", &canary("rotated"));
+    git_upstream(&fx, &["commit", "-q", "-am", "rotate API_TOKEN"]);
+    git_upstream(&fx, &["push", "-q", "origin", "HEAD"]);
+    let steps = run_service(&svc, &fx, None);
+    for step in &steps {
+        assert_eq!(step.code, 0, "{:?}:\n{}", step.argv, step.stderr);
+        assert_eq!(step.stdout, "", "{:?} printed on stdout", step.argv);
+        assert_eq!(step.stderr, "", "{:?} printed on stderr", step.argv);
+    }
+    let rotated = fs::read(fx.server_path(server)).unwrap();
+    assert_ne!(rotated, before, "the pulled rotation was not written");
+
+    git_upstream(&fx, &["revert", "--no-edit", "HEAD"]);
+    git_upstream(&fx, &["push", "-q", "origin", "HEAD"]);
+    let steps = run_service(&svc, &fx, None);
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].code, 0, "git pull: {}", steps[0].stderr);
+    let envsync = &steps[1];
+    assert_eq!(envsync.code, 0, "stderr:\n{}", envsync.stderr);
+    assert_eq!(envsync.stdout, "");
+    let lines: Vec<&str> = envsync.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr:\n{}", envsync.stderr);
+    assert!(
+        lines[0].starts_with(&format!("warning: {repo} is older than its last sync"))
+            && lines[0].contains("applying it anyway"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        fs::read(fx.server_path(server)).unwrap(),
+        before,
+        "the revert was not applied"
     );
 }
