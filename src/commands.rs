@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::exit::ExitStatus;
 use crate::fs::{AtomicWriter, Folders, RunLock};
 use crate::keys;
@@ -444,7 +444,7 @@ pub(crate) fn settle<'s, 'm>(
             })
             .collect(),
     )?;
-    let refusals: Vec<String> = steps
+    let refusals: Vec<Refusal> = steps
         .iter()
         .filter_map(|s| match s.decision {
             Decision::Refuse(next) => {
@@ -480,9 +480,8 @@ fn failure_error(entry: &Entry, failure: Failure) -> Error {
     }
 }
 
-/// The refusal line for an entry `direction` must not write, with the commands that
-/// resolve it.
-pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> String {
+/// The refusal for an entry `direction` must not write, with the commands that resolve it.
+pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: Next) -> Refusal {
     let repo = &entry.repo;
     let resolve = match (direction, next) {
         (Direction::Decrypt, Next::Encrypt) => format!(
@@ -495,13 +494,12 @@ pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: N
             "compare with `envsync diff {repo}`, then keep the server copy with `envsync encrypt --force {repo}` or the repo copy with `envsync decrypt --force {repo}`"
         ),
     };
-    format!(
-        "{} ({}): {} [{}]; {resolve}",
-        entry.server,
-        repo,
-        state.meaning(),
-        state.name()
-    )
+    Refusal {
+        entry: format!("{} ({repo})", entry.server),
+        meaning: state.meaning().to_string(),
+        state: state.name().to_string(),
+        resolve,
+    }
 }
 
 /// `repo → server` for messages.

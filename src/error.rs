@@ -9,6 +9,29 @@ use crate::keys::KeyError;
 use crate::manifest::ManifestError;
 use crate::sops::SopsError;
 
+/// An entry a run refused to write: which one and why, and the commands that resolve it.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// `server (repo)`.
+    pub(crate) entry: String,
+    /// What its state means (`edited on the server since the last sync`).
+    pub(crate) meaning: String,
+    /// Its state's name (`server-changed`).
+    pub(crate) state: String,
+    /// The commands that resolve it.
+    pub(crate) resolve: String,
+}
+
+impl Refusal {
+    /// The whole refusal, on one line.
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "{}: {} [{}]; {}",
+            self.entry, self.meaning, self.state, self.resolve
+        )
+    }
+}
+
 /// A failed run.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -37,8 +60,8 @@ pub(crate) enum Error {
     File { path: PathBuf, source: FileError },
     /// Writing would lose an unsynced change; one line an entry, with the command that
     /// resolves it. Nothing was written.
-    #[error("{}", .0.join("\n"))]
-    Refused(Vec<String>),
+    #[error("{}", .0.iter().map(Refusal::line).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<Refusal>),
     /// A signal arrived after every write of the run was durable: the run is complete, and
     /// its exit status still says it was interrupted.
     #[error("interrupted by {}, after every write of this run was complete and durable", .signal.name())]
@@ -173,7 +196,10 @@ impl Error {
     pub(crate) fn report(&self) -> String {
         match self {
             Self::Refused(lines) => {
-                let mut out: Vec<String> = lines.iter().map(|l| format!("refused: {l}")).collect();
+                let mut out: Vec<String> = lines
+                    .iter()
+                    .map(|l| format!("refused: {}", l.line()))
+                    .collect();
                 out.push(format!(
                     "error: nothing was written: {} {} would lose an unsynced change (see above)",
                     lines.len(),
@@ -190,6 +216,31 @@ impl Error {
                 Some(hint) => format!("error: {other}; {hint}"),
                 None => format!("error: {other}"),
             },
+        }
+    }
+
+    /// The report printed on stderr with `--quiet`: as [`Error::report`], except that a
+    /// refusal is one line naming every refused entry (a cron mail or journal line).
+    pub(crate) fn quiet_report(&self) -> String {
+        match self {
+            Self::Refused(refusals) => match refusals.as_slice() {
+                [one] => format!("refused: nothing was written: {}", one.line()),
+                many => format!(
+                    "refused: nothing was written: {} entries would lose an unsynced change: {}; \
+                     run it again without -q for the commands that resolve each",
+                    many.len(),
+                    many.iter()
+                        .map(|r| format!("{} [{}]", r.entry, r.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            Self::Several(errors) => errors
+                .iter()
+                .map(Error::quiet_report)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => other.report(),
         }
     }
 

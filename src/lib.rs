@@ -42,9 +42,15 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Prints the error once, on stderr, as the run's options say (`--json`, colour).
+    /// Prints the error once, on stderr, as the run's options say (`--json`, colour; with
+    /// `--quiet` a refusal is one line).
     pub fn print(&self) {
-        self.printer.error(&self.error.report());
+        let report = if self.printer.quiet() {
+            self.error.quiet_report()
+        } else {
+            self.error.report()
+        };
+        self.printer.error(&report);
     }
 
     /// The exit status the contract gives this error; 130 or 143 for any failure after a

@@ -68,6 +68,11 @@ impl Printer {
         }
     }
 
+    /// Whether `--quiet` was given.
+    pub(crate) fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
     /// A line of data on stdout.
     pub(crate) fn data(&self, style: Style, line: &str) {
         let line = paint(self.color_stdout, style, line);
@@ -97,12 +102,11 @@ impl Printer {
         }
     }
 
-    /// A warning on stderr, unless --quiet: `warning: ` and the text.
+    /// A warning on stderr, `--quiet` too (as its help says: only warnings and errors; a
+    /// timer's journal must show a stale checkout being applied): `warning: ` and the text.
     pub(crate) fn warn(&self, text: &str) {
-        if self.verbosity >= Verbosity::Normal {
-            let label = paint(self.color_stderr, Style::Changed, "warning:");
-            write_stderr(&format!("{label} {text}"));
-        }
+        let label = paint(self.color_stderr, Style::Changed, "warning:");
+        write_stderr(&format!("{label} {text}"));
     }
 
     /// Detail on stderr with --verbose.

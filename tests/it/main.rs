@@ -27,6 +27,7 @@ mod releases;
 mod reliability;
 mod safety;
 mod show;
+mod systemd;
 mod team;
 mod team_check;
 mod team_repo;
