@@ -7,6 +7,7 @@ pub(crate) mod add;
 pub(crate) mod check;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
+pub(crate) mod edit;
 pub(crate) mod encrypt;
 pub(crate) mod hooks;
 pub(crate) mod init;
@@ -597,6 +598,7 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
         ),
         Command::Diff { selection } => diff::run(ctx, selection),
         Command::Show { file, reveal } => show::run(ctx, file, *reveal),
+        Command::Edit { file, apply } => edit::run(ctx, file, *apply),
     }
 }
 
