@@ -82,11 +82,14 @@ pub(crate) fn run(ctx: &Context, file: &str, apply: bool) -> Result<ExitStatus, 
                 source: source.into(),
             }
         })?;
-    let _lock = ctx.prepare_writes([entry], false)?;
-    let ops = [Op::Write(repo_job(manifest, entry, &contents, Some(repo)))];
-    let mut batch = ctx.writer.batch();
-    batch.apply(&ops)?;
-    batch.finish()?;
+    {
+        // The run's lock is released before `--apply`'s decrypt, which takes it again.
+        let _lock = ctx.prepare_writes([entry], false)?;
+        let ops = [Op::Write(repo_job(manifest, entry, &contents, Some(repo)))];
+        let mut batch = ctx.writer.batch();
+        batch.apply(&ops)?;
+        batch.finish()?;
+    }
     report(ctx, entry, "update");
     finish(ctx, entry, apply)
 }
