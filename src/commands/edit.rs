@@ -22,16 +22,17 @@ use serde_json::json;
 
 use super::{Context, Flags};
 use crate::cli::Selection;
+use crate::crypto::Recipient;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::format::{self, Format, Opened};
 use crate::fs::Op;
-use crate::keys::{self, Recipients};
+use crate::keys::{self, KeyError, Recipients};
 use crate::manifest::Entry;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sops::store::dotenv;
-use crate::sops::{same_keys, SopsError};
+use crate::sops::{same_keys, EncryptOptions, KeyPlan, SopsError};
 use crate::sync::{repo_job, Codec, Sides};
 use editor::Ended;
 use scratch::Scratch;
@@ -73,7 +74,11 @@ pub(crate) fn run(ctx: &Context, file: &str, apply: bool) -> Result<ExitStatus, 
     // Re-encrypt as `encrypt` does: the same data key when the recipients are the same, so
     // every unchanged value keeps its exact ciphertext.
     let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
-    let options = recipients.options_for(entry)?;
+    // No recipients configured anywhere: the file keeps its own, as `sops edit` does.
+    let options = match (recipients.options_for(entry), own_options(&opened)) {
+        (Ok(options), _) | (Err(KeyError::NoRecipients { .. }), Some(options)) => options,
+        (Err(e), _) => return Err(e.into()),
+    };
     let reusable = reusable(&opened, &options).map(|o| (o, repo.bytes.expose()));
     let contents =
         format::encrypt(format, plaintext.expose(), &options, reusable).map_err(|source| {
@@ -118,11 +123,35 @@ fn one_entry<'c>(ctx: &'c Context, file: &str) -> Result<&'c Entry, Error> {
 }
 
 /// The opened file, when its data key can be kept for `options`' recipients.
-fn reusable<'o>(opened: &'o Opened, options: &crate::sops::EncryptOptions) -> Option<&'o Opened> {
+fn reusable<'o>(opened: &'o Opened, options: &EncryptOptions) -> Option<&'o Opened> {
     match &opened.sops {
         Some(unlocked) if same_keys(&unlocked.metadata, options) => Some(opened),
         _ => None,
     }
+}
+
+/// The options that re-encrypt an opened SOPS file for its own recipients and rule; `None`
+/// for a plain age file or a recipient that no longer parses.
+fn own_options(opened: &Opened) -> Option<EncryptOptions> {
+    let meta = &opened.sops.as_ref()?.metadata;
+    let groups = meta
+        .key_groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|k| Recipient::parse(&k.recipient).ok())
+                .collect()
+        })
+        .collect::<Option<Vec<Vec<_>>>>()?;
+    groups.iter().flatten().next()?;
+    Some(EncryptOptions {
+        keys: KeyPlan {
+            groups,
+            threshold: meta.shamir_threshold,
+        },
+        rule: meta.rule.clone().unwrap_or_default(),
+        mac_only_encrypted: meta.mac_only_encrypted,
+    })
 }
 
 /// Runs the editor on `plain` until it leaves a file that parses; the new plaintext as the

@@ -300,3 +300,21 @@ fn plain_entries_and_missing_keys_are_refused() {
     assert!(!t.side.exists());
     assert_eq!(names_in(&t.runtime), Vec::<String>::new());
 }
+
+#[test]
+fn without_configured_recipients_the_file_keeps_its_own() {
+    let t = Edit::new();
+    fs::remove_file(t.fx.repo_path(".sops.yaml")).unwrap();
+    let new = canary("edit-own");
+    let editor = t.script(&format!("sed -i 's/^A=.*/A={new}/' \"$1\""));
+    t.edit(&editor, &[]).expect(0);
+    // Both of the file's recipients still open it.
+    let want = format!("A={new}\nB={}\n", t.b).into_bytes();
+    assert_eq!(t.fx.sops_decrypt(ENC, "dotenv"), want);
+    let path = t.fx.repo_path(ENC);
+    assert_eq!(
+        common::sops_decrypt(&path, "dotenv", &common::key_file(2)),
+        want
+    );
+    t.assert_private_and_gone();
+}
