@@ -194,6 +194,18 @@ pub enum Command {
         #[arg(value_name = "CMD", last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Edit a secret as `sops edit` does, safely: decrypted into a private 0600 file on a
+    /// memory file system, opened in $SOPS_EDITOR, $VISUAL, $EDITOR or vi, re-encrypted
+    /// minimally into the .enc (nothing written when nothing changed); the temp is removed on
+    /// every way out.
+    Edit {
+        /// The entry: its repo path, server path, or a glob matching exactly one entry.
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Then decrypt the entry onto the server, as `envsync decrypt FILE`.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Show drift between repo and server, values masked; exit 1 on drift.
     Diff {
         #[command(flatten)]

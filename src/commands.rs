@@ -7,6 +7,7 @@ pub(crate) mod add;
 pub(crate) mod check;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
+pub(crate) mod edit;
 pub(crate) mod encrypt;
 pub(crate) mod exec;
 pub(crate) mod hooks;
@@ -612,6 +613,7 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
             },
         ),
         Command::Show { file, reveal } => show::run(ctx, file, *reveal),
+        Command::Edit { file, apply } => edit::run(ctx, file, *apply),
     }
 }
 

@@ -72,6 +72,9 @@ pub(crate) enum Error {
     /// `envsync add` cannot register this file; nothing was written.
     #[error("cannot add {path}: {reason}")]
     Add { path: String, reason: String },
+    /// `envsync edit` stopped; nothing was written.
+    #[error("edit {file}: {reason}")]
+    Edit { file: String, reason: String },
     /// `envsync rollback` cannot roll this entry back.
     #[error("cannot roll back {server}: {reason}")]
     Rollback { server: String, reason: String },

@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::fs::Mode;
@@ -69,19 +69,10 @@ pub(crate) fn run(argv: &[String], cwd: &Path, extra: &[(&str, OsString)]) -> Re
     let mut command = Command::new(program);
     command.args(args).current_dir(cwd).stdin(Stdio::null());
     command.stdout(Stdio::from(std::io::stderr()));
-    for name in SECRET_VARIABLES {
-        command.env_remove(name);
-    }
     for (name, value) in extra {
         command.env(name, value);
     }
-    // The child takes the umask at fork: the caller's is set around the spawn only. No
-    // file is created meanwhile (every write of the run is done, or staged with an explicit
-    // mode, before a command runs).
-    let own = umask(caller_umask());
-    let child = command.spawn();
-    umask(own);
-    let status = child
+    let status = spawn(&mut command)
         .and_then(|mut child| child.wait())
         .map_err(|e| failed(format!("could not be started ({e})")))?;
     if status.success() {
@@ -94,7 +85,22 @@ pub(crate) fn run(argv: &[String], cwd: &Path, extra: &[(&str, OsString)]) -> Re
     }))
 }
 
-fn status_signal(status: &std::process::ExitStatus) -> Option<i32> {
+/// Starts `command` with every key variable removed from its environment and the caller's
+/// umask (envsync's own, 0o077, is kept for everything else).
+pub(crate) fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    for name in SECRET_VARIABLES {
+        command.env_remove(name);
+    }
+    // The child takes the umask at fork: the caller's is set around the spawn only. No
+    // file is created meanwhile (every write of the run is done, or staged with an explicit
+    // mode, before a command runs).
+    let own = umask(caller_umask());
+    let child = command.spawn();
+    umask(own);
+    child
+}
+
+pub(crate) fn status_signal(status: &std::process::ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt;
     status.signal()
 }

@@ -42,7 +42,7 @@ impl Signal {
         }
     }
 
-    fn number(self) -> i32 {
+    pub(crate) fn number(self) -> i32 {
         Self::ALL
             .iter()
             .find(|(s, _)| *s == self)

@@ -9,6 +9,7 @@ mod bad_input;
 mod batch;
 mod check;
 mod cli;
+mod edit;
 mod examples;
 mod exec;
 mod fast_paths;
