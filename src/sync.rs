@@ -271,6 +271,18 @@ impl<'m> Sides<'m> {
         crate::format::metadata(format, bytes).ok()
     }
 
+    /// Whether the `.enc` is exactly the one the last sync left (a lost key on an unchanged
+    /// file), not a newer one pulled since (a teammate's rotation this host cannot open).
+    pub(crate) fn repo_matches_record(&self) -> bool {
+        match (&self.record, &self.repo) {
+            (Some(record), Some(repo)) => {
+                let enc = repo.bytes.expose();
+                record.same_enc(enc, || enc_digest(enc))
+            }
+            _ => false,
+        }
+    }
+
     /// How the `.enc`'s recipients (key groups and threshold) differ from `options`, today's
     /// rules; None when they are the same or cannot be told.
     pub(crate) fn recipient_drift(&self, options: &crate::sops::EncryptOptions) -> Option<String> {

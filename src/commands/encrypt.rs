@@ -64,13 +64,19 @@ pub(super) fn plan<'s, 'm>(
 ) -> Result<Step<'s, 'm>, Error> {
     let entry = sides.entry;
     let empty = sides.server.as_ref().is_some_and(|s| s.bytes.is_empty());
+    // Whether no identity here opened the `.enc` (the only case where differing recipients
+    // make --force re-encrypt an in-sync entry: the old key is lost).
+    let mut unopened = identities.is_none();
     let analysis = match sides.analyse(identities) {
         Ok(a) => a,
         // A file no identity here opens is judged like one without an identity.
         Err(Error::File {
             source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
             ..
-        }) => sides.analyse(None)?,
+        }) => {
+            unopened = true;
+            sides.analyse(None)?
+        }
         // An empty server file is refused whatever the state (even one that cannot be told).
         Err(_) if empty && !flags.allow_empty => {
             return Err(Error::File {
@@ -82,19 +88,29 @@ pub(super) fn plan<'s, 'm>(
     };
     // Today's recipients; with none configured anywhere, an existing `.enc` keeps its own
     // (groups, threshold and rule), as `sops edit` does.
+    // A configuration error only stops an entry that is written, as before.
     let options = match sides.codec {
         Codec::Encrypted(_) => match recipients.options_for(entry) {
-            Ok(options) => Some(options),
-            Err(KeyError::NoRecipients { .. }) => {
-                sides.repo_metadata().map(|m| own_options(&m)).transpose()?
-            }
-            Err(e) => return Err(e.into()),
+            Ok(options) => Ok(Some(options)),
+            Err(KeyError::NoRecipients { .. }) => sides
+                .repo_metadata()
+                .map(|m| own_options(&m))
+                .transpose()
+                .map_err(Error::from),
+            Err(e) => Err(Error::from(e)),
         },
-        Codec::Plain => None,
+        Codec::Plain => Ok(None),
     };
-    let recipients_differ = options
-        .as_ref()
-        .is_some_and(|o| sides.recipient_drift(o).is_some());
+    // --force re-encrypts an unchanged file for new recipients only when no key here opens
+    // it and it is the file the last sync left (a lost key); otherwise `rekey` re-wraps it
+    // without touching its values.
+    let recipients_differ = unopened
+        && sides.repo_matches_record()
+        && options
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .is_some_and(|o| sides.recipient_drift(o).is_some());
     let mut step = step(
         Direction::Encrypt,
         sides,
@@ -115,7 +131,7 @@ pub(super) fn plan<'s, 'm>(
         step.contents = plaintext.expose().to_vec();
         return Ok(step);
     };
-    let options = options.ok_or_else(|| KeyError::NoRecipients {
+    let options = options?.ok_or_else(|| KeyError::NoRecipients {
         repo: entry.repo.clone(),
     })?;
     let reusable = (step.analysis.repo.as_ref())

@@ -23,12 +23,12 @@ use super::{collect, Context};
 use crate::cli::Selection;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
-use crate::keys::{KeyError, Recipients};
+use crate::keys::Recipients;
 use crate::output::Style;
 use crate::sops::SopsError;
 use crate::sync::decision::{next, Next};
 use crate::sync::state::State;
-use crate::sync::Sides;
+use crate::sync::{Codec, Sides};
 
 #[derive(Debug, Serialize)]
 struct Drift {
@@ -76,18 +76,24 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             .map(|s| {
                 // Recipients are drift too, whatever the content's state: a new key in
                 // `.sops.yaml`, or an old one lost.
-                let drift = match recipients.options_for(s.entry) {
-                    Ok(options) => s.recipient_drift(&options),
-                    Err(KeyError::NoRecipients { .. }) => None,
-                    Err(e) => return Err(e.into()),
+                // A broken `.sops.yaml` is reported by the commands that encrypt; status
+                // still tells every entry's state.
+                let drift = match s.codec {
+                    Codec::Encrypted(_) => recipients
+                        .options_for(s.entry)
+                        .ok()
+                        .and_then(|options| s.recipient_drift(&options)),
+                    Codec::Plain => None,
                 };
                 let analysis = match s.analyse(identities.as_ref()) {
                     // The file is not yet encrypted to today's keys, so none of them opens
-                    // it (the old key is lost): its state is judged from the sync record.
+                    // it (the old key is lost), and it is the one the last sync left: its
+                    // state is judged from the sync record. A newer `.enc` no key here opens
+                    // (a teammate's rotation) stays an error: nothing may hint at overwriting it.
                     Err(Error::File {
                         source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
                         ..
-                    }) if drift.is_some() => s.analyse(None)?,
+                    }) if drift.is_some() && s.repo_matches_record() => s.analyse(None)?,
                     other => other?,
                 };
                 let mut status = describe(s, analysis.state);

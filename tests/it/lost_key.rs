@@ -124,3 +124,39 @@ fn encrypt_without_configured_recipients_keeps_the_files_own() {
     }
     fx.envsync(["status"]).expect(0);
 }
+
+/// A teammate's rotation this host cannot open (sops re-encrypted to AGE2 alone, the host
+/// has AGE1) is not taken for a lost key: `status` stays an error naming the missing key,
+/// never a hint to `encrypt --force` over the rotation.
+#[test]
+fn a_pulled_rotation_no_key_here_opens_is_not_a_lost_key() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("app/.env.enc", b"A=1\nB=2\n", "dotenv");
+    fx.manifest(&[Fixture::entry("app/.env.enc", "app/.env")]);
+    fx.envsync(["decrypt"]).expect(0);
+    let scratch = fx.home.join("rotated.env");
+    fs::write(&scratch, "A=1\nB=ROTATED\n").unwrap();
+    let out = Command::new(common::sops())
+        .args([
+            "encrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .args(["--age", AGE2])
+        .arg(&scratch)
+        .current_dir(&fx.home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(fx.repo_path("app/.env.enc"), &out.stdout).unwrap();
+    let run = fx.envsync(["status"]);
+    run.expect(2);
+    assert!(run.stderr.contains("no identity matches"), "{}", run.stderr);
+    assert!(!run.stdout.contains("encrypt --force"), "{}", run.stdout);
+}
