@@ -398,31 +398,13 @@ fn records_in_the_state_folder_are_not_orphans() {
 #[test]
 fn a_narrower_rule_than_sops_yaml_is_caught() {
     let fx = clean_repo();
-    // Outside the repo, so that sops does not pick up its .sops.yaml.
-    let scratch = fx.home.join("scratch.env");
-    fs::write(&scratch, "DB_PASSWORD=s3cr3t-narrow\nDB_HOST=db.internal\n").unwrap();
-    let out = std::process::Command::new(crate::common::sops())
-        .args([
-            "encrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .args(["--encrypted-regex", "PASSWORD"])
-        .arg("--age")
-        .arg(format!("{},{}", crate::common::AGE1, crate::common::AGE2))
-        .arg(&scratch)
-        .current_dir(&fx.home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let recipients = format!("{},{}", crate::common::AGE1, crate::common::AGE2);
+    let enc = crate::common::sops_encrypt_dotenv(
+        &fx.home,
+        "DB_PASSWORD=s3cr3t-narrow\nDB_HOST=db.internal\n",
+        &["--encrypted-regex", "PASSWORD", "--age", &recipients],
     );
-    fs::remove_file(&scratch).unwrap();
-    fs::write(fx.repo.join("envs/web.env.enc"), &out.stdout).unwrap();
+    fs::write(fx.repo.join("envs/web.env.enc"), enc).unwrap();
     let run = fx.envsync(["check"]);
     run.expect(1);
     assert!(

@@ -375,6 +375,34 @@ pub(crate) fn envsync_command(fx: &Fixture, args: &[&str]) -> Command {
     cmd
 }
 
+/// Real `sops encrypt` of dotenv `plain` with `flags` (`--age …`, `--encrypted-regex …`),
+/// run in `scratch` (a folder outside the repo, so that its `.sops.yaml` is not read):
+/// the `.enc` bytes.
+pub(crate) fn sops_encrypt_dotenv(scratch: &Path, plain: &str, flags: &[&str]) -> Vec<u8> {
+    let file = scratch.join("scratch.env");
+    fs::write(&file, plain).unwrap();
+    let out = Command::new(sops())
+        .args([
+            "encrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .args(flags)
+        .arg(&file)
+        .current_dir(scratch)
+        .output()
+        .unwrap();
+    fs::remove_file(&file).unwrap();
+    assert!(
+        out.status.success(),
+        "sops encrypt failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Real `sops set` of one dotenv key (the AGE1 key): a teammate's rotation of one value.
 pub(crate) fn sops_set(file: &Path, key: &str, value: &str) {
     let out = Command::new(sops())

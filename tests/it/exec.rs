@@ -210,27 +210,8 @@ fn a_bad_entry_anywhere_means_the_command_never_starts() {
     );
     assert!(!marker.exists(), "CMD ran after a MAC failure");
     // A second file no identity here opens (encrypted to AGE3 only).
-    let plain = fx.dir.path().join("age3.env");
-    fs::write(&plain, "B=2\n").unwrap();
-    let out = Command::new(common::sops())
-        .args([
-            "encrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .args(["--age", AGE3])
-        .arg(&plain)
-        .current_dir(fx.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::write(&b, out.stdout).unwrap();
+    let enc = common::sops_encrypt_dotenv(fx.dir.path(), "B=2\n", &["--age", AGE3]);
+    fs::write(&b, enc).unwrap();
     let run = fx.envsync([&["exec", "a/.env.enc", "b/.env.enc"][..], &touch[..]].concat());
     run.expect(2);
     assert!(run.stderr.contains("b/.env.enc"), "{}", run.stderr);

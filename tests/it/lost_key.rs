@@ -134,27 +134,8 @@ fn a_pulled_rotation_no_key_here_opens_is_not_a_lost_key() {
     fx.sops_encrypt("app/.env.enc", b"A=1\nB=2\n", "dotenv");
     fx.manifest(&[Fixture::entry("app/.env.enc", "app/.env")]);
     fx.envsync(["decrypt"]).expect(0);
-    let scratch = fx.home.join("rotated.env");
-    fs::write(&scratch, "A=1\nB=ROTATED\n").unwrap();
-    let out = Command::new(common::sops())
-        .args([
-            "encrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .args(["--age", AGE2])
-        .arg(&scratch)
-        .current_dir(&fx.home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::write(fx.repo_path("app/.env.enc"), &out.stdout).unwrap();
+    let enc = common::sops_encrypt_dotenv(&fx.home, "A=1\nB=ROTATED\n", &["--age", AGE2]);
+    fs::write(fx.repo_path("app/.env.enc"), enc).unwrap();
     let run = fx.envsync(["status"]);
     run.expect(2);
     assert!(run.stderr.contains("no identity matches"), "{}", run.stderr);
