@@ -16,6 +16,7 @@ pub(crate) mod mac;
 pub(crate) mod metadata;
 pub(crate) mod shamir;
 pub(crate) mod store;
+pub(crate) mod tree;
 
 use zeroize::Zeroizing;
 

@@ -4,6 +4,8 @@
 
 pub(crate) mod binary;
 pub(crate) mod dotenv;
+pub(crate) mod ini;
+pub(crate) mod yaml;
 
 use super::{Decrypted, EncryptOptions, Metadata, SopsError, Unlocked};
 use crate::crypto::Identities;
