@@ -17,6 +17,7 @@ pub(crate) mod metadata;
 pub(crate) mod shamir;
 pub(crate) mod store;
 pub(crate) mod tree;
+pub(crate) mod walk;
 
 use zeroize::Zeroizing;
 

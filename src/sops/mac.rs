@@ -136,7 +136,7 @@ pub(crate) fn canonical(ty: ValueType, plain: &SecretBytes) -> Option<SecretByte
 }
 
 /// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest round-trip digits, no exponent.
-fn go_format_float(f: f64) -> String {
+pub(crate) fn go_format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
