@@ -117,10 +117,6 @@ pub(crate) enum FileError {
     UnknownFormat,
     #[error("is damaged: it holds SOPS-encrypted values but no readable sops metadata (cut short?); restore it from git (git checkout -- {path}), or re-encrypt it from the server copy")]
     Damaged { path: String },
-    #[error(
-        "is a {0} file; this version of envsync reads and writes dotenv, binary and age files only"
-    )]
-    Unsupported(&'static str),
     #[error("cannot be shown in clear: no identity here opens it (pass --identity, or drop --reveal for the masked view)")]
     RevealNeedsKey,
     #[error("{0}")]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::crypto::{self, Identities};
 use crate::secret::SecretBytes;
-use crate::sops::store::{self, Store};
+use crate::sops::store::{self, Codec, Store};
 use crate::sops::{self, EncryptOptions, KeyPlan, SopsError, Unlocked};
 
 /// The on-disk format of an encrypted file.
@@ -22,6 +22,8 @@ pub(crate) enum Format {
     Yaml,
     /// SOPS JSON.
     Json,
+    /// SOPS INI.
+    Ini,
 }
 
 impl Format {
@@ -32,6 +34,7 @@ impl Format {
             Self::Age => "age",
             Self::Yaml => "yaml",
             Self::Json => "json",
+            Self::Ini => "ini",
         }
     }
 
@@ -51,14 +54,16 @@ impl Format {
         if store::dotenv::looks_encrypted(bytes) {
             return Some(Self::Dotenv);
         }
-        if bytes.split(|&b| b == b'\n').any(|l| l == b"sops:") {
-            return Some(Self::Yaml);
-        }
-        None
+        let mut lines = bytes.split(|&b| b == b'\n').map(|l| l.trim_ascii_end());
+        lines.find_map(|line| match line {
+            b"sops:" => Some(Self::Yaml),
+            b"[sops]" => Some(Self::Ini),
+            _ => None,
+        })
     }
 
     /// The format of a new file, from its server name: `.env` and `.env.*` are dotenv,
-    /// `.yaml`/`.yml`/`.json` those, anything else binary.
+    /// `.yaml`/`.yml`/`.json`/`.ini` those, anything else binary.
     pub(crate) fn for_server_name(name: &str) -> Self {
         if name == ".env" || name.starts_with(".env.") || name.ends_with(".env") {
             Self::Dotenv
@@ -66,6 +71,8 @@ impl Format {
             Self::Yaml
         } else if name.ends_with(".json") {
             Self::Json
+        } else if name.ends_with(".ini") {
+            Self::Ini
         } else {
             Self::Binary
         }
@@ -76,13 +83,19 @@ impl Format {
         match self {
             Self::Dotenv => Some(Store::Dotenv),
             Self::Binary => Some(Store::Binary),
-            Self::Age | Self::Yaml | Self::Json => None,
+            Self::Yaml => Some(Store::Tree(Codec::Yaml)),
+            Self::Json => Some(Store::Tree(Codec::Json)),
+            Self::Ini => Some(Store::Tree(Codec::Ini)),
+            Self::Age => None,
         }
     }
 
-    /// Whether this build reads and writes the format.
-    pub(crate) fn supported(self) -> bool {
-        matches!(self, Self::Dotenv | Self::Binary | Self::Age)
+    /// The text form of a tree format (YAML, JSON, INI).
+    pub(crate) fn codec(self) -> Option<Codec> {
+        match self.store()? {
+            Store::Tree(codec) => Some(codec),
+            _ => None,
+        }
     }
 }
 
@@ -96,16 +109,10 @@ pub(crate) struct Opened {
 /// The `sops` metadata of a file in `format`, read without decrypting (`check`, `status`,
 /// `init`: recipients and rules without a key).
 pub(crate) fn metadata(format: Format, bytes: &[u8]) -> Result<sops::Metadata, String> {
-    if let Some(store) = format.store() {
-        return store.metadata(bytes).map_err(|e| e.to_string());
-    }
-    // YAML and JSON: this build does not decrypt them, but their metadata is one object.
-    let tree: serde_json::Value = match format {
-        Format::Json => serde_json::from_slice(bytes).map_err(|_| "it is not valid JSON")?,
-        _ => serde_yaml_ng::from_slice(bytes).map_err(|_| "it is not valid YAML")?,
-    };
-    let block = tree.get("sops").ok_or("it has no sops block")?;
-    sops::Metadata::from_tree(block).map_err(|e| e.to_string())
+    let store = format
+        .store()
+        .ok_or("a plain age file has no sops metadata")?;
+    store.metadata(bytes).map_err(|e| e.to_string())
 }
 
 /// Decrypts `bytes` in `format`; everything is authenticated before this returns.

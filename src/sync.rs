@@ -161,14 +161,6 @@ impl<'m> Sides<'m> {
                 .unwrap_or_default();
             Codec::Encrypted(Format::for_server_name(name))
         };
-        if let Codec::Encrypted(format) = codec {
-            if !format.supported() {
-                return Err(Error::File {
-                    path: entry.repo_path.clone(),
-                    source: FileError::Unsupported(format.name()),
-                });
-            }
-        }
         let (folder, server) = match &entry.files {
             Some(layout) => {
                 if codec != Codec::Encrypted(Format::Dotenv) {
@@ -252,7 +244,20 @@ impl<'m> Sides<'m> {
                 })?;
                 dotenv::emit(&items)
             }
-            _ => server.bytes.clone(),
+            // A tree as `sops -d` prints it: formatting that is not content is not drift.
+            Codec::Encrypted(format) => match format.codec() {
+                Some(codec) => {
+                    let tree = codec
+                        .parse(server.bytes.expose())
+                        .map_err(|e| Error::File {
+                            path: self.entry.server_path.clone(),
+                            source: e.into(),
+                        })?;
+                    SecretBytes::new(codec.emit(&tree))
+                }
+                None => server.bytes.clone(),
+            },
+            Codec::Plain => server.bytes.clone(),
         }))
     }
 

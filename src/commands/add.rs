@@ -110,12 +110,6 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
         Some(name) => parse_format(name)?,
         None => Format::for_server_name(server.rsplit('/').next().unwrap_or(&server)),
     };
-    if !format.supported() {
-        return Err(refuse(format!(
-            "its name says {}, which this version of envsync does not write; pass `--format binary` to keep it whole (byte-exact), or `--format age`; nothing was written",
-            format.name()
-        )));
-    }
 
     // Plan: the manifest text, validated as a manifest. It is read and written where it
     // really is (a symlinked manifest is followed once, here, to its folder: the repo root).

@@ -67,13 +67,7 @@ fn show(
         return Ok(ExitStatus::Success);
     }
     let format = match format.or_else(|| Format::detect(&bytes)) {
-        Some(format) if format.supported() => format,
-        Some(format) => {
-            return Err(Error::File {
-                path,
-                source: FileError::Unsupported(format.name()),
-            })
-        }
+        Some(format) => format,
         None => {
             return Err(Error::File {
                 path,

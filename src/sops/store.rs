@@ -1,14 +1,17 @@
 //! The SOPS stores: how each file format lays out its values and its `sops` metadata. One
-//! file a store, behind [`Store`]; a new store (YAML, JSON, INI) is a variant here and a file
-//! beside these, built on the same primitives.
+//! file a store, behind [`Store`]. The tree stores (YAML, JSON, INI) share [`structured`]:
+//! each adds only its text form.
 
 pub(crate) mod binary;
 pub(crate) mod dotenv;
 pub(crate) mod ini;
+pub(crate) mod json;
+pub(crate) mod structured;
 pub(crate) mod yaml;
 
 use super::{Decrypted, EncryptOptions, Metadata, SopsError, Unlocked};
 use crate::crypto::Identities;
+pub(crate) use structured::Codec;
 
 /// A SOPS store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +20,8 @@ pub(crate) enum Store {
     Dotenv,
     /// `{"data": "ENC[…]", "sops": {…}}`: a whole file as one value.
     Binary,
+    /// A tree of values: YAML, JSON or INI.
+    Tree(Codec),
 }
 
 impl Store {
@@ -29,6 +34,7 @@ impl Store {
         match self {
             Self::Dotenv => dotenv::decrypt(file, identities),
             Self::Binary => binary::decrypt(file, identities),
+            Self::Tree(codec) => structured::decrypt(codec, file, identities),
         }
     }
 
@@ -38,6 +44,7 @@ impl Store {
         match self {
             Self::Dotenv => dotenv::metadata(file),
             Self::Binary => binary::metadata(file),
+            Self::Tree(codec) => structured::metadata(codec, file),
         }
     }
 
@@ -52,6 +59,7 @@ impl Store {
         match self {
             Self::Dotenv => dotenv::encrypt(plain, options, previous),
             Self::Binary => binary::encrypt(plain, options),
+            Self::Tree(codec) => structured::encrypt(codec, plain, options, previous),
         }
     }
 
@@ -64,6 +72,7 @@ impl Store {
         match self {
             Self::Dotenv => Ok(dotenv::replace_metadata(file, metadata)),
             Self::Binary => binary::replace_metadata(file, metadata),
+            Self::Tree(codec) => structured::replace_metadata(codec, file, metadata),
         }
     }
 }

@@ -32,13 +32,32 @@ struct Wrapper<'a> {
 #[derive(serde::Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// Whether bytes look like a SOPS binary file: a JSON object whose first key is `data`
-/// (sops writes it first), with a `sops` key.
+/// Whether bytes look like a SOPS binary file: a JSON object whose first key is a `data`
+/// string and whose next key is `sops`, as sops writes it (a JSON-store file whose first key
+/// happens to be `data` has other keys, or a `data` that is not a string).
 pub(crate) fn looks_encrypted(bytes: &[u8]) -> bool {
-    let trimmed = bytes.trim_ascii_start();
-    trimmed.starts_with(b"{")
-        && trimmed[1..].trim_ascii_start().starts_with(b"\"data\"")
-        && memchr::memmem::rfind(bytes, b"\"sops\"").is_some()
+    let Some(rest) = bytes.trim_ascii_start().strip_prefix(b"{") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_ascii_start().strip_prefix(b"\"data\"") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_ascii_start().strip_prefix(b":") else {
+        return false;
+    };
+    let Some(string) = rest.trim_ascii_start().strip_prefix(b"\"") else {
+        return false;
+    };
+    // The value is `ENC[…]` or empty: base64 and punctuation, no escapes.
+    let Some(end) = memchr::memchr2(b'"', b'\\', string) else {
+        return false;
+    };
+    let after = &string[end..];
+    after.starts_with(b"\"")
+        && after[1..]
+            .trim_ascii_start()
+            .strip_prefix(b",")
+            .is_some_and(|r| r.trim_ascii_start().starts_with(b"\"sops\""))
 }
 
 /// The `sops` metadata of a SOPS binary file, read without decrypting anything.
@@ -201,6 +220,9 @@ pub(crate) fn go_json_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            // Go 1.22 and later (sops 3.11 is built with one) spell these two short.
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                 out.push_str(&format!("\\u{:04x}", u32::from(c)));
             }
