@@ -1,7 +1,7 @@
 //! Drift between a repo plaintext and a server plaintext, with every value masked.
 //!
 //! dotenv files are compared as entries (keys, values, comments, order), so a blank line is
-//! not drift; other files get a unified diff in which every line is replaced by its length.
+//! not drift; YAML, JSON and INI files value by value under their key paths; other files get a unified diff in which every line is replaced by its length.
 //! Nothing here does I/O, and nothing returned holds a value.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use similar::TextDiff;
 use crate::output::sanitize;
 use crate::secret::SecretBytes;
 use crate::sops::store::dotenv::Item;
+use crate::sops::tree::{Branch, ListItem, MapItem, Tree, Value};
 
 /// One difference in a dotenv file; `repo` is the old side, `server` the new.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -100,6 +101,87 @@ pub(crate) fn dotenv(repo: &[Item], server: &[Item]) -> Vec<KeyChange> {
         }
     }
     changes
+}
+
+/// Compares two trees (YAML, JSON, INI) value by value, each named by its key path
+/// (`database.password`, `hosts[2].token`). A value whose type changed (`8080` → `"8080"`)
+/// is changed; comments are counted, not shown.
+pub(crate) fn tree(repo: &Tree, server: &Tree) -> Vec<KeyChange> {
+    use crate::sops::keypath::{leaves, LeafValue};
+    let len = |leaf: &LeafValue<'_>| match leaf {
+        LeafValue::Scalar(s) => {
+            crate::sops::walk::scalar_bytes(s).map_or(0, |(b, _)| b.display_len())
+        }
+        LeafValue::EmptyMap | LeafValue::EmptyList => 0,
+    };
+    let (old, new) = (leaves(repo), leaves(server));
+    let new_map: HashMap<&str, &LeafValue<'_>> = new.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let old_map: HashMap<&str, &LeafValue<'_>> = old.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut changes = Vec::new();
+    for (key, old_value) in &old {
+        match new_map.get(key.as_str()) {
+            None => changes.push(KeyChange::Removed {
+                key: key.clone(),
+                len: len(old_value),
+            }),
+            Some(new_value) if *new_value != old_value => changes.push(KeyChange::Changed {
+                key: key.clone(),
+                old_len: len(old_value),
+                new_len: len(new_value),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, new_value) in &new {
+        if !old_map.contains_key(key.as_str()) {
+            changes.push(KeyChange::Added {
+                key: key.clone(),
+                len: len(new_value),
+            });
+        }
+    }
+    let (old_comments, new_comments) = (comments_of(repo), comments_of(server));
+    if old_comments != new_comments {
+        changes.push(KeyChange::Comments {
+            old: old_comments.len(),
+            new: new_comments.len(),
+        });
+    }
+    if changes.is_empty() && repo != server {
+        changes.push(KeyChange::Order);
+    }
+    changes
+}
+
+/// Every comment of a tree, in file order.
+fn comments_of(tree: &Tree) -> Vec<&str> {
+    fn value<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Map(b) => branch(b, out),
+            Value::List(items) => {
+                for item in items {
+                    match item {
+                        ListItem::Comment(c) => out.push(c),
+                        ListItem::Value(v) => value(v, out),
+                    }
+                }
+            }
+            Value::Scalar(_) => {}
+        }
+    }
+    fn branch<'a>(b: &'a Branch, out: &mut Vec<&'a str>) {
+        for item in b {
+            match item {
+                MapItem::Comment(c) => out.push(c),
+                MapItem::Pair(_, v) => value(v, out),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for b in tree {
+        branch(b, &mut out);
+    }
+    out
 }
 
 /// How changes are worded: drift between two places, or what a write will do.

@@ -12,6 +12,7 @@
 
 pub(crate) mod cipher;
 pub(crate) mod gcm;
+pub(crate) mod keypath;
 pub(crate) mod mac;
 pub(crate) mod metadata;
 pub(crate) mod shamir;

@@ -44,6 +44,14 @@ impl Codec {
             Self::Encrypted(f) => f.name(),
         }
     }
+
+    /// The format of an encrypted entry.
+    pub(crate) fn format(self) -> Option<Format> {
+        match self {
+            Self::Plain => None,
+            Self::Encrypted(f) => Some(f),
+        }
+    }
 }
 
 /// An entry with both of its files read (not yet decrypted).

@@ -111,6 +111,19 @@ fn compare(
         if !result.changes.is_empty() {
             result.state = Comparison::Drift;
         }
+    } else if let Some(codec) = sides.codec.format().and_then(Format::codec) {
+        let parse = |bytes: &[u8], path: &std::path::Path| {
+            codec.parse(bytes).map_err(|e| Error::File {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })
+        };
+        let old = parse(repo.plaintext.expose(), &entry.repo_path)?;
+        let new = parse(server.bytes.expose(), &entry.server_path)?;
+        result.changes = diff::tree(&old, &new);
+        if !result.changes.is_empty() {
+            result.state = Comparison::Drift;
+        }
     } else if let Some(lines) = diff::masked_text(repo.plaintext.expose(), server.bytes.expose()) {
         result.lines = lines;
         result.state = Comparison::Drift;

@@ -17,8 +17,13 @@ use crate::exit::ExitStatus;
 use crate::fingerprint::Fingerprinter;
 use crate::format::{self, Format, Opened};
 use crate::keys::{self, IdentityConfig, KeyError};
+use crate::output::sanitize;
 use crate::output::Printer;
+use crate::sops::keypath::{leaves, LeafValue};
 use crate::sops::store::dotenv::{self, Item};
+use crate::sops::store::Codec;
+use crate::sops::tree::{MapItem, Scalar};
+use crate::sops::walk::scalar_bytes;
 use crate::sops::SopsError;
 use crate::sync::files::keys_in;
 
@@ -123,6 +128,62 @@ fn locate(ctx: &Context, file: &str) -> Result<(PathBuf, Option<Format>, bool), 
     }
 }
 
+/// The masked view of a YAML, JSON or INI file: one line a value, named by its key path.
+fn masked_tree(
+    codec: Codec,
+    enc: &[u8],
+    opened: Option<&Opened>,
+    fingerprints: Option<&Fingerprinter>,
+) -> Result<String, SopsError> {
+    let mut out = String::new();
+    if let Some(opened) = opened {
+        let tree = codec.parse(opened.plaintext.expose())?;
+        for (path, leaf) in leaves(&tree) {
+            let shown = match leaf_bytes(&leaf) {
+                Some(bytes) => match fingerprints {
+                    Some(f) => f.masked(&path, bytes.expose()),
+                    None => format!("<len {}>", bytes.len()),
+                },
+                None => leaf_marker(&leaf).to_string(),
+            };
+            out.push_str(&format!("{} = {shown}\n", sanitize(&path)));
+        }
+    } else {
+        // The key paths are in clear in the file; the values are not.
+        let mut tree = codec.parse(enc)?;
+        for branch in &mut tree {
+            branch.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
+        }
+        for (path, leaf) in leaves(&tree) {
+            let shown = match leaf {
+                LeafValue::Scalar(Scalar::Null) | LeafValue::EmptyMap | LeafValue::EmptyList => {
+                    leaf_marker(&leaf)
+                }
+                LeafValue::Scalar(_) => NO_KEY,
+            };
+            out.push_str(&format!("{} = {shown}\n", sanitize(&path)));
+        }
+    }
+    Ok(out)
+}
+
+/// A leaf's canonical bytes (what is fingerprinted); `None` for null and empty containers.
+fn leaf_bytes(leaf: &LeafValue<'_>) -> Option<crate::secret::SecretBytes> {
+    match leaf {
+        LeafValue::Scalar(s) => scalar_bytes(s).map(|(b, _)| b),
+        LeafValue::EmptyMap | LeafValue::EmptyList => None,
+    }
+}
+
+/// How a leaf without a value to mask is shown.
+fn leaf_marker(leaf: &LeafValue<'_>) -> &'static str {
+    match leaf {
+        LeafValue::EmptyMap => "{}",
+        LeafValue::EmptyList => "[]",
+        LeafValue::Scalar(_) => "null",
+    }
+}
+
 /// Opens the file when an identity here can; `None` when none can (or none is set up).
 fn open(
     identities: &IdentityConfig,
@@ -146,6 +207,9 @@ fn masked(format: Format, enc: &[u8], opened: Option<&Opened>) -> Result<String,
     let fingerprints = opened
         .and_then(|o| o.sops.as_ref())
         .map(|unlocked| Fingerprinter::new(&unlocked.data_key));
+    if let Some(codec) = format.codec() {
+        return masked_tree(codec, enc, opened, fingerprints.as_ref());
+    }
     let mut out = String::new();
     match (format, opened) {
         (Format::Dotenv, Some(opened)) => {

@@ -48,9 +48,17 @@ pub(crate) fn looks_encrypted(bytes: &[u8]) -> bool {
     let Some(string) = rest.trim_ascii_start().strip_prefix(b"\"") else {
         return false;
     };
-    // The value is `ENC[…]` or empty: base64 and punctuation, no escapes.
-    let Some(end) = memchr::memchr2(b'"', b'\\', string) else {
-        return false;
+    // The value is `ENC[…]` or empty; another writer may escape a `/` as `\/`.
+    let mut at = 0;
+    let end = loop {
+        match memchr::memchr2(b'"', b'\\', &string[at..]) {
+            Some(i) if string[at + i] == b'"' => break at + i,
+            Some(i) => at += i + 2,
+            None => return false,
+        }
+        if at >= string.len() {
+            return false;
+        }
     };
     let after = &string[end..];
     after.starts_with(b"\"")
