@@ -370,6 +370,14 @@ pub(crate) fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> 
                 .collect();
         }
     }
+    if let Some(codec) = codec.format().and_then(Format::codec) {
+        if let (Ok(old), Ok(new)) = (codec.parse(old), codec.parse(new)) {
+            return crate::diff::tree(&old, &new)
+                .iter()
+                .map(|c| c.describe(crate::diff::PLAN))
+                .collect();
+        }
+    }
     if old == new {
         Vec::new()
     } else {
@@ -390,6 +398,10 @@ pub(crate) struct Step<'s, 'm> {
     pub(crate) decision: Decision,
     /// encrypt: the new `.enc` (empty unless the decision writes).
     pub(crate) contents: Vec<u8>,
+    /// encrypt, when entries share one `.enc` (`key`): the file written for all of them,
+    /// which holds the other entries' changes too; `contents` is then this entry's own
+    /// result, the one its sync record keeps.
+    pub(crate) shared: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Decides one entry, as [`decide`] says for `direction`.
@@ -414,6 +426,7 @@ pub(crate) fn step<'s, 'm>(
         analysis,
         decision: decide(direction, situation),
         contents: Vec::new(),
+        shared: None,
     }
 }
 

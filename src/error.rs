@@ -137,6 +137,10 @@ pub(crate) enum FileError {
         "key `{key}` cannot be an environment variable: {reason}; rename the key (nothing was run)"
     )]
     EnvName { key: String, reason: &'static str },
+    #[error("`key = \"{key}\"` {reason}")]
+    Extract { key: String, reason: String },
+    #[error("is a {0} file, but its entry extracts one value with `key`, which needs a yaml, json or ini file; remove `key` or point the entry at such a file")]
+    KeyNeedsTree(&'static str),
     #[error("points at `{link}`, not at a release under releases/; point it back with `envsync rollback`, or remove it and run `envsync decrypt`")]
     StrayCurrent { link: String },
 }

@@ -104,6 +104,8 @@ impl Format {
 pub(crate) struct Opened {
     pub(crate) plaintext: SecretBytes,
     pub(crate) sops: Option<Unlocked>,
+    /// With `key`: the whole file's plaintext, `plaintext` being the one value taken out.
+    pub(crate) whole: Option<SecretBytes>,
 }
 
 /// The `sops` metadata of a file in `format`, read without decrypting (`check`, `status`,
@@ -125,6 +127,7 @@ pub(crate) fn decrypt(
         return Ok(Opened {
             plaintext: identities.decrypt(bytes)?,
             sops: None,
+            whole: None,
         });
     }
     let store = format.store().ok_or_else(|| unsupported(format))?;
@@ -132,6 +135,7 @@ pub(crate) fn decrypt(
     Ok(Opened {
         plaintext: decrypted.plaintext,
         sops: Some(decrypted.keys),
+        whole: None,
     })
 }
 

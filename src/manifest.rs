@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::format::Format;
+use crate::sops::keypath::KeyPath;
 
 /// The manifest's file name, found by walking up from the working directory.
 pub(crate) const FILE_NAME: &str = "secrets.toml";
@@ -91,6 +92,7 @@ struct RawFile {
     verify: Option<Spanned<Vec<String>>>,
     on_change: Option<Spanned<Vec<String>>>,
     example: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
     write: Option<Spanned<String>>,
     follow_symlinks: Option<Spanned<toml::Value>>,
 }
@@ -138,6 +140,9 @@ pub(crate) struct Entry {
     /// `example`: the repo file (a dotenv `.env.example`) whose keys `check` compares with
     /// this entry's keys, relative to the repo root.
     pub(crate) example: Option<String>,
+    /// `key = "database.password"`: the entry is this one value of a YAML, JSON or INI
+    /// `.enc`, written raw to the server file.
+    pub(crate) key: Option<KeyPath>,
     /// The manifest line of `repo = …`, for messages.
     pub(crate) line: usize,
 }
@@ -251,7 +256,8 @@ impl Manifest {
 
         let count = raw.files.len();
         let mut entries = Vec::with_capacity(count);
-        let mut seen_repo: HashMap<String, usize> = HashMap::with_capacity(count);
+        let mut seen_repo: HashMap<String, Vec<(usize, Option<String>)>> =
+            HashMap::with_capacity(count);
         let mut seen_server: HashMap<String, usize> = HashMap::with_capacity(count);
         for file in raw.files {
             let line = lines.line_of(file.repo.span().start);
@@ -309,14 +315,25 @@ impl Manifest {
                     ),
                 )
             })?;
-            if let Some(first) = seen_repo.insert(repo.clone(), line) {
+            let key = entry_key(&file).map_err(|(span, m)| err(Some(span), m))?;
+            // Entries share a `.enc` only to take different values of it (one may map the
+            // whole file), as sops-nix does.
+            let sharing = seen_repo.entry(repo.clone()).or_default();
+            let key_text = key.as_ref().map(ToString::to_string);
+            if let Some((first, _)) = sharing.iter().find(|(_, k)| *k == key_text) {
                 return Err(err(
                     Some(file.repo.span()),
-                    format!(
-                        "`repo = \"{repo}\"` is also the repo path of the entry on line {first}"
-                    ),
+                    match &key_text {
+                        None => format!(
+                            "`repo = \"{repo}\"` is also the repo path of the entry on line {first}; entries share a .enc only to extract different values of it (`key = \"…\"`)"
+                        ),
+                        Some(k) => format!(
+                            "`repo = \"{repo}\"` with `key = \"{k}\"` is also the entry on line {first}"
+                        ),
+                    },
                 ));
             }
+            sharing.push((line, key_text));
             if let Some(first) = seen_server.insert(server.clone(), line) {
                 return Err(err(
                     Some(file.server.span()),
@@ -390,6 +407,7 @@ impl Manifest {
                 files: layout,
                 on_change,
                 example,
+                key,
                 line,
             });
         }
@@ -411,6 +429,31 @@ impl Manifest {
 }
 
 /// The `as = "files"` layout of an entry, with `names`, `releases` and `verify` checked
+/// The entry's `key`, checked: a path into a YAML, JSON or INI file, on an encrypted entry
+/// that maps one server file.
+fn entry_key(file: &RawFile) -> Result<Option<KeyPath>, (std::ops::Range<usize>, String)> {
+    let Some(key) = &file.key else {
+        return Ok(None);
+    };
+    let path = KeyPath::parse(key.get_ref()).map_err(|m| (key.span(), format!("`key`: {m}")))?;
+    let refuse = |why: &str| Err((key.span(), format!("`key` {why}")));
+    if file.plain {
+        return refuse("extracts a value from an encrypted file; a `plain = true` entry has none");
+    }
+    if file.as_.is_some() {
+        return refuse("and `as` cannot be combined: `key` writes one value to one file");
+    }
+    if let Some(format) = &file.format {
+        if format.get_ref().codec().is_none() {
+            return refuse(&format!(
+                "needs a yaml, json or ini file, but `format = \"{}\"`",
+                format.get_ref().name()
+            ));
+        }
+    }
+    Ok(Some(path))
+}
+
 /// against it.
 fn files_layout(file: &RawFile) -> Result<Option<FilesLayout>, (std::ops::Range<usize>, String)> {
     let Some(as_) = &file.as_ else {

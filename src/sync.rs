@@ -8,6 +8,7 @@
 //! the same step.
 
 pub(crate) mod decision;
+pub(crate) mod extract;
 pub(crate) mod files;
 pub(crate) mod large;
 pub(crate) mod record;
@@ -162,6 +163,12 @@ impl<'m> Sides<'m> {
                     },
                 }
             })?)
+        } else if entry.key.is_some() {
+            // A new file for extracted values takes its format from its own name
+            // (`secrets.yaml.enc`, `secrets.enc.yaml`), not the server file's.
+            let name = entry.repo.rsplit('/').next().unwrap_or_default();
+            let name = name.strip_suffix(".enc").unwrap_or(name);
+            Codec::Encrypted(Format::for_server_name(name))
         } else {
             let name = Path::new(&entry.server)
                 .file_name()
@@ -169,6 +176,14 @@ impl<'m> Sides<'m> {
                 .unwrap_or_default();
             Codec::Encrypted(Format::for_server_name(name))
         };
+        if let (Some(_), Codec::Encrypted(format)) = (&entry.key, codec) {
+            if format.codec().is_none() {
+                return Err(Error::File {
+                    path: entry.repo_path.clone(),
+                    source: FileError::KeyNeedsTree(format.name()),
+                });
+            }
+        }
         let (folder, server) = match &entry.files {
             Some(layout) => {
                 if codec != Codec::Encrypted(Format::Dotenv) {
@@ -221,12 +236,24 @@ impl<'m> Sides<'m> {
             Codec::Plain => Opened {
                 plaintext: SecretBytes::from(bytes),
                 sops: None,
+                whole: None,
             },
             Codec::Encrypted(format) => {
                 let Some(identities) = identities else {
                     return Ok(None);
                 };
-                format::decrypt(format, bytes, identities)?
+                let opened = format::decrypt(format, bytes, identities)?;
+                match (&self.entry.key, format.codec()) {
+                    (Some(key), Some(codec)) => {
+                        let value = extract::value(codec, opened.plaintext.expose(), key)?;
+                        Opened {
+                            whole: Some(opened.plaintext),
+                            plaintext: value,
+                            sops: opened.sops,
+                        }
+                    }
+                    _ => opened,
+                }
             }
         }))
     }
@@ -243,6 +270,10 @@ impl<'m> Sides<'m> {
         };
         if let Some(folder) = &self.folder {
             return Ok(Some(folder.plaintext(repo.map(|r| r.plaintext.expose()))));
+        }
+        // An extracted value is its raw bytes.
+        if self.entry.key.is_some() {
+            return Ok(Some(server.bytes.clone()));
         }
         Ok(Some(match self.codec {
             Codec::Encrypted(Format::Dotenv) => {

@@ -111,6 +111,17 @@ fn compare(
         if !result.changes.is_empty() {
             result.state = Comparison::Drift;
         }
+    } else if let Some(key) = &entry.key {
+        // One value: its bytes against the server file's.
+        let (old, new) = (&repo.plaintext, &server.bytes);
+        if old != new {
+            result.changes = vec![diff::KeyChange::Changed {
+                key: key.to_string(),
+                old_len: old.display_len(),
+                new_len: new.display_len(),
+            }];
+            result.state = Comparison::Drift;
+        }
     } else if let Some(codec) = sides.codec.format().and_then(Format::codec) {
         let parse = |bytes: &[u8], path: &std::path::Path| {
             codec.parse(bytes).map_err(|e| Error::File {

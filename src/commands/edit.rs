@@ -66,7 +66,9 @@ pub(crate) fn run(ctx: &Context, file: &str, apply: bool) -> Result<ExitStatus, 
     let opened = sides
         .open_repo(Some(&identities))?
         .ok_or_else(|| fail("it could not be opened".into()))?;
-    let edited = edit(ctx, entry, format, opened.plaintext.expose())?;
+    // A `key` entry edits the whole file it takes its value from.
+    let whole = opened.whole.as_ref().unwrap_or(&opened.plaintext);
+    let edited = edit(ctx, entry, format, whole.expose())?;
     let Some(plaintext) = edited else {
         report(ctx, entry, "unchanged");
         return finish(ctx, entry, apply);
@@ -228,7 +230,10 @@ fn edit(
 fn canonical(format: Format, bytes: SecretBytes) -> Result<SecretBytes, SopsError> {
     match format {
         Format::Dotenv => Ok(dotenv::emit(&dotenv::parse(bytes.expose())?)),
-        _ => Ok(bytes),
+        _ => match format.codec() {
+            Some(codec) => Ok(SecretBytes::new(codec.emit(&codec.parse(bytes.expose())?))),
+            None => Ok(bytes),
+        },
     }
 }
 

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+mod shared;
+
 use super::{plan_changes, settle, step, Context, Flags, Outcome, Step};
 use crate::cli::Selection;
 use crate::crypto::Identities;
@@ -18,8 +20,10 @@ use crate::format;
 use crate::keys::layout::own_options;
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
+use crate::secret::SecretBytes;
 use crate::sops::{same_keys, SopsError};
 use crate::sync::decision::{Decision, Direction};
+use crate::sync::extract;
 use crate::sync::files::rollback_mark;
 use crate::sync::{enc_digest, record_ops, repo_job, Codec, RecordWrite, Sides};
 
@@ -45,7 +49,8 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
         .par_iter()
         .map(|s| plan(s, &recipients, identities.as_ref(), flags))
         .collect();
-    let steps = settle(Direction::Encrypt, planned)?;
+    let mut steps = settle(Direction::Encrypt, planned)?;
+    shared::merge(&mut steps, &recipients)?;
     // Apply: one batch, all or nothing.
     if !flags.dry_run {
         let _lock = ctx.prepare_writes(steps.iter().map(|s| s.sides.entry), false)?;
@@ -89,18 +94,7 @@ pub(super) fn plan<'s, 'm>(
     // Today's recipients; with none configured anywhere, an existing `.enc` keeps its own
     // (groups, threshold and rule), as `sops edit` does.
     // A configuration error only stops an entry that is written, as before.
-    let options = match sides.codec {
-        Codec::Encrypted(_) => match recipients.options_for(entry) {
-            Ok(options) => Ok(Some(options)),
-            Err(KeyError::NoRecipients { .. }) => sides
-                .repo_metadata()
-                .map(|m| own_options(&m))
-                .transpose()
-                .map_err(Error::from),
-            Err(e) => Err(Error::from(e)),
-        },
-        Codec::Plain => Ok(None),
-    };
+    let options = encrypt_options(sides, recipients);
     // --force re-encrypts an unchanged file for new recipients only when no key here opens
     // it and it is the file the last sync left (a lost key); otherwise `rekey` re-wraps it
     // without touching its values.
@@ -134,7 +128,41 @@ pub(super) fn plan<'s, 'm>(
     let options = options?.ok_or_else(|| KeyError::NoRecipients {
         repo: entry.repo.clone(),
     })?;
-    let reusable = (step.analysis.repo.as_ref())
+    // A `key` entry writes its value into the `.enc`'s tree: that needs the tree open.
+    let mut opened_now = None;
+    if entry.key.is_some() && step.analysis.repo.is_none() && sides.repo.is_some() {
+        opened_now = sides.open_repo(identities)?;
+        if opened_now.is_none() {
+            return Err(Error::File {
+                path: entry.repo_path.clone(),
+                source: FileError::Extract {
+                    key: entry.key.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    reason: "can be written into this file only with a key that opens it (pass --identity)".into(),
+                },
+            });
+        }
+    }
+    let opened = step.analysis.repo.as_ref().or(opened_now.as_ref());
+    let plaintext = match (&entry.key, format.codec()) {
+        (Some(key), Some(codec)) => {
+            let mut tree = match opened {
+                Some(o) => codec
+                    .parse(o.whole.as_ref().unwrap_or(&o.plaintext).expose())
+                    .map_err(|e| Error::File {
+                        path: entry.repo_path.clone(),
+                        source: e.into(),
+                    })?,
+                None => Vec::new(),
+            };
+            extract::set(&mut tree, key, plaintext.expose()).map_err(|source| Error::File {
+                path: entry.server_path.clone(),
+                source,
+            })?;
+            SecretBytes::new(codec.emit(&tree))
+        }
+        _ => plaintext,
+    };
+    let reusable = opened
         .filter(|p| {
             p.sops
                 .as_ref()
@@ -156,6 +184,26 @@ pub(super) fn plan<'s, 'm>(
     Ok(step)
 }
 
+/// Today's options for an entry's `.enc`; with no recipients configured anywhere, an existing
+/// `.enc` keeps its own (groups, threshold and rule), as `sops edit` does.
+pub(super) fn encrypt_options(
+    sides: &Sides<'_>,
+    recipients: &Recipients,
+) -> Result<Option<crate::sops::EncryptOptions>, Error> {
+    match sides.codec {
+        Codec::Encrypted(_) => match recipients.options_for(sides.entry) {
+            Ok(options) => Ok(Some(options)),
+            Err(KeyError::NoRecipients { .. }) => sides
+                .repo_metadata()
+                .map(|m| own_options(&m))
+                .transpose()
+                .map_err(Error::from),
+            Err(e) => Err(Error::from(e)),
+        },
+        Codec::Plain => Ok(None),
+    }
+}
+
 /// Writes every `.enc` that changes (and `extra`, other repo files that go with them: `add`'s
 /// manifest and `.gitignore`), then the sync records: one batch, undone as a whole if any
 /// part fails.
@@ -165,11 +213,14 @@ pub(super) fn apply<'a>(
     extra: Vec<crate::fs::Op<'a>>,
 ) -> Result<(), Error> {
     let manifest = &ctx.settings.manifest;
+    // A `.enc` that several entries share is written once.
+    let mut written = std::collections::HashSet::new();
     let mut ops: Vec<_> = steps
         .iter()
-        .filter(|s| s.decision.writes())
+        .filter(|s| s.decision.writes() && written.insert(s.sides.entry.repo.as_str()))
         .map(|s| {
-            let job = repo_job(manifest, s.sides.entry, &s.contents, s.sides.repo.as_ref());
+            let contents = s.shared.as_deref().unwrap_or(&s.contents);
+            let job = repo_job(manifest, s.sides.entry, contents, s.sides.repo.as_ref());
             crate::fs::Op::Write(job)
         })
         .collect();

@@ -44,12 +44,25 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, flags: Flags) -> Result<
     let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
     let identities = ctx.identities(&entries)?;
     let sides = ctx.read_all(&entries)?;
-    let steps = collect(
+    let mut steps = collect(
         sides
             .par_iter()
             .map(|s| plan(s, &recipients, identities.as_ref(), flags.rotate))
             .collect(),
     )?;
+    // Entries that share a `.enc` (`key`) write and record the same new file.
+    let mut first: std::collections::HashMap<&str, Vec<u8>> = std::collections::HashMap::new();
+    for step in &mut steps {
+        if let Some(contents) = &mut step.contents {
+            let repo = step.sides.entry.repo.as_str();
+            match first.get(repo) {
+                Some(same) => contents.clone_from(same),
+                None => {
+                    first.insert(repo, contents.clone());
+                }
+            }
+        }
+    }
     if !flags.dry_run {
         let _lock = ctx.prepare_writes(steps.iter().map(|s| s.sides.entry), false)?;
         apply(ctx, &steps)?;
@@ -110,7 +123,8 @@ fn plan<'s, 'm>(
         source: e.into(),
     };
     let contents = if rotate {
-        Some(format::encrypt(format, opened.plaintext.expose(), &options, None).map_err(to_error)?)
+        let whole = opened.whole.as_ref().unwrap_or(&opened.plaintext);
+        Some(format::encrypt(format, whole.expose(), &options, None).map_err(to_error)?)
     } else if up_to_date {
         None
     } else {
@@ -133,8 +147,10 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
         .iter()
         .filter_map(|s| Some((s, s.contents.as_ref()?, s.sides.repo.as_ref()?)))
         .collect();
+    let mut written = std::collections::HashSet::new();
     let ops: Vec<Op<'_>> = rewritten
         .iter()
+        .filter(|(s, _, _)| written.insert(s.sides.entry.repo.as_str()))
         .map(|(s, contents, enc)| Op::Write(repo_job(manifest, s.sides.entry, contents, Some(enc))))
         .collect();
     // Declared before the batch, which borrows them until it is finished or undone (and is

@@ -288,10 +288,17 @@ pub(crate) fn record_ops<'a>(
 /// path with `%` and `/` escaped (`envs/app/.env.enc` → `records/envs%2Fapp%2F.env.enc`),
 /// so records cost no folder of their own.
 pub(crate) fn record_path(entry: &Entry) -> String {
-    format!(
-        "records/{}",
-        entry.repo.replace('%', "%25").replace('/', "%2F")
-    )
+    let escape = |s: &str| s.replace('%', "%25").replace('/', "%2F");
+    match &entry.key {
+        // Entries that share a `.enc` each keep their own record: `<repo>%23<key>` (`#`
+        // escaped, which no plain repo path's record name holds).
+        Some(key) => format!(
+            "records/{}%23{}",
+            escape(&entry.repo),
+            escape(&key.to_string())
+        ),
+        None => format!("records/{}", escape(&entry.repo)),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,152 @@
+//! `key = "database.password"`: an entry that is one value of a YAML, JSON or INI `.enc`.
+//!
+//! The server file holds the value's raw bytes (no newline added), as sops-nix writes it.
+//! Reading takes the value out of the decrypted tree; writing puts the server file's bytes
+//! back in its place, keeping the value's type when the new text still is one (`8080` stays
+//! an int), so that the `.enc` changes only there.
+
+use zeroize::Zeroizing;
+
+use crate::error::FileError;
+use crate::secret::SecretBytes;
+use crate::sops::keypath::{KeyPath, Step};
+use crate::sops::store::Codec;
+use crate::sops::tree::{MapItem, Scalar, Tree, Value};
+
+/// The server bytes of `key` in a decrypted file (`whole`, as `sops -d` prints it).
+pub(crate) fn value(codec: Codec, whole: &[u8], key: &KeyPath) -> Result<SecretBytes, FileError> {
+    let tree = codec.parse(whole)?;
+    let value = key
+        .get(&tree)
+        .ok_or_else(|| extract_error(key, "is not in the file"))?;
+    match value {
+        Value::Scalar(Scalar::Str(s)) => Ok(SecretBytes::from(s.as_bytes())),
+        Value::Scalar(Scalar::Int(i)) => Ok(SecretBytes::new(i.to_string().into_bytes())),
+        Value::Scalar(Scalar::Float(f)) => Ok(SecretBytes::new(
+            crate::sops::mac::go_format_float(*f).into_bytes(),
+        )),
+        Value::Scalar(Scalar::Bool(b)) => Ok(SecretBytes::from(b.to_string().as_bytes())),
+        Value::Scalar(Scalar::Time(t)) => Ok(SecretBytes::from(t.as_bytes())),
+        Value::Scalar(Scalar::Null) => Err(extract_error(key, "is null")),
+        Value::Map(_) | Value::List(_) => Err(extract_error(
+            key,
+            "is a map or a list; `key` names one value (a string, number or bool)",
+        )),
+    }
+}
+
+/// Sets `key` in a decrypted tree to `server` (the server file's bytes). A key that is not
+/// there yet is added to its map (maps on the way are created).
+pub(crate) fn set(tree: &mut Tree, key: &KeyPath, server: &[u8]) -> Result<(), FileError> {
+    let text = std::str::from_utf8(server).map_err(|_| {
+        extract_error(
+            key,
+            "cannot take the server file's bytes: they are not UTF-8",
+        )
+    })?;
+    if let Some(slot) = key.get_mut(tree) {
+        let new = match slot {
+            Value::Scalar(old) => typed_like(old, text),
+            Value::Map(_) | Value::List(_) => {
+                return Err(extract_error(key, "is a map or a list in the file"))
+            }
+        };
+        *slot = Value::Scalar(new);
+        return Ok(());
+    }
+    insert(tree, key, Value::str(text))
+}
+
+/// The new text as the old value's type when it still reads as one, else a string.
+fn typed_like(old: &Scalar, text: &str) -> Scalar {
+    match old {
+        Scalar::Int(_) => text.parse().map_or_else(|_| Scalar::str(text), Scalar::Int),
+        Scalar::Float(_) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map_or_else(|| Scalar::str(text), Scalar::Float),
+        Scalar::Bool(_) => match text {
+            "true" => Scalar::Bool(true),
+            "false" => Scalar::Bool(false),
+            _ => Scalar::str(text),
+        },
+        Scalar::Str(_) | Scalar::Null | Scalar::Time(_) => {
+            Scalar::Str(Zeroizing::new(text.to_string()))
+        }
+    }
+}
+
+fn insert(tree: &mut Tree, key: &KeyPath, value: Value) -> Result<(), FileError> {
+    if tree.is_empty() {
+        tree.push(Vec::new());
+    }
+    let steps = key.steps();
+    let mut branch = &mut tree[0];
+    for (i, step) in steps.iter().enumerate() {
+        let Step::Key(name) = step else {
+            return Err(extract_error(
+                key,
+                "is not in the file (a list item cannot be added)",
+            ));
+        };
+        let last = i + 1 == steps.len();
+        let at = branch
+            .iter()
+            .position(|item| matches!(item, MapItem::Pair(k, _) if k == name));
+        let at = match at {
+            Some(at) => at,
+            None => {
+                let new = if last {
+                    value.clone()
+                } else {
+                    Value::Map(Vec::new())
+                };
+                branch.push(MapItem::Pair(name.clone(), new));
+                branch.len() - 1
+            }
+        };
+        if last {
+            return Ok(());
+        }
+        let MapItem::Pair(_, Value::Map(next)) = &mut branch[at] else {
+            return Err(extract_error(key, "goes through a value that is not a map"));
+        };
+        branch = next;
+    }
+    Ok(())
+}
+
+fn extract_error(key: &KeyPath, reason: &str) -> FileError {
+    FileError::Extract {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_keeping_their_type() {
+        let whole = br#"{"db": {"password": "old", "port": 5432}, "list": [1]}"#;
+        let codec = Codec::Json;
+        let pw = KeyPath::parse("db.password").unwrap();
+        let port = KeyPath::parse("db.port").unwrap();
+        assert_eq!(value(codec, whole, &pw).unwrap().expose(), b"old");
+        assert_eq!(value(codec, whole, &port).unwrap().expose(), b"5432");
+        assert!(value(codec, whole, &KeyPath::parse("list").unwrap()).is_err());
+        let mut tree = codec.parse(whole).unwrap();
+        set(&mut tree, &port, b"6543").unwrap();
+        set(&mut tree, &pw, b"new\n").unwrap();
+        set(&mut tree, &KeyPath::parse("db.extra.token").unwrap(), b"t").unwrap();
+        assert!(set(&mut tree, &KeyPath::parse("list[3]").unwrap(), b"x").is_err());
+        let text = String::from_utf8(codec.emit(&tree)).unwrap();
+        assert_eq!(
+            text,
+            "{\n\t\"db\": {\n\t\t\"password\": \"new\\n\",\n\t\t\"port\": 6543,\n\t\t\"extra\": {\n\t\t\t\"token\": \"t\"\n\t\t}\n\t},\n\t\"list\": [\n\t\t1\n\t]\n}\n"
+        );
+    }
+}
