@@ -126,6 +126,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         selection: Selection,
+        /// Report every entry that can be read, then the errors of the others (exit 2).
+        #[arg(short = 'k', long)]
+        keep_going: bool,
     },
     /// CI gate and pre-commit hook, no private key needed: missing and orphan .enc files,
     /// .enc files not really encrypted, recipients vs .sops.yaml, plaintext targets tracked,
@@ -210,6 +213,9 @@ pub enum Command {
     Diff {
         #[command(flatten)]
         selection: Selection,
+        /// Report every entry that can be read, then the errors of the others (exit 2).
+        #[arg(short = 'k', long)]
+        keep_going: bool,
     },
 }
 

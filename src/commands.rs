@@ -204,6 +204,54 @@ impl Context {
                 .collect(),
         )
     }
+
+    /// Reads each entry's files, one result an entry (`--keep-going` reports the others).
+    pub(crate) fn read_each<'m>(&self, entries: &[&'m Entry]) -> Vec<Result<Sides<'m>, Error>> {
+        entries
+            .par_iter()
+            .map(|e| Sides::read(&self.settings.manifest, e))
+            .collect()
+    }
+}
+
+/// An entry that could not be compared, as `--keep-going` reports it.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct EntryError {
+    pub(crate) repo: String,
+    pub(crate) server: String,
+    pub(crate) error: String,
+}
+
+/// The entries that could be compared, those that could not, and their errors.
+pub(crate) type Partial<T> = (Vec<T>, Vec<EntryError>, Vec<Error>);
+
+/// Splits per-entry results: with `keep_going`, the values and the errors (each named by its
+/// entry); without, the values or one error listing every failure.
+pub(crate) fn keep_going<T>(
+    entries: &[&Entry],
+    results: Vec<Result<T, Error>>,
+    keep_going: bool,
+) -> Result<Partial<T>, Error> {
+    if !keep_going {
+        return collect(results).map(|v| (v, Vec::new(), Vec::new()));
+    }
+    let mut values = Vec::with_capacity(results.len());
+    let mut described = Vec::new();
+    let mut errors = Vec::new();
+    for (entry, result) in entries.iter().zip(results) {
+        match result {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                described.push(EntryError {
+                    repo: entry.repo.clone(),
+                    server: entry.server.clone(),
+                    error: e.to_string(),
+                });
+                errors.push(e);
+            }
+        }
+    }
+    Ok((values, described, errors))
 }
 
 /// Splits results into the values or one error listing every failure.
@@ -578,7 +626,10 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
                 no_hooks: true,
             },
         ),
-        Command::Status { selection } => status::run(ctx, selection),
+        Command::Status {
+            selection,
+            keep_going,
+        } => status::run(ctx, selection, *keep_going),
         Command::Check { selection, staged } => check::run(ctx, selection, *staged),
         Command::Rekey {
             selection,
@@ -610,7 +661,10 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
             },
             &ctx.cwd,
         ),
-        Command::Diff { selection } => diff::run(ctx, selection),
+        Command::Diff {
+            selection,
+            keep_going,
+        } => diff::run(ctx, selection, *keep_going),
         Command::Exec {
             files,
             tags,

@@ -7,12 +7,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{arrow, collect, Context};
+use super::{arrow, Context, EntryError};
 use crate::cli::Selection;
 use crate::diff::{self, KeyChange};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
+use crate::manifest::Entry;
 use crate::output::Style;
 use crate::sops::store::dotenv;
 use crate::sync::{Codec, Sides};
@@ -42,18 +43,29 @@ struct EntryDiff {
     lines: Vec<String>,
 }
 
-pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+pub(crate) fn run(
+    ctx: &Context,
+    selection: &Selection,
+    keep_going: bool,
+) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
-    let sides = ctx.read_all(&entries)?;
-    let diffs = collect(
-        sides
-            .par_iter()
-            .map(|s| compare(s, identities.as_ref()))
-            .collect(),
-    )?;
-    let drift = diffs.iter().any(|d| !matches!(d.state, Comparison::InSync));
-    report(ctx, &sides, &diffs);
+    let results = ctx
+        .read_each(&entries)
+        .into_par_iter()
+        .map(|sides| {
+            let sides = sides?;
+            compare(&sides, identities.as_ref()).map(|d| (sides.entry, d))
+        })
+        .collect();
+    let (diffs, failed, errors) = super::keep_going(&entries, results, keep_going)?;
+    let drift = diffs
+        .iter()
+        .any(|(_, d)| !matches!(d.state, Comparison::InSync));
+    report(ctx, &diffs, &failed);
+    if let Some(error) = Error::from_many(errors) {
+        return Err(error);
+    }
     Ok(if drift {
         ExitStatus::Drift
     } else {
@@ -142,19 +154,20 @@ fn compare(
     Ok(result)
 }
 
-fn report(ctx: &Context, sides: &[Sides<'_>], diffs: &[EntryDiff]) {
+fn report(ctx: &Context, diffs: &[(&Entry, EntryDiff)], failed: &[EntryError]) {
     let printer = &ctx.settings.printer;
     if printer.json {
         printer.json(&json!({
             "version": 1,
             "command": "diff",
-            "drift": diffs.iter().any(|d| !matches!(d.state, Comparison::InSync)),
-            "entries": diffs,
+            "drift": diffs.iter().any(|(_, d)| !matches!(d.state, Comparison::InSync)),
+            "entries": diffs.iter().map(|(_, d)| d).collect::<Vec<_>>(),
+            "errors": failed,
         }));
         return;
     }
-    for (side, d) in sides.iter().zip(diffs) {
-        let head = arrow(side.entry);
+    for (entry, d) in diffs {
+        let head = arrow(entry);
         match d.state {
             Comparison::InSync => printer.verbose(&format!("in sync   {head}")),
             Comparison::ServerMissing => printer.data(

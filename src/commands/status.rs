@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{collect, Context};
+use super::Context;
 use crate::cli::Selection;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
@@ -64,59 +64,64 @@ struct EntryStatus {
     clean: bool,
 }
 
-pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Error> {
+pub(crate) fn run(
+    ctx: &Context,
+    selection: &Selection,
+    keep_going: bool,
+) -> Result<ExitStatus, Error> {
     let entries = ctx.select(selection)?;
     let identities = ctx.identities(&entries)?;
-    let sides = ctx.read_all(&entries)?;
     let manifest = &ctx.settings.manifest;
     let recipients = Recipients::load(&manifest.repo_root, &manifest.path)?;
-    let statuses = collect(
-        sides
-            .par_iter()
-            .map(|s| {
-                // Recipients are drift too, whatever the content's state: a new key in
-                // `.sops.yaml`, or an old one lost.
-                // A broken `.sops.yaml` is reported by the commands that encrypt; status
-                // still tells every entry's state.
-                let drift = match s.codec {
-                    Codec::Encrypted(_) => recipients
-                        .options_for(s.entry)
-                        .ok()
-                        .and_then(|options| s.recipient_drift(&options)),
-                    Codec::Plain => None,
-                };
-                let analysis = match s.analyse(identities.as_ref()) {
-                    // The file is not yet encrypted to today's keys, so none of them opens
-                    // it (the old key is lost), and it is the one the last sync left: its
-                    // state is judged from the sync record. A newer `.enc` no key here opens
-                    // (a teammate's rotation) stays an error: nothing may hint at overwriting it.
-                    Err(Error::File {
-                        source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
-                        ..
-                    }) if drift.is_some() && s.repo_matches_record() => s.analyse(None)?,
-                    other => other?,
-                };
-                let mut status = describe(s, analysis.state);
-                if drift.is_some() {
-                    status.clean = false;
+    let results = ctx
+        .read_each(&entries)
+        .into_par_iter()
+        .map(|s| {
+            let sides = s?;
+            let s = &sides;
+            // Recipients are drift too, whatever the content's state: a new key in
+            // `.sops.yaml`, or an old one lost.
+            // A broken `.sops.yaml` is reported by the commands that encrypt; status
+            // still tells every entry's state.
+            let drift = match s.codec {
+                Codec::Encrypted(_) => recipients
+                    .options_for(s.entry)
+                    .ok()
+                    .and_then(|options| s.recipient_drift(&options)),
+                Codec::Plain => None,
+            };
+            let analysis = match s.analyse(identities.as_ref()) {
+                // The file is not yet encrypted to today's keys, so none of them opens
+                // it (the old key is lost), and it is the one the last sync left: its
+                // state is judged from the sync record. A newer `.enc` no key here opens
+                // (a teammate's rotation) stays an error: nothing may hint at overwriting it.
+                Err(Error::File {
+                    source: FileError::Sops(SopsError::NoMatchingIdentity { .. }),
+                    ..
+                }) if drift.is_some() && s.repo_matches_record() => s.analyse(None)?,
+                other => other?,
+            };
+            let mut status = describe(s, analysis.state);
+            if drift.is_some() {
+                status.clean = false;
+            }
+            status.recipients_differ = drift;
+            if let Some(folder) = &s.folder {
+                status.unmanaged = Some(folder.unmanaged.clone());
+                status.release.clone_from(&folder.release);
+                if analysis.state == State::RolledBack {
+                    status.rolled_back_to = folder.rolled_back.as_ref().map(|(r, _)| r.clone());
                 }
-                status.recipients_differ = drift;
-                if let Some(folder) = &s.folder {
-                    status.unmanaged = Some(folder.unmanaged.clone());
-                    status.release.clone_from(&folder.release);
-                    if analysis.state == State::RolledBack {
-                        status.rolled_back_to = folder.rolled_back.as_ref().map(|(r, _)| r.clone());
-                    }
-                }
-                if let Some(rollback) = analysis.rollback {
-                    status.older_than_last_sync = true;
-                    status.repo_lastmodified = Some(rollback.repo);
-                    status.synced_lastmodified = Some(rollback.synced);
-                }
-                Ok(status)
-            })
-            .collect(),
-    )?;
+            }
+            if let Some(rollback) = analysis.rollback {
+                status.older_than_last_sync = true;
+                status.repo_lastmodified = Some(rollback.repo);
+                status.synced_lastmodified = Some(rollback.synced);
+            }
+            Ok(status)
+        })
+        .collect();
+    let (statuses, failed, errors) = super::keep_going(&entries, results, keep_going)?;
     let all_clean = statuses.iter().all(|s| s.clean);
     let printer = &ctx.settings.printer;
     if printer.json {
@@ -125,6 +130,7 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             "command": "status",
             "in_sync": all_clean,
             "entries": statuses,
+            "errors": failed,
         }));
     } else {
         for s in &statuses {
@@ -163,6 +169,9 @@ pub(crate) fn run(ctx: &Context, selection: &Selection) -> Result<ExitStatus, Er
             };
             printer.data(style, &line);
         }
+    }
+    if let Some(error) = Error::from_many(errors) {
+        return Err(error);
     }
     Ok(if all_clean {
         ExitStatus::Success
