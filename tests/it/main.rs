@@ -33,4 +33,5 @@ mod team;
 mod team_check;
 mod team_repo;
 mod team_textconv;
+mod tree_formats;
 mod writer;
