@@ -121,7 +121,7 @@ pub(crate) enum FileError {
     RevealNeedsKey,
     #[error("{0}")]
     Keys(String),
-    #[error("is a {0} file, but its entry says `as = \"files\"`, which splits a dotenv file into one file per key; remove `as` or point the entry at a dotenv .enc")]
+    #[error("is a {0} file, but its entry says `as = \"files\"`, which splits a dotenv, YAML or JSON file into one file per top-level key; remove `as`, or take single values with `key = \"…\"` entries")]
     FilesNeedDotenv(&'static str),
     #[error("key `{key}` cannot be a file name (empty, `.`, `..`, a `/` or a temp name); rename the key")]
     KeyFileName { key: String },

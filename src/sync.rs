@@ -186,7 +186,9 @@ impl<'m> Sides<'m> {
         }
         let (folder, server) = match &entry.files {
             Some(layout) => {
-                if codec != Codec::Encrypted(Format::Dotenv) {
+                // INI's top level is sections: no values to make files of.
+                let tree = matches!(codec, Codec::Encrypted(Format::Yaml | Format::Json));
+                if codec != Codec::Encrypted(Format::Dotenv) && !tree {
                     return Err(Error::File {
                         path: entry.repo_path.clone(),
                         source: FileError::FilesNeedDotenv(codec.name()),
@@ -208,6 +210,16 @@ impl<'m> Sides<'m> {
             codec,
             folder,
         })
+    }
+
+    /// How the two sides' plaintexts are compared and diffed: a files folder as its dotenv
+    /// view, an extracted value (`key`) as bytes, anything else in its own format.
+    pub(crate) fn view_codec(&self) -> Codec {
+        match self.codec {
+            Codec::Encrypted(_) if self.folder.is_some() => Codec::Encrypted(Format::Dotenv),
+            Codec::Encrypted(_) if self.entry.key.is_some() => Codec::Encrypted(Format::Binary),
+            other => other,
+        }
     }
 
     /// Decrypts and authenticates the repo side; `None` when the `.enc` does not exist (or
@@ -243,16 +255,22 @@ impl<'m> Sides<'m> {
                     return Ok(None);
                 };
                 let opened = format::decrypt(format, bytes, identities)?;
-                match (&self.entry.key, format.codec()) {
+                let part = match (&self.entry.key, format.codec()) {
                     (Some(key), Some(codec)) => {
-                        let value = extract::value(codec, opened.plaintext.expose(), key)?;
-                        Opened {
-                            whole: Some(opened.plaintext),
-                            plaintext: value,
-                            sops: opened.sops,
-                        }
+                        Some(extract::value(codec, opened.plaintext.expose(), key)?)
                     }
-                    _ => opened,
+                    (None, Some(codec)) if self.entry.files.is_some() => {
+                        Some(extract::files_view(codec, opened.plaintext.expose())?)
+                    }
+                    _ => None,
+                };
+                match part {
+                    Some(part) => Opened {
+                        whole: Some(opened.plaintext),
+                        plaintext: part,
+                        sops: opened.sops,
+                    },
+                    None => opened,
                 }
             }
         }))

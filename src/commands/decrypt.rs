@@ -375,7 +375,11 @@ fn report(
                         .server
                         .as_ref()
                         .map(|s| s.bytes.expose()));
-                    changes = plan_changes(step.sides.codec, old.unwrap_or_default(), new.expose());
+                    changes = plan_changes(
+                        step.sides.view_codec(),
+                        old.unwrap_or_default(),
+                        new.expose(),
+                    );
                 }
                 if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {
                     changes.push(format!("~ mode {:04o} → {:04o}", server.mode, entry.mode));

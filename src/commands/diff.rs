@@ -105,7 +105,7 @@ fn compare(
         }
         (Some(r), Some(s)) => (r, s),
     };
-    if sides.codec == Codec::Encrypted(Format::Dotenv) {
+    if sides.view_codec() == Codec::Encrypted(Format::Dotenv) {
         let parse = |bytes: &[u8], path: &std::path::Path| {
             dotenv::parse(bytes).map_err(|e| Error::File {
                 path: path.to_path_buf(),

@@ -130,7 +130,8 @@ pub(super) fn plan<'s, 'm>(
     })?;
     // A `key` entry writes its value into the `.enc`'s tree: that needs the tree open.
     let mut opened_now = None;
-    if entry.key.is_some() && step.analysis.repo.is_none() && sides.repo.is_some() {
+    let partial = entry.key.is_some() || (entry.files.is_some() && format.codec().is_some());
+    if partial && step.analysis.repo.is_none() && sides.repo.is_some() {
         opened_now = sides.open_repo(identities)?;
         if opened_now.is_none() {
             return Err(Error::File {
@@ -143,8 +144,8 @@ pub(super) fn plan<'s, 'm>(
         }
     }
     let opened = step.analysis.repo.as_ref().or(opened_now.as_ref());
-    let plaintext = match (&entry.key, format.codec()) {
-        (Some(key), Some(codec)) => {
+    let plaintext = match format.codec().filter(|_| partial) {
+        Some(codec) => {
             let mut tree = match opened {
                 Some(o) => codec
                     .parse(o.whole.as_ref().unwrap_or(&o.plaintext).expose())
@@ -154,13 +155,17 @@ pub(super) fn plan<'s, 'm>(
                     })?,
                 None => Vec::new(),
             };
-            extract::set(&mut tree, key, plaintext.expose()).map_err(|source| Error::File {
+            match &entry.key {
+                Some(key) => extract::set(&mut tree, key, plaintext.expose()),
+                None => extract::merge_files_view(&mut tree, plaintext.expose()),
+            }
+            .map_err(|source| Error::File {
                 path: entry.server_path.clone(),
                 source,
             })?;
             SecretBytes::new(codec.emit(&tree))
         }
-        _ => plaintext,
+        None => plaintext,
     };
     let reusable = opened
         .filter(|p| {
@@ -281,7 +286,7 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
                 let old = step.analysis.repo.as_ref().map(|o| o.plaintext.expose());
                 let new = step.analysis.server.as_ref().map(|s| s.expose());
                 changes = plan_changes(
-                    step.sides.codec,
+                    step.sides.view_codec(),
                     old.unwrap_or_default(),
                     new.unwrap_or_default(),
                 );

@@ -1,17 +1,23 @@
-//! `key = "database.password"`: an entry that is one value of a YAML, JSON or INI `.enc`.
+//! Entries that are a part of a YAML, JSON or INI `.enc`, not all of it.
 //!
-//! The server file holds the value's raw bytes (no newline added), as sops-nix writes it.
-//! Reading takes the value out of the decrypted tree; writing puts the server file's bytes
-//! back in its place, keeping the value's type when the new text still is one (`8080` stays
-//! an int), so that the `.enc` changes only there.
+//! `key = "database.password"`: the server file holds that value's raw bytes (no newline
+//! added), as sops-nix writes it. Reading takes the value out of the decrypted tree; writing
+//! puts the server file's bytes back in its place, keeping the value's type when the new
+//! text still is one (`8080` stays an int), so that the `.enc` changes only there.
+//!
+//! `as = "files"` on a tree: one file per top-level scalar key. The folder machinery works
+//! on a dotenv view of those keys ([`files_view`]); encrypt merges the view back into the
+//! tree ([`merge_files_view`]), leaving nested maps, lists and comments as they are.
 
 use zeroize::Zeroizing;
 
 use crate::error::FileError;
+use crate::format::Format;
 use crate::secret::SecretBytes;
 use crate::sops::keypath::{KeyPath, Step};
+use crate::sops::store::dotenv::{self, Item};
 use crate::sops::store::Codec;
-use crate::sops::tree::{MapItem, Scalar, Tree, Value};
+use crate::sops::tree::{Branch, MapItem, Scalar, Tree, Value};
 
 /// The server bytes of `key` in a decrypted file (`whole`, as `sops -d` prints it).
 pub(crate) fn value(codec: Codec, whole: &[u8], key: &KeyPath) -> Result<SecretBytes, FileError> {
@@ -115,6 +121,114 @@ fn insert(tree: &mut Tree, key: &KeyPath, value: Value) -> Result<(), FileError>
         branch = next;
     }
     Ok(())
+}
+
+/// The top-level scalars of a decrypted tree as a dotenv text (`KEY=value`, in file order):
+/// what an `as = "files"` entry's folder holds.
+pub(crate) fn files_view(codec: Codec, whole: &[u8]) -> Result<SecretBytes, FileError> {
+    let tree = codec.parse(whole)?;
+    Ok(dotenv::emit(&scalar_items(tree.first())))
+}
+
+/// The key names of a tree `.enc`'s top-level scalars, read without a key (they are in
+/// clear); `None` when `bytes` is not a tree file.
+pub(crate) fn top_level_keys(bytes: &[u8]) -> Option<Vec<String>> {
+    let codec = Format::detect(bytes)?.codec()?;
+    let tree = codec.parse(bytes).ok()?;
+    let items = scalar_items(tree.first());
+    Some(
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Pair { key, .. } if key != "sops" => Some(key),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn scalar_items(branch: Option<&Branch>) -> Vec<Item> {
+    branch
+        .into_iter()
+        .flatten()
+        .filter_map(|item| match item {
+            MapItem::Pair(key, Value::Scalar(scalar)) => {
+                let value = match scalar {
+                    Scalar::Null => return None,
+                    Scalar::Str(s) => SecretBytes::from(s.as_bytes()),
+                    other => scalar_bytes_for_file(other),
+                };
+                Some(Item::Pair {
+                    key: key.clone(),
+                    value,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A non-string scalar as its server file holds it (`8080`, `true`).
+fn scalar_bytes_for_file(scalar: &Scalar) -> SecretBytes {
+    match scalar {
+        Scalar::Int(i) => SecretBytes::new(i.to_string().into_bytes()),
+        Scalar::Float(f) => SecretBytes::new(crate::sops::mac::go_format_float(*f).into_bytes()),
+        Scalar::Bool(b) => SecretBytes::from(b.to_string().as_bytes()),
+        Scalar::Time(t) => SecretBytes::from(t.as_bytes()),
+        Scalar::Str(s) => SecretBytes::from(s.as_bytes()),
+        Scalar::Null => SecretBytes::default(),
+    }
+}
+
+/// Puts a files view (dotenv text of the folder) back into a decrypted tree: its keys'
+/// values set (types kept where they still fit), top-level scalars it no longer has
+/// removed, new keys appended. Nested values and comments stay.
+pub(crate) fn merge_files_view(tree: &mut Tree, view: &[u8]) -> Result<(), FileError> {
+    let items = dotenv::parse(view)?;
+    let mut values: Vec<(String, SecretBytes)> = items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Pair { key, value } => Some((key, value)),
+            Item::Comment(_) => None,
+        })
+        .collect();
+    if tree.is_empty() {
+        tree.push(Vec::new());
+    }
+    let branch = &mut tree[0];
+    let mut error = None;
+    branch.retain_mut(|item| {
+        let MapItem::Pair(key, Value::Scalar(old)) = item else {
+            return true;
+        };
+        if *old == Scalar::Null {
+            return true;
+        }
+        let Some(at) = values.iter().position(|(k, _)| k == key) else {
+            return false;
+        };
+        let (_, new) = values.remove(at);
+        match std::str::from_utf8(new.expose()) {
+            Ok(text) => *old = typed_like(old, text),
+            Err(_) => error = Some(key.clone()),
+        }
+        true
+    });
+    if let Some(key) = error {
+        return Err(not_utf8(&key));
+    }
+    for (key, value) in values {
+        let text = std::str::from_utf8(value.expose()).map_err(|_| not_utf8(&key))?;
+        branch.push(MapItem::Pair(key, Value::str(text)));
+    }
+    Ok(())
+}
+
+fn not_utf8(key: &str) -> FileError {
+    FileError::Extract {
+        key: key.to_string(),
+        reason: "cannot go into a YAML, JSON or INI file: the file's bytes are not UTF-8".into(),
+    }
 }
 
 fn extract_error(key: &KeyPath, reason: &str) -> FileError {

@@ -55,6 +55,10 @@ pub(crate) struct FolderSide {
 /// The keys a dotenv file names (its `sops_` metadata lines left out), in order. The key
 /// names of an encrypted dotenv file are in clear, so this needs no decryption.
 pub(crate) fn keys_in(dotenv_file: &[u8]) -> Vec<String> {
+    // A YAML, JSON or INI `.enc`: its top-level scalars' names.
+    if let Some(keys) = super::extract::top_level_keys(dotenv_file) {
+        return keys;
+    }
     dotenv::parse(dotenv_file)
         .map(|items| {
             items

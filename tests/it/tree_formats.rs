@@ -560,3 +560,51 @@ fn show_names_key_paths() {
         String::from_utf8_lossy(&keyless.stderr)
     );
 }
+
+/// `as = "files"` on a YAML or JSON `.enc`: one file per top-level scalar; a server edit
+/// and a removed file go back into the tree, nested values stay; sops reads the result.
+#[test]
+fn files_layout_for_tree_entries() {
+    for (kind, ext) in TREES.into_iter().filter(|(k, _)| *k != "ini") {
+        let fx = Fixture::new();
+        let repo = format!("s.enc.{ext}");
+        let plain = match kind {
+            "json" => "{\"POSTGRES_PASSWORD\": \"pw-one\", \"PORT\": 5432, \"nested\": {\"a\": \"b\"}, \"API_TOKEN\": \"tok-one\"}\n",
+            _ => "POSTGRES_PASSWORD: pw-one\nPORT: 5432\nnested:\n  a: b\nAPI_TOKEN: tok-one\n",
+        };
+        sops_encrypt(&fx, &repo, plain.as_bytes(), kind);
+        fx.manifest(&[format!(
+            "{}as = \"files\"\nnames = \"lower\"\n",
+            Fixture::entry(&repo, "app/secrets")
+        )]);
+        fx.envsync(["decrypt"]).expect(0);
+        assert_eq!(
+            common::names_in(&fx.server_path("app/secrets")),
+            ["api_token", "port", "postgres_password"]
+        );
+        assert_eq!(
+            fs::read(fx.server_path("app/secrets/port")).unwrap(),
+            b"5432"
+        );
+        fx.write_server("app/secrets/postgres_password", b"pw-two");
+        fs::remove_file(fx.server_path("app/secrets/api_token")).unwrap();
+        let diff = fx.envsync(["diff"]);
+        diff.expect(1);
+        assert!(
+            diff.stdout.contains("POSTGRES_PASSWORD: changed"),
+            "{}",
+            diff.stdout
+        );
+        fx.envsync(["encrypt"]).expect(0);
+        let now = String::from_utf8(fx.sops_decrypt(&repo, kind)).unwrap();
+        assert!(
+            now.contains("pw-two") && !now.contains("tok-one"),
+            "{kind}: {now}"
+        );
+        assert!(
+            now.contains("5432") && now.contains('a') && now.contains("nested"),
+            "{kind}: {now}"
+        );
+        fx.envsync(["status"]).expect(0);
+    }
+}
