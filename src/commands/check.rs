@@ -254,7 +254,7 @@ fn check_entry(
         Err(KeyError::NoRecipients { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    if Format::detect(&bytes) == Some(Format::Dotenv) {
+    if Format::detect(&bytes).is_some_and(|f| f == Format::Dotenv || f.codec().is_some()) {
         // In clear although the file's own rule (what sops recorded) says to encrypt: a
         // value pasted over its ciphertext, so a leak.
         let own = metadata.rule.clone().unwrap_or_default();

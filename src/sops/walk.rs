@@ -420,6 +420,42 @@ pub(crate) fn encrypt(
     Ok((tree, visit.hasher.finish()))
 }
 
+/// Finds the values the rule says to encrypt that are stored in clear (`check`, no key
+/// needed): their key paths (list items named by the list's key), never their values.
+struct Auditing {
+    clear: Vec<String>,
+}
+
+impl Visit for Auditing {
+    fn value(
+        &mut self,
+        scalar: Scalar,
+        _aad: &str,
+        encrypted: bool,
+        path: &[String],
+    ) -> Result<Scalar, SopsError> {
+        let in_clear = match &scalar {
+            Scalar::Str(s) => !s.is_empty() && !EncValue::is_enc(s),
+            Scalar::Null => false,
+            _ => true,
+        };
+        if encrypted && in_clear {
+            self.clear.push(key_name(path));
+        }
+        Ok(scalar)
+    }
+
+    fn comment(&mut self, text: Text, _aad: &str, _encrypted: bool) -> Result<Text, SopsError> {
+        Ok(text)
+    }
+}
+
+/// The key paths of values stored in clear that `rule` says to encrypt.
+pub(crate) fn clear_values(tree: Tree, rule: &CryptRule) -> Result<Vec<String>, SopsError> {
+    let (_, audit) = walk(tree, rule, Auditing { clear: Vec::new() })?;
+    Ok(audit.clear)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

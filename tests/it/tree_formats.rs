@@ -608,3 +608,35 @@ fn files_layout_for_tree_entries() {
         fx.envsync(["status"]).expect(0);
     }
 }
+
+/// `check` (no key) finds a value pasted in clear over its ciphertext in a tree file.
+#[test]
+fn check_finds_a_clear_value_in_a_tree_file() {
+    for (kind, ext) in TREES {
+        let fx = Fixture::new();
+        let repo = format!("c.enc.{ext}");
+        let plain = match kind {
+            "json" => "{\"db\": {\"password\": \"pw\", \"user_unencrypted\": \"app\"}}\n",
+            "ini" => "[db]\npassword = pw\nuser_unencrypted = app\n",
+            _ => "db:\n  password: pw\n  user_unencrypted: app\n",
+        };
+        sops_encrypt(&fx, &repo, plain.as_bytes(), kind);
+        fx.manifest(&[Fixture::entry(&repo, &format!("c.{ext}"))]);
+        fs::write(fx.repo.join(".gitignore"), "/secrets.toml.bak\n").unwrap();
+        git(&fx, &["add", "-A"]);
+        git(&fx, &["commit", "-qm", "c"]);
+        fx.envsync(["check"]).expect(0);
+        let text = fs::read_to_string(fx.repo_path(&repo)).unwrap();
+        let start = text.find("ENC[").unwrap();
+        let end = text[start..].find(']').unwrap() + start + 1;
+        fs::write(
+            fx.repo_path(&repo),
+            format!("{}leaked-value{}", &text[..start], &text[end..]),
+        )
+        .unwrap();
+        let run = fx.envsync(["check"]);
+        run.expect(1);
+        assert!(run.stdout.contains("db.password"), "{kind}: {}", run.stdout);
+        assert!(!run.stdout.contains("leaked-value"), "{kind}");
+    }
+}

@@ -4,6 +4,8 @@
 use crate::format::Format;
 use crate::sops::cipher::EncValue;
 use crate::sops::store::dotenv::{self, Item};
+use crate::sops::tree::MapItem;
+use crate::sops::walk;
 use crate::sops::{CryptRule, Metadata};
 
 /// What an `.enc`'s bytes are, judged without any key.
@@ -35,9 +37,18 @@ pub(super) fn classify(bytes: &[u8]) -> Encryption {
     }
 }
 
-/// The keys of a sops dotenv file whose value is in clear although `rule` says to encrypt
-/// it. Values are only tested for the `ENC[` form, never shown.
+/// The keys of a sops file whose value is in clear although `rule` says to encrypt it. Values are only tested for the `ENC[` form, never shown.
 pub(super) fn clear_keys(file: &[u8], rule: &CryptRule) -> Vec<String> {
+    // A YAML, JSON or INI file: every value under the same rules sops applies.
+    if let Some(codec) = Format::detect(file).and_then(Format::codec) {
+        let Ok(mut tree) = codec.parse(file) else {
+            return Vec::new();
+        };
+        for branch in &mut tree {
+            branch.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
+        }
+        return walk::clear_values(tree, rule).unwrap_or_default();
+    }
     let Ok(items) = dotenv::parse(file) else {
         return Vec::new();
     };
