@@ -354,9 +354,12 @@ fn parse_format(name: &str) -> Result<Format, Error> {
         "dotenv" => Ok(Format::Dotenv),
         "binary" => Ok(Format::Binary),
         "age" => Ok(Format::Age),
+        "yaml" => Ok(Format::Yaml),
+        "json" => Ok(Format::Json),
+        "ini" => Ok(Format::Ini),
         other => Err(Error::Add {
             path: other.to_string(),
-            reason: "envsync writes dotenv, binary and age files".into(),
+            reason: "the formats are dotenv, binary, age, yaml, json and ini".into(),
         }),
     }
 }
