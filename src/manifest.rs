@@ -800,7 +800,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "{path} line {}: `repo = \"gen/3.enc\"` is also the repo path of the entry on line {}",
+                "{path} line {}: `repo = \"gen/3.enc\"` is also the repo path of the entry on line {}; entries share a .enc only to extract different values of it (`key = \"…\"`)",
                 4 * 500 + 1,
                 4 * 3 + 1
             )
