@@ -16,7 +16,7 @@ use crate::cli::Selection;
 use crate::crypto::Identities;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
-use crate::format;
+use crate::format::{self, Format};
 use crate::keys::layout::own_options;
 use crate::keys::{KeyError, Recipients};
 use crate::output::Style;
@@ -120,6 +120,18 @@ pub(super) fn plan<'s, 'm>(
     let plaintext = match step.analysis.server.clone() {
         Some(plaintext) => plaintext,
         None => sides.server_canonical(None)?.unwrap_or_default(),
+    };
+    // A whole YAML, JSON or INI file is encrypted from the server's own text: its layout
+    // was only normalised to be compared, and a second trip through it is not lossless
+    // (go-yaml prints the float -0 as `-0`, which reads back as an int).
+    let whole_tree = sides
+        .view_codec()
+        .format()
+        .and_then(Format::codec)
+        .is_some();
+    let plaintext = match (&sides.server, whole_tree) {
+        (Some(server), true) => server.bytes.clone(),
+        _ => plaintext,
     };
     let Codec::Encrypted(format) = sides.codec else {
         step.contents = plaintext.expose().to_vec();

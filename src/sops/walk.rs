@@ -71,6 +71,9 @@ impl Selector {
 
 /// What a walk does at each leaf.
 trait Visit {
+    /// Whether the walk encrypts (its comments in lists come back as `ENC[…]` strings).
+    const ENCRYPTS: bool = false;
+
     /// A value (not null); returns the value to keep.
     fn value(
         &mut self,
@@ -133,7 +136,30 @@ impl<V: Visit> Walker<'_, V> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             out.push(match item {
-                ListItem::Comment(text) => ListItem::Comment(self.comment(text)?),
+                // sops writes an encrypted comment in a list as a list item (its walk does
+                // not turn it back into a comment there), and reads such an item back as
+                // the comment it is: neither is hashed.
+                ListItem::Comment(text) => {
+                    let text = self.comment(text)?;
+                    if V::ENCRYPTS && EncValue::is_enc(&text) {
+                        ListItem::Value(Value::Scalar(Scalar::Str(text)))
+                    } else {
+                        ListItem::Comment(text)
+                    }
+                }
+                ListItem::Value(Value::Scalar(Scalar::Str(text))) if is_enc_comment(&text) => {
+                    let encrypted = self.selector.encrypts(&self.path, &self.comments, false);
+                    let aad = self.aad();
+                    let text = self.visit.comment(text, &aad, encrypted)?;
+                    if let Some(level) = self.comments.last_mut() {
+                        level.clear();
+                    }
+                    if EncValue::is_enc(&text) {
+                        ListItem::Value(Value::Scalar(Scalar::Str(text)))
+                    } else {
+                        ListItem::Comment(text)
+                    }
+                }
                 ListItem::Value(value) => {
                     let value = self.value(value)?;
                     if let Some(level) = self.comments.last_mut() {
@@ -159,6 +185,11 @@ impl<V: Visit> Walker<'_, V> {
             }
         })
     }
+}
+
+/// An `ENC[…]` value of type comment: how sops stores a comment that was in a list.
+fn is_enc_comment(text: &str) -> bool {
+    EncValue::is_enc(text) && text.ends_with(",type:comment]")
 }
 
 fn walk<V: Visit>(tree: Tree, rule: &CryptRule, visit: V) -> Result<(Tree, V), SopsError> {
@@ -374,6 +405,8 @@ impl Encrypting<'_> {
 }
 
 impl Visit for Encrypting<'_> {
+    const ENCRYPTS: bool = true;
+
     fn value(
         &mut self,
         scalar: Scalar,
