@@ -26,6 +26,52 @@ pub(crate) enum CryptoError {
     BadIdentity { origin: String, reason: String },
     #[error("age encryption failed: {0}")]
     Encrypt(String),
+    #[error("the recipient `{0}` is a post-quantum age recipient (age1pq1…), which this build of envsync cannot encrypt to (the `age` crate it uses has no post-quantum support); use an X25519 (age1…) or SSH public key")]
+    PostQuantumRecipient(String),
+    #[error("it is encrypted only to post-quantum age recipients (age1pq1…), which this build of envsync cannot decrypt: {}; re-encrypt it to an X25519 (age1…) or SSH recipient too", .0.join(", "))]
+    PostQuantumOnly(Vec<String>),
+}
+
+/// How a post-quantum age identity line starts (age 1.3, ML-KEM-768 + X25519).
+const PQ_IDENTITY_PREFIX: &str = "AGE-SECRET-KEY-PQ-1";
+/// How a post-quantum age recipient starts.
+const PQ_RECIPIENT_PREFIX: &str = "age1pq1";
+
+/// Said of a source whose post-quantum identities were skipped.
+pub(crate) const PQ_UNSUPPORTED: &str =
+    "post-quantum age identities (AGE-SECRET-KEY-PQ-1…) are not supported by this build of envsync";
+
+/// Whether `recipient` is a post-quantum age recipient (`age1pq1…`).
+pub(crate) fn is_post_quantum_recipient(recipient: &str) -> bool {
+    let r = recipient.trim().as_bytes();
+    r.len() >= PQ_RECIPIENT_PREFIX.len()
+        && r[..PQ_RECIPIENT_PREFIX.len()].eq_ignore_ascii_case(PQ_RECIPIENT_PREFIX.as_bytes())
+}
+
+/// A recipient for a message: post-quantum ones are some 1,950 characters long, so only
+/// their start is shown.
+pub(crate) fn short_recipient(recipient: &str) -> String {
+    if is_post_quantum_recipient(recipient) && recipient.len() > 24 {
+        format!("{}…", recipient.get(..20).unwrap_or(recipient))
+    } else {
+        recipient.to_string()
+    }
+}
+
+/// Whether an identity file line is a post-quantum age identity.
+fn is_post_quantum_identity(line: &[u8]) -> bool {
+    let line = line.trim_ascii();
+    line.len() >= PQ_IDENTITY_PREFIX.len()
+        && line[..PQ_IDENTITY_PREFIX.len()].eq_ignore_ascii_case(PQ_IDENTITY_PREFIX.as_bytes())
+}
+
+/// What one identity source added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Added {
+    /// Usable identities (X25519, plugin-free age keys, SSH keys).
+    pub(crate) keys: usize,
+    /// Post-quantum age identity lines skipped (not supported by the `age` crate used).
+    pub(crate) post_quantum: usize,
 }
 
 /// Where an identity came from, for messages ("--identity /root/key.txt", "SOPS_AGE_KEY").
@@ -70,8 +116,10 @@ impl Identities {
     }
 
     /// Parses one source (an age identity file, or an unencrypted OpenSSH/PEM private key)
-    /// and adds its keys.
-    pub(crate) fn add(&mut self, source: &IdentitySource) -> Result<(), CryptoError> {
+    /// and adds its keys. Post-quantum age identities (`AGE-SECRET-KEY-PQ-1…`) are skipped
+    /// and counted, as sops without post-quantum support would: the other keys still work, and
+    /// a source holding only post-quantum identities adds none (`keys == 0`), not an error.
+    pub(crate) fn add(&mut self, source: &IdentitySource) -> Result<Added, CryptoError> {
         let bad = |reason: &str| CryptoError::BadIdentity {
             origin: source.origin.clone(),
             reason: reason.to_string(),
@@ -96,15 +144,35 @@ impl Identities {
             self.keys
                 .push(Box::new(identity.with_callbacks(age::NoCallbacks)));
             self.origins.push(source.origin.clone());
-            return Ok(());
+            return Ok(Added {
+                keys: 1,
+                post_quantum: 0,
+            });
         }
-        // Normalise CRLF, which age's parser rejects but sops accepts.
+        // Normalise CRLF, which age's parser rejects but sops accepts, and set post-quantum
+        // identities aside (the `age` crate refuses the whole file for one of them).
+        let mut post_quantum = 0;
         let text = Zeroizing::new(
             data.split(|&b| b == b'\n')
                 .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| {
+                    let pq = is_post_quantum_identity(l);
+                    post_quantum += usize::from(pq);
+                    !pq
+                })
                 .collect::<Vec<_>>()
                 .join(&b'\n'),
         );
+        if post_quantum > 0 && !text.split(|&b| b == b'\n').any(is_key_line) {
+            self.origins.push(format!(
+                "{} (holds only post-quantum age identities, skipped: {PQ_UNSUPPORTED})",
+                source.origin
+            ));
+            return Ok(Added {
+                keys: 0,
+                post_quantum,
+            });
+        }
         let file = age::IdentityFile::from_buffer(text.as_slice()).map_err(|_| {
             bad("it is not an age identity file (one age secret key a line, # comments; the line numbers are not shown to keep keys out of logs)")
         })?;
@@ -114,8 +182,17 @@ impl Identities {
         if parsed.is_empty() {
             return Err(bad("it holds no age secret key"));
         }
+        let keys = parsed.len();
         self.keys.extend(parsed);
-        self.origins.push(source.origin.clone());
+        self.origins.push(if post_quantum == 0 {
+            source.origin.clone()
+        } else {
+            format!(
+                "{} ({post_quantum} post-quantum age identit{} skipped: not supported by this build of envsync)",
+                source.origin,
+                if post_quantum == 1 { "y" } else { "ies" }
+            )
+        });
         for line in text.split(|&b| b == b'\n') {
             let key = std::str::from_utf8(line)
                 .ok()
@@ -125,7 +202,7 @@ impl Identities {
                 self.recipients.push(key.to_public().to_string());
             }
         }
-        Ok(())
+        Ok(Added { keys, post_quantum })
     }
 
     /// Whether `file` (an `.enc`) names one of these identities' X25519 recipients: a cheap
@@ -178,6 +255,12 @@ impl Identities {
     }
 }
 
+/// Whether an identity file line holds a key (not blank, not a comment).
+fn is_key_line(line: &[u8]) -> bool {
+    let line = line.trim_ascii();
+    !line.is_empty() && !line.starts_with(b"#")
+}
+
 fn map_decrypt_error(e: age::DecryptError) -> CryptoError {
     match e {
         age::DecryptError::NoMatchingKeys => CryptoError::NoMatch,
@@ -214,6 +297,9 @@ impl Recipient {
                 trimmed.to_string()
             })
         };
+        if is_post_quantum_recipient(trimmed) {
+            return Err(CryptoError::PostQuantumRecipient(short_recipient(trimmed)));
+        }
         let key: Box<dyn age::Recipient + Send + Sync> = if trimmed.starts_with("age1") {
             Box::new(
                 trimmed
@@ -320,6 +406,79 @@ pub(crate) fn is_age_file(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A post-quantum age identity (age 1.3) stand-in: Bech32 with HRP `age-secret-key-pq-`
+    /// over 32 arbitrary bytes (no real one can be made without age 1.3), as
+    /// tests/it/pq_identity.rs builds them.
+    const PQ_IDENTITY: &str =
+        "AGE-SECRET-KEY-PQ-18F0CF2WW7VVR6C584NGLVX6QVK92L48EREPK3RDJ6L7ZZ3NTJZ6STCSQET";
+
+    fn source(text: &str) -> IdentitySource {
+        IdentitySource {
+            origin: "keys.txt".into(),
+            contents: SecretBytes::new(text.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn post_quantum_identities_are_skipped_and_the_others_kept() {
+        let (x25519, recipient) = generate_identity();
+        let x25519 = String::from_utf8(x25519.expose().to_vec()).unwrap();
+        // The age crate refuses the whole file for one post-quantum line: why they are skipped.
+        let mixed = format!(
+            "{PQ_IDENTITY}\r\n{x25519}\n{}\n",
+            PQ_IDENTITY.to_lowercase()
+        );
+        assert!(
+            age::IdentityFile::from_buffer(mixed.replace('\r', "").as_bytes())
+                .map_or(true, |f| f.into_identities().is_err())
+        );
+
+        let mut identities = Identities::parse(&[]).unwrap();
+        let added = identities.add(&source(&mixed)).unwrap();
+        assert_eq!(
+            added,
+            Added {
+                keys: 1,
+                post_quantum: 2
+            }
+        );
+        assert_eq!(identities.recipients(), std::slice::from_ref(&recipient));
+        assert!(identities.origins()[0].contains("2 post-quantum age identities skipped"));
+        let wrapped = wrap_key(b"k", &Recipient::parse(&recipient).unwrap()).unwrap();
+        assert_eq!(identities.unwrap_key(&wrapped).unwrap().expose(), b"k");
+
+        let mut only = Identities::parse(&[]).unwrap();
+        let added = only
+            .add(&source(&format!("# created: now\n{PQ_IDENTITY}\n")))
+            .unwrap();
+        assert_eq!(
+            added,
+            Added {
+                keys: 0,
+                post_quantum: 1
+            }
+        );
+        assert!(only.is_empty());
+        assert!(only.origins()[0].contains(PQ_UNSUPPORTED));
+        assert!(!only.origins()[0].contains(&PQ_IDENTITY[20..]));
+        // No key at all is still an error, not a post-quantum note.
+        assert!(Identities::parse(&[])
+            .unwrap()
+            .add(&source("# none\n"))
+            .is_err());
+    }
+
+    #[test]
+    fn a_post_quantum_recipient_is_refused_by_type() {
+        let long = format!("age1pq1{}", "q".repeat(1900));
+        let message = Recipient::parse(&long).unwrap_err().to_string();
+        assert!(
+            message.contains("post-quantum age recipient (age1pq1…)"),
+            "{message}"
+        );
+        assert!(message.len() < 400, "{message}");
+    }
 
     #[test]
     fn a_pasted_private_key_is_not_echoed() {

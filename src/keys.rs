@@ -45,7 +45,7 @@ pub(crate) enum KeyError {
     NoTerminal { path: PathBuf },
     #[error("{0}")]
     Crypto(#[from] CryptoError),
-    #[error("no age identity found (looked in: {})", .looked.join(", "))]
+    #[error("no usable age identity found (looked in: {})", .looked.join(", "))]
     NoIdentity { looked: Vec<String> },
     #[error("{}: {message}", path.display())]
     Config { path: PathBuf, message: String },

@@ -97,7 +97,12 @@ pub(crate) fn load_identities(config: &IdentityConfig) -> Result<Identities, Key
             contents,
         };
         match identities.add(&source) {
-            Ok(()) => looked.push(format!("{} ({label})", path.display())),
+            Ok(added) if added.keys == 0 => looked.push(format!(
+                "{} ({label}, only post-quantum identities: {})",
+                path.display(),
+                crypto::PQ_UNSUPPORTED
+            )),
+            Ok(_) => looked.push(format!("{} ({label})", path.display())),
             Err(_) if need == Need::Implicit => {
                 looked.push(format!("{} ({label}, not a usable key)", path.display()));
             }
@@ -105,10 +110,16 @@ pub(crate) fn load_identities(config: &IdentityConfig) -> Result<Identities, Key
         }
     }
     if let Some(key) = &config.env_key {
-        identities.add(&IdentitySource {
+        let added = identities.add(&IdentitySource {
             origin: "SOPS_AGE_KEY".into(),
             contents: key.clone(),
         })?;
+        if added.keys == 0 {
+            looked.push(format!(
+                "SOPS_AGE_KEY (only post-quantum identities: {})",
+                crypto::PQ_UNSUPPORTED
+            ));
+        }
     }
     if identities.is_empty() {
         if config.explicit.is_empty() {

@@ -23,6 +23,7 @@ mod keys;
 mod large_files;
 mod leaks;
 mod lost_key;
+mod pq_identity;
 mod precommit;
 mod releases;
 mod reliability;
