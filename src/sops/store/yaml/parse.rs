@@ -429,7 +429,8 @@ impl Layout {
                 .items
                 .iter()
                 .filter(|i| i.line == comment.line)
-                .max_by_key(|i| i.depth)
+                // The first of the deepest: a flow list's comment goes before its items.
+                .max_by_key(|i| (i.depth, std::cmp::Reverse(i.col)))
             {
                 return Slot {
                     container: item.container,
