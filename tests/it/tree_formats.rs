@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::{self, git, key_file, vectors, Fixture, AGE1, AGE2};
 
 /// The tree formats: (sops type, file suffix).
-const TREES: [(&str, &str); 2] = [("yaml", "yaml"), ("json", "json")];
+const TREES: [(&str, &str); 3] = [("yaml", "yaml"), ("json", "json"), ("ini", "ini")];
 
 /// A copy of the three age keys in one 0600 file, as an identity.
 fn all_keys(fx: &Fixture) -> std::path::PathBuf {
