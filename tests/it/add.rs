@@ -124,7 +124,7 @@ fn a_plaintext_inside_the_repo_is_ignored_and_dry_run_writes_nothing() {
     run.expect(0);
     assert_eq!(common::snapshot(&fx.repo), before, "--dry-run wrote");
     for want in [
-        "would add app/cfg.ini.enc ← app/cfg.ini (binary)",
+        "would add app/cfg.ini.enc ← app/cfg.ini (ini)",
         "  repo = \"app/cfg.ini.enc\"",
         "would add to .gitignore: /server/app/cfg.ini",
     ] {
@@ -136,7 +136,7 @@ fn a_plaintext_inside_the_repo_is_ignored_and_dry_run_writes_nothing() {
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["command"], "add");
     assert_eq!(doc["entry"]["repo"], "app/cfg.ini.enc");
-    assert_eq!(doc["entry"]["format"], "binary");
+    assert_eq!(doc["entry"]["format"], "ini");
     assert_eq!(doc["gitignore"][0], "/server/app/cfg.ini");
     assert_eq!(
         fs::read_to_string(fx.repo.join(".gitignore")).unwrap(),
