@@ -795,6 +795,14 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// Go's `strconv.ParseFloat(s, 64)` for the spellings YAML scalars reach it with.
 fn parse_go_float(s: &str) -> Option<f64> {
+    // Go literal syntax allows `_` between digits (`.0_7`).
+    if s.contains('_') {
+        return if underscores_between_digits(s) {
+            parse_go_float(&s.replace('_', ""))
+        } else {
+            None
+        };
+    }
     let lower = s.to_ascii_lowercase();
     let body = lower.trim_start_matches(['+', '-']);
     if body.starts_with("0x") || body.contains('_') {
@@ -813,6 +821,15 @@ fn parse_go_float(s: &str) -> Option<f64> {
     let f: f64 = s.parse().ok()?;
     // Go refuses values out of range (it returns ±Inf with an error).
     (f.is_finite() || body == "inf" || body == "infinity" || body == "nan").then_some(f)
+}
+
+/// Go's `underscoreOK` for a decimal number: every `_` between two digits.
+fn underscores_between_digits(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'_'
+            || (i > 0 && b[i - 1].is_ascii_digit() && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+    })
 }
 
 /// go-yaml's `parseTimestamp`: four digits and `-`, then one of its layouts; the result as
