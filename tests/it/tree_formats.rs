@@ -6,7 +6,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::common::{self, git, key_file, vectors, Fixture, AGE1, AGE2};
+use crate::common::{self, git, key_file, sops, vectors, Fixture, AGE1, AGE2};
 
 /// The tree formats: (sops type, file suffix).
 const TREES: [(&str, &str); 3] = [("yaml", "yaml"), ("json", "json"), ("ini", "ini")];
@@ -689,4 +689,80 @@ fn tree_cases_match_sops_both_ways() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
+
+/// Every rule sops has, and Shamir key groups: a file sops encrypts under the rule reads as
+/// `sops -d` prints it; envsync's file under the same `.sops.yaml` has the same values in
+/// clear and encrypted (comments included), and sops reads it.
+#[test]
+fn rules_and_key_groups_match_sops() {
+    let plain = "# sops:enc\nsecret: one\npublic: two\n# plain comment\nnested:\n  # sops:enc\n  password: three\n  user_unencrypted: four\n  list:\n    - five\n    # sops:enc\n    - six\n";
+    let groups = format!(
+        "shamir_threshold: 2\n    key_groups:\n      - age: [{AGE1}]\n      - age: [{AGE2}]\n      - age: [{}]",
+        common::AGE3
+    );
+    let rules = [
+        format!("age: {AGE1}\n    encrypted_regex: ^(secret|password)$"),
+        format!("age: {AGE1}\n    unencrypted_regex: ^public$"),
+        format!("age: {AGE1}\n    encrypted_suffix: word"),
+        format!("age: {AGE1}\n    encrypted_comment_regex: sops:enc"),
+        format!("age: {AGE1}\n    unencrypted_comment_regex: plain"),
+        format!("age: {AGE1}\n    mac_only_encrypted: true"),
+        groups,
+    ];
+    // Which lines are encrypted, and as what (the ciphertext itself differs).
+    let layout = |text: &str| -> Vec<String> {
+        text.lines()
+            .take_while(|l| !l.starts_with("sops:"))
+            .map(|l| match l.find("ENC[") {
+                Some(at) => format!("{}ENC:{}", &l[..at], &l[l.rfind("type:").unwrap()..]),
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    for rule in rules {
+        let fx = Fixture::new();
+        fs::write(
+            fx.repo.join(".sops.yaml"),
+            format!("creation_rules:\n  - {rule}\n"),
+        )
+        .unwrap();
+        fx.write_server("x.yaml", plain.as_bytes());
+        fx.manifest(&[Fixture::entry("x.enc.yaml", "x.yaml")]);
+        let out = Command::new(sops())
+            .args(["encrypt", "--input-type", "yaml", "--output-type", "yaml"])
+            .args(["--filename-override", "theirs.enc.yaml"])
+            .arg(fx.server_path("x.yaml"))
+            .current_dir(&fx.repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::write(fx.repo_path("theirs.enc.yaml"), &out.stdout).unwrap();
+        let keys = all_keys(&fx);
+        let want = common::sops_decrypt(&fx.repo_path("theirs.enc.yaml"), "yaml", &keys);
+        let show = fx.envsync([
+            "--identity",
+            keys.to_str().unwrap(),
+            "show",
+            "--reveal",
+            "theirs.enc.yaml",
+        ]);
+        assert_eq!(
+            show.stdout.as_bytes(),
+            want.as_slice(),
+            "{rule}: {}",
+            show.stderr
+        );
+        fx.envsync(["--identity", keys.to_str().unwrap(), "encrypt"])
+            .expect(0);
+        let back = common::sops_decrypt(&fx.repo_path("x.enc.yaml"), "yaml", &keys);
+        assert_eq!(back, want, "{rule}");
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        let ours = fs::read_to_string(fx.repo_path("x.enc.yaml")).unwrap();
+        assert_eq!(layout(&ours), layout(&theirs), "{rule}");
+    }
 }
