@@ -40,6 +40,7 @@ pub(crate) fn parse(text: &[u8]) -> Result<Tree, SopsError> {
         pos: 0,
         nodes: Vec::new(),
         anchors: HashMap::new(),
+        depth: 0,
     };
     let mut docs = Vec::new();
     while reader.pos < events.len() {
@@ -119,7 +120,13 @@ struct Reader<'e, 'a> {
     pos: usize,
     nodes: Vec<Node>,
     anchors: HashMap<usize, usize>,
+    /// How deep the node being read is: refused past [`MAX_DEPTH`] rather than overflowing
+    /// the stack.
+    depth: usize,
 }
+
+/// Nesting deeper than any real configuration.
+const MAX_DEPTH: usize = 512;
 
 impl Reader<'_, '_> {
     fn error(&self, reason: &str) -> SopsError {
@@ -153,6 +160,16 @@ impl Reader<'_, '_> {
 
     /// Reads the node that starts at the current event; returns its index.
     fn node(&mut self) -> Result<usize, SopsError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        let node = self.node_inner();
+        self.depth -= 1;
+        node
+    }
+
+    fn node_inner(&mut self) -> Result<usize, SopsError> {
         let (event, span) = self
             .events
             .get(self.pos)
@@ -505,7 +522,7 @@ impl Builder<'_> {
     }
 
     fn value(&mut self, index: usize, depth: usize) -> Result<Value, SopsError> {
-        if depth > 512 {
+        if depth > MAX_DEPTH {
             return Err(SopsError::Syntax {
                 line: self.nodes[index].line,
                 reason: "nested too deeply".into(),
