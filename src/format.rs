@@ -124,8 +124,17 @@ pub(crate) fn decrypt(
     identities: &Identities,
 ) -> Result<Opened, SopsError> {
     if format == Format::Age {
+        // No identity here opens it: the same error as a SOPS file's, so that `status` and
+        // the lost-key path treat a plain age entry alike.
+        let plaintext = identities.decrypt(bytes).map_err(|e| match e {
+            crypto::CryptoError::NoMatch => SopsError::NoMatchingIdentity {
+                recipients: Vec::new(),
+                tried: identities.origins().to_vec(),
+            },
+            other => other.into(),
+        })?;
         return Ok(Opened {
-            plaintext: identities.decrypt(bytes)?,
+            plaintext,
             sops: None,
             whole: None,
         });

@@ -42,7 +42,7 @@ pub(crate) enum SopsError {
     NotEncrypted { key: String },
     #[error("MAC mismatch: the file was altered after it was encrypted (values edited, reordered or removed)")]
     MacMismatch,
-    #[error("no identity matches any of its recipients ({}); identities tried: {}", .recipients.join(", "), if .tried.is_empty() { "none".to_string() } else { .tried.join(", ") })]
+    #[error("no identity matches any of its recipients ({}); identities tried: {}", if .recipients.is_empty() { "an age file does not name them".to_string() } else { .recipients.join(", ") }, if .tried.is_empty() { "none".to_string() } else { .tried.join(", ") })]
     NoMatchingIdentity {
         recipients: Vec<String>,
         tried: Vec<String>,
@@ -152,6 +152,9 @@ pub(crate) fn unlock_data_key(
     if shares.len() < threshold {
         return Err(match corrupt {
             Some(e) => SopsError::Crypto(e),
+            // No group opens at all: the same as a one-group file no identity opens (the
+            // lost-key path depends on it).
+            None if shares.is_empty() => no_match(),
             None => SopsError::DataKey(format!(
                 "needs {threshold} of {} key groups but identities match only {} ({})",
                 meta.key_groups.len(),

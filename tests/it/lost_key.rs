@@ -141,3 +141,63 @@ fn a_pulled_rotation_no_key_here_opens_is_not_a_lost_key() {
     assert!(run.stderr.contains("no identity matches"), "{}", run.stderr);
     assert!(!run.stdout.contains("encrypt --force"), "{}", run.stdout);
 }
+
+/// The runbook also holds for a Shamir file whose groups no key here opens: `status` names
+/// it `recipients differ`, `encrypt --force` re-encrypts it for the new key. (A plain age
+/// file names no recipients, so its lost key stays an error naming the keys tried.)
+#[test]
+fn a_lost_key_on_a_shamir_file() {
+    let fx = Fixture::new();
+    let old_key = fx.home.join("old.txt");
+    let keys: String = [1, 2]
+        .iter()
+        .map(|n| fs::read_to_string(common::key_file(*n)).unwrap())
+        .collect();
+    fs::write(&old_key, keys).unwrap();
+    fs::set_permissions(
+        &old_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        format!("creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [{AGE1}]\n      - age: [{AGE2}]\n"),
+    )
+    .unwrap();
+    let manifest = |identity: &std::path::Path| {
+        fs::write(
+            fx.repo.join("secrets.toml"),
+            format!(
+                "version = 1\n[server]\nroot = \"{}\"\nidentity = \"{}\"\n[[file]]\nrepo = \"c.enc.yaml\"\nserver = \"c.yaml\"\n",
+                fx.server.display(),
+                identity.display()
+            ),
+        )
+        .unwrap();
+    };
+    manifest(&old_key);
+    fx.write_server("c.yaml", b"db:\n    password: s3cret\n");
+    fx.envsync(["encrypt"]).expect(0);
+    // The old keys are lost; AGE3 replaces them.
+    fs::remove_file(&old_key).unwrap();
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {AGE3}\n"),
+    )
+    .unwrap();
+    manifest(&common::key_file(3));
+    let run = fx.envsync(["status"]);
+    run.expect(1);
+    assert_eq!(
+        run.stdout.matches("recipients differ").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    fx.envsync(["encrypt", "--force"]).expect(0);
+    // The mode drift of the hand-made server file is fixed by a decrypt.
+    fx.envsync(["decrypt"]).expect(0);
+    fx.envsync(["status"]).expect(0);
+    let yaml = sops_open(&fx.repo_path("c.enc.yaml"), "yaml", &common::key_file(3)).unwrap();
+    assert_eq!(yaml, b"db:\n    password: s3cret\n");
+}
