@@ -106,6 +106,9 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
         }
         (other, _) => other.map_err(fail(fallback))?,
     };
+    sops::store::structured::configure(keys::recipients::store_layout(
+        &settings.manifest.repo_root,
+    ));
     let printer = settings.printer.clone();
     let mut ctx = Context::new(settings, cwd);
     let status = commands::dispatch(&mut ctx, &cli.command).map_err(fail(printer.clone()))?;

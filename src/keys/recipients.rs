@@ -72,6 +72,48 @@ impl StringOrList {
     }
 }
 
+/// `.sops.yaml`'s `stores:` block, read on its own: a `.sops.yaml` whose rules are broken
+/// still lays out files as sops would.
+#[derive(Debug, Default, Deserialize)]
+struct StoresOnly {
+    #[serde(default)]
+    stores: Stores,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Stores {
+    #[serde(default)]
+    yaml: Option<StoreIndent>,
+    #[serde(default)]
+    json: Option<StoreIndent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StoreIndent {
+    #[serde(default)]
+    indent: Option<i64>,
+}
+
+/// The `stores:` indentation of the `.sops.yaml` in `repo_root` (sops's defaults when there
+/// is none, or it does not parse).
+pub(crate) fn store_layout(repo_root: &Path) -> crate::sops::store::StoreLayout {
+    let parsed: StoresOnly = std::fs::read_to_string(repo_root.join(".sops.yaml"))
+        .ok()
+        .and_then(|text| serde_yaml_ng::from_str(&text).ok())
+        .unwrap_or_default();
+    let indent = |store: &Option<StoreIndent>| {
+        store
+            .as_ref()
+            .and_then(|s| s.indent)
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    crate::sops::store::StoreLayout {
+        // sops: 0 means its default.
+        yaml_indent: indent(&parsed.stores.yaml).filter(|&n| n > 0),
+        json_indent: indent(&parsed.stores.json),
+    }
+}
+
 /// The parsed `.sops.yaml` beside the manifest, if there is one.
 #[derive(Debug)]
 pub(crate) struct Recipients {

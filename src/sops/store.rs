@@ -11,7 +11,7 @@ pub(crate) mod yaml;
 
 use super::{Decrypted, EncryptOptions, Metadata, SopsError, Unlocked};
 use crate::crypto::Identities;
-pub(crate) use structured::Codec;
+pub(crate) use structured::{Codec, StoreLayout};
 
 /// A SOPS store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

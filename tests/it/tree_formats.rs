@@ -766,3 +766,47 @@ fn rules_and_key_groups_match_sops() {
         assert_eq!(layout(&ours), layout(&theirs), "{rule}");
     }
 }
+
+/// `.sops.yaml`'s `stores:` indentation applies to what envsync decrypts and encrypts, as it
+/// does for sops (which reads the same `.sops.yaml` from the repo).
+#[test]
+fn store_indentation_from_sops_yaml() {
+    let fx = Fixture::new();
+    fs::write(
+        fx.repo.join(".sops.yaml"),
+        format!("stores:\n  yaml:\n    indent: 2\n  json:\n    indent: 3\ncreation_rules:\n  - age: {AGE1}\n"),
+    )
+    .unwrap();
+    fx.write_server("x.yaml", b"a:\n  b:\n    - c: 1\n      d: [x]\n");
+    fx.write_server("y.json", b"{\"a\": {\"b\": [1, {\"c\": 2}]}}");
+    fx.manifest(&[
+        Fixture::entry("x.enc.yaml", "x.yaml"),
+        Fixture::entry("y.enc.json", "y.json"),
+    ]);
+    fx.envsync(["encrypt"]).expect(0);
+    for (rel, kind) in [("x.enc.yaml", "yaml"), ("y.enc.json", "json")] {
+        // sops run in the repo (its .sops.yaml applies) prints what envsync writes.
+        let out = Command::new(sops())
+            .args(["decrypt", "--input-type", kind, "--output-type", kind, rel])
+            .current_dir(&fx.repo)
+            .env("SOPS_AGE_KEY_FILE", key_file(1))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let server = rel.replace(".enc", "");
+        fs::remove_file(fx.server_path(&server)).unwrap();
+        fx.envsync(["decrypt"]).expect(0);
+        assert_eq!(
+            fs::read(fx.server_path(&server)).unwrap(),
+            out.stdout,
+            "{rel}"
+        );
+    }
+    let yaml = fs::read_to_string(fx.repo_path("x.enc.yaml")).unwrap();
+    assert!(yaml.starts_with("a:\n  b:\n    - c: ENC["), "{yaml}");
+    let json = fs::read_to_string(fx.repo_path("y.enc.json")).unwrap();
+    assert!(
+        json.starts_with("{\n   \"a\": {\n      \"b\": [\n"),
+        "{json}"
+    );
+}

@@ -15,6 +15,25 @@ use crate::sops::{
     mac, new_metadata, unlock_data_key, Decrypted, EncryptOptions, SopsError, Unlocked,
 };
 
+/// `.sops.yaml`'s `stores:` indentation, which sops applies to what it decrypts and
+/// encrypts alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StoreLayout {
+    /// `stores.yaml.indent` (sops: 4 when unset or 0).
+    pub(crate) yaml_indent: Option<usize>,
+    /// `stores.json.indent`: that many spaces a level (sops: a tab when unset).
+    pub(crate) json_indent: Option<usize>,
+}
+
+/// Set once, from the `.sops.yaml` beside the manifest, before any file is read or written
+/// (sops too reads it once a run); unset, the stores write sops's defaults.
+static LAYOUT: std::sync::OnceLock<StoreLayout> = std::sync::OnceLock::new();
+
+/// Records the `stores:` layout for this run.
+pub(crate) fn configure(layout: StoreLayout) {
+    let _ = LAYOUT.set(layout);
+}
+
 /// The top-level key that holds the metadata.
 const SOPS_KEY: &str = "sops";
 
@@ -36,9 +55,10 @@ impl Codec {
     }
 
     pub(crate) fn emit(self, tree: &Tree) -> Vec<u8> {
+        let layout = LAYOUT.get().copied().unwrap_or_default();
         match self {
-            Self::Yaml => yaml::emit::emit(tree, 4),
-            Self::Json => json::emit(tree, None),
+            Self::Yaml => yaml::emit::emit(tree, layout.yaml_indent.unwrap_or(4)),
+            Self::Json => json::emit(tree, layout.json_indent),
             Self::Ini => ini::emit(tree),
         }
     }
