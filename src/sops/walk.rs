@@ -286,10 +286,15 @@ impl Visit for Decrypting<'_> {
                 let enc = EncValue::parse(s).map_err(error)?;
                 let plain = enc.decrypt(self.key, aad.as_bytes()).map_err(error)?;
                 let value = typed(enc.ty, &plain).ok_or(error(CipherError::UnknownType))?;
+                // The MAC is over the decrypted bytes as sops reads them (a string that is
+                // not UTF-8 included), not over their text form.
+                let canonical =
+                    mac::canonical(enc.ty, &plain).ok_or(error(CipherError::UnknownType))?;
+                self.hasher.add(canonical.expose(), true);
                 if let Some(stash) = &mut self.stash {
                     stash.put(aad, enc, &value);
                 }
-                value
+                return Ok(value);
             }
             (_, true) => {
                 return Err(SopsError::NotEncrypted {
