@@ -49,7 +49,7 @@ pub(crate) enum SopsError {
     },
     #[error("its data key {0}")]
     DataKey(String),
-    #[error("it already holds sops_ keys: it is encrypted already")]
+    #[error("it already holds sops metadata (a top-level `sops` key, or `sops_` lines): it is encrypted already")]
     AlreadyEncrypted,
     #[error("{0}")]
     Crypto(#[from] CryptoError),
