@@ -435,24 +435,7 @@ impl Emitter {
         if !value.is_empty() && !self.whitespace {
             self.put(b' ');
         }
-        let mut breaks = false;
-        let mut i = 0;
-        while i < value.len() {
-            if is_break(value, i) {
-                if !breaks && value[i] == b'\n' {
-                    self.put_break();
-                }
-                self.write_break(value, &mut i);
-                breaks = true;
-            } else {
-                if breaks {
-                    self.write_indent();
-                }
-                self.write_char(value, &mut i);
-                self.indention = false;
-                breaks = false;
-            }
-        }
+        self.write_lines(value, false);
         if !value.is_empty() {
             self.whitespace = false;
         }
@@ -460,8 +443,16 @@ impl Emitter {
     }
 
     fn write_single_quoted(&mut self, text: &str) {
-        let value = text.as_bytes();
         self.write_indicator(b"'", true, false, false);
+        self.write_lines(text.as_bytes(), true);
+        self.write_indicator(b"'", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    /// The body of a plain or single-quoted scalar: a line break doubled (YAML folds a single
+    /// one), each line indented, and a quote doubled inside single quotes.
+    fn write_lines(&mut self, value: &[u8], double_quotes: bool) {
         let mut breaks = false;
         let mut i = 0;
         while i < value.len() {
@@ -475,7 +466,7 @@ impl Emitter {
                 if breaks {
                     self.write_indent();
                 }
-                if value[i] == b'\'' {
+                if double_quotes && value[i] == b'\'' {
                     self.put(b'\'');
                 }
                 self.write_char(value, &mut i);
@@ -483,9 +474,6 @@ impl Emitter {
                 breaks = false;
             }
         }
-        self.write_indicator(b"'", false, false, false);
-        self.whitespace = false;
-        self.indention = false;
     }
 
     fn write_double_quoted(&mut self, text: &str) {
