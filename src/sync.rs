@@ -302,16 +302,14 @@ impl<'m> Sides<'m> {
                 dotenv::emit(&items)
             }
             // A tree as `sops -d` prints it: formatting that is not content is not drift.
+            // A server file that does not parse (a hand edit gone wrong) is taken as it is:
+            // it differs from the repo, so decrypt refuses to overwrite it unless --force,
+            // and encrypt names the line.
             Codec::Encrypted(format) => match format.codec() {
-                Some(codec) => {
-                    let tree = codec
-                        .parse(server.bytes.expose())
-                        .map_err(|e| Error::File {
-                            path: self.entry.server_path.clone(),
-                            source: e.into(),
-                        })?;
-                    SecretBytes::new(codec.emit(&tree))
-                }
+                Some(codec) => match codec.parse(server.bytes.expose()) {
+                    Ok(tree) => SecretBytes::new(codec.emit(&tree)),
+                    Err(_) => server.bytes.clone(),
+                },
                 None => server.bytes.clone(),
             },
             Codec::Plain => server.bytes.clone(),

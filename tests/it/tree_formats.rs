@@ -810,3 +810,28 @@ fn store_indentation_from_sops_yaml() {
         "{json}"
     );
 }
+
+/// A server YAML file broken by a hand edit: status calls it edited, decrypt refuses to
+/// overwrite it (exit 3), encrypt names the line and writes nothing (exit 2), and decrypt
+/// --force restores it.
+#[test]
+fn a_broken_server_file_is_an_edit_not_a_crash() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("c.enc.yaml", b"a:\n    b: s3cret-value\n", "yaml");
+    fx.manifest(&[Fixture::entry("c.enc.yaml", "c.yaml")]);
+    fx.envsync(["decrypt"]).expect(0);
+    let enc = fs::read(fx.repo_path("c.enc.yaml")).unwrap();
+    fx.write_server("c.yaml", b"a:\n    b: [s3cret-value\n");
+    fx.envsync(["status"]).expect(1);
+    fx.envsync(["decrypt"]).expect(3);
+    let run = fx.envsync(["encrypt"]);
+    run.expect(2);
+    assert!(run.stderr.contains("line "), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    assert_eq!(fs::read(fx.repo_path("c.enc.yaml")).unwrap(), enc);
+    fx.envsync(["decrypt", "--force"]).expect(0);
+    assert_eq!(
+        fs::read(fx.server_path("c.yaml")).unwrap(),
+        b"a:\n    b: s3cret-value\n"
+    );
+}
