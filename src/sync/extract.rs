@@ -63,24 +63,29 @@ pub(crate) fn set(tree: &mut Tree, key: &KeyPath, server: &[u8]) -> Result<(), F
     insert(tree, key, Value::str(text))
 }
 
-/// The new text as the old value's type when it still reads as one, else a string.
+/// The new text as the old value's type when it reads back as exactly that text (`8081` stays
+/// an int), else a string: `2.50` or `+8081` would be re-spelled, and the server file would
+/// never again match what the `.enc` holds.
 fn typed_like(old: &Scalar, text: &str) -> Scalar {
-    match old {
-        Scalar::Int(_) => text.parse().map_or_else(|_| Scalar::str(text), Scalar::Int),
+    let exact = match old {
+        Scalar::Int(_) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|i| i.to_string() == text)
+            .map(Scalar::Int),
         Scalar::Float(_) => text
             .parse::<f64>()
             .ok()
-            .filter(|f| f.is_finite())
-            .map_or_else(|| Scalar::str(text), Scalar::Float),
+            .filter(|f| f.is_finite() && crate::sops::mac::go_format_float(*f) == text)
+            .map(Scalar::Float),
         Scalar::Bool(_) => match text {
-            "true" => Scalar::Bool(true),
-            "false" => Scalar::Bool(false),
-            _ => Scalar::str(text),
+            "true" => Some(Scalar::Bool(true)),
+            "false" => Some(Scalar::Bool(false)),
+            _ => None,
         },
-        Scalar::Str(_) | Scalar::Null | Scalar::Time(_) => {
-            Scalar::Str(Zeroizing::new(text.to_string()))
-        }
-    }
+        Scalar::Str(_) | Scalar::Null | Scalar::Time(_) => None,
+    };
+    exact.unwrap_or_else(|| Scalar::Str(Zeroizing::new(text.to_string())))
 }
 
 fn insert(tree: &mut Tree, key: &KeyPath, value: Value) -> Result<(), FileError> {

@@ -835,3 +835,37 @@ fn a_broken_server_file_is_an_edit_not_a_crash() {
         b"a:\n    b: s3cret-value\n"
     );
 }
+
+/// A `key` entry's number keeps its server spelling: `2.50` and `+8081` go in as strings
+/// (their number form would print differently), `8082` stays an int; all are in sync after.
+#[test]
+fn a_key_entry_keeps_the_server_spelling() {
+    let fx = Fixture::new();
+    fx.sops_encrypt("c.enc.yaml", b"ratio: 1.5\nport: 8080\nother: 1\n", "yaml");
+    fx.manifest(&[
+        format!(
+            "{}key = \"ratio\"\n",
+            Fixture::entry("c.enc.yaml", "app/ratio")
+        ),
+        format!(
+            "{}key = \"port\"\n",
+            Fixture::entry("c.enc.yaml", "app/port")
+        ),
+        format!(
+            "{}key = \"other\"\n",
+            Fixture::entry("c.enc.yaml", "app/other")
+        ),
+    ]);
+    fx.envsync(["decrypt"]).expect(0);
+    fx.write_server("app/ratio", b"2.50");
+    fx.write_server("app/port", b"+8081");
+    fx.write_server("app/other", b"8082");
+    fx.envsync(["encrypt"]).expect(0);
+    assert_eq!(
+        fx.sops_decrypt("c.enc.yaml", "yaml"),
+        b"ratio: \"2.50\"\nport: \"+8081\"\nother: 8082\n"
+    );
+    fx.envsync(["decrypt"]).expect(0);
+    let status = fx.envsync(["status"]);
+    assert!(!status.stdout.contains("changed"), "{}", status.stdout);
+}
