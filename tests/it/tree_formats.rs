@@ -354,7 +354,11 @@ fn tampered_tree_files_are_refused() {
         };
         sops_encrypt(&fx, &repo, plain.as_bytes(), kind);
         fx.manifest(&[Fixture::entry(&repo, &format!("t.{ext}"))]);
-        fx.write_server(&format!("t.{ext}"), b"original server content\n");
+        // Valid in both formats, and different from the .enc: every case reaches the decrypt.
+        fx.write_server(
+            &format!("t.{ext}"),
+            b"{\"z\": \"original server content\"}\n",
+        );
         let good = fs::read_to_string(fx.repo_path(&repo)).unwrap();
         let value_of = |key: &str| -> String {
             let line = good
@@ -399,9 +403,11 @@ fn tampered_tree_files_are_refused() {
                     .replacen("@@C@@", &a, 1),
             ),
             (
+                // A string's tag made int. (An int made str with the same digits is not
+                // detectable: sops authenticates the value's text and its path, not its
+                // type, and accepts that file too.)
                 "changed type",
-                good.replacen("type:int", "type:str", 1)
-                    .replacen("type:float", "type:str", 1),
+                good.replacen(&a, &a.replace("type:str", "type:int"), 1),
             ),
             ("changed mac", good.replacen(&mac_line, &mac_flipped, 1)),
             (
@@ -419,13 +425,16 @@ fn tampered_tree_files_are_refused() {
             assert_eq!(run.code, 2, "{kind} {what}: {}", run.stderr);
             assert_eq!(
                 fs::read(fx.server_path(&format!("t.{ext}"))).unwrap(),
-                b"original server content\n",
+                b"{\"z\": \"original server content\"}\n",
                 "{kind} {what}"
             );
             for secret in ["alpha", "bravo", "charlie"] {
                 assert!(!run.stderr.contains(secret), "{kind} {what} leaked");
             }
         }
+        // The control: the untouched file decrypts over the same server file.
+        fs::write(fx.repo_path(&repo), &good).unwrap();
+        fx.envsync(["decrypt", "--force"]).expect(0);
     }
 }
 
