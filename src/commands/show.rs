@@ -22,7 +22,7 @@ use crate::output::Printer;
 use crate::sops::keypath::{leaves, LeafValue};
 use crate::sops::store::dotenv::{self, Item};
 use crate::sops::store::Codec;
-use crate::sops::tree::{MapItem, Scalar};
+use crate::sops::tree::Scalar;
 use crate::sops::walk::scalar_bytes;
 use crate::sops::SopsError;
 use crate::sync::files::keys_in;
@@ -150,10 +150,7 @@ fn masked_tree(
         }
     } else {
         // The key paths are in clear in the file; the values are not.
-        let mut tree = codec.parse(enc)?;
-        for branch in &mut tree {
-            branch.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
-        }
+        let tree = codec.parse_data(enc)?;
         for (path, leaf) in leaves(&tree) {
             let shown = match leaf {
                 LeafValue::Scalar(Scalar::Null) | LeafValue::EmptyMap | LeafValue::EmptyList => {

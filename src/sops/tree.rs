@@ -8,8 +8,6 @@
 //!
 //! Strings and comments are held in zeroizing buffers: a decrypted tree is secret.
 
-#![allow(dead_code)] // until the stores use every helper
-
 use zeroize::Zeroizing;
 
 /// A string that is wiped when dropped.
@@ -73,6 +71,7 @@ impl Value {
     }
 
     /// The value under `key` in a map.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Self::Map(branch) => get(branch, key),

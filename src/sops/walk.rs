@@ -226,9 +226,9 @@ pub(crate) fn scalar_bytes(scalar: &Scalar) -> Option<(SecretBytes, ValueType)> 
     })
 }
 
-/// A decrypted plaintext read back as the typed value its `type` names.
-fn typed(ty: ValueType, plain: &SecretBytes) -> Option<Scalar> {
-    let canonical = mac::canonical(ty, plain)?;
+/// A decrypted plaintext read back as the typed value its `type` names, from the plaintext
+/// and its canonical form (`mac::canonical`).
+fn typed(ty: ValueType, plain: &SecretBytes, canonical: &SecretBytes) -> Option<Scalar> {
     let text = || std::str::from_utf8(canonical.expose()).ok();
     Some(match ty {
         ValueType::Str | ValueType::Comment => Scalar::Str(Zeroizing::new(
@@ -285,11 +285,12 @@ impl Visit for Decrypting<'_> {
                 }
                 let enc = EncValue::parse(s).map_err(error)?;
                 let plain = enc.decrypt(self.key, aad.as_bytes()).map_err(error)?;
-                let value = typed(enc.ty, &plain).ok_or(error(CipherError::UnknownType))?;
                 // The MAC is over the decrypted bytes as sops reads them (a string that is
                 // not UTF-8 included), not over their text form.
                 let canonical =
                     mac::canonical(enc.ty, &plain).ok_or(error(CipherError::UnknownType))?;
+                let value =
+                    typed(enc.ty, &plain, &canonical).ok_or(error(CipherError::UnknownType))?;
                 self.hasher.add(canonical.expose(), true);
                 if let Some(stash) = &mut self.stash {
                     stash.put(aad, enc, &value);

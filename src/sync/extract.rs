@@ -26,14 +26,7 @@ pub(crate) fn value(codec: Codec, whole: &[u8], key: &KeyPath) -> Result<SecretB
         .get(&tree)
         .ok_or_else(|| extract_error(key, "is not in the file"))?;
     match value {
-        Value::Scalar(Scalar::Str(s)) => Ok(SecretBytes::from(s.as_bytes())),
-        Value::Scalar(Scalar::Int(i)) => Ok(SecretBytes::new(i.to_string().into_bytes())),
-        Value::Scalar(Scalar::Float(f)) => Ok(SecretBytes::new(
-            crate::sops::mac::go_format_float(*f).into_bytes(),
-        )),
-        Value::Scalar(Scalar::Bool(b)) => Ok(SecretBytes::from(b.to_string().as_bytes())),
-        Value::Scalar(Scalar::Time(t)) => Ok(SecretBytes::from(t.as_bytes())),
-        Value::Scalar(Scalar::Null) => Err(extract_error(key, "is null")),
+        Value::Scalar(scalar) => file_bytes(scalar).ok_or_else(|| extract_error(key, "is null")),
         Value::Map(_) | Value::List(_) => Err(extract_error(
             key,
             "is a map or a list; `key` names one value (a string, number or bool)",
@@ -139,14 +132,14 @@ pub(crate) fn files_view(codec: Codec, whole: &[u8]) -> Result<SecretBytes, File
 /// clear); `None` when `bytes` is not a tree file.
 pub(crate) fn top_level_keys(bytes: &[u8]) -> Option<Vec<String>> {
     let codec = Format::detect(bytes)?.codec()?;
-    let tree = codec.parse(bytes).ok()?;
+    let tree = codec.parse_data(bytes).ok()?;
     let items = scalar_items(tree.first());
     Some(
         items
             .into_iter()
             .filter_map(|i| match i {
-                Item::Pair { key, .. } if key != "sops" => Some(key),
-                _ => None,
+                Item::Pair { key, .. } => Some(key),
+                Item::Comment(_) => None,
             })
             .collect(),
     )
@@ -157,32 +150,26 @@ fn scalar_items(branch: Option<&Branch>) -> Vec<Item> {
         .into_iter()
         .flatten()
         .filter_map(|item| match item {
-            MapItem::Pair(key, Value::Scalar(scalar)) => {
-                let value = match scalar {
-                    Scalar::Null => return None,
-                    Scalar::Str(s) => SecretBytes::from(s.as_bytes()),
-                    other => scalar_bytes_for_file(other),
-                };
-                Some(Item::Pair {
-                    key: key.clone(),
-                    value,
-                })
-            }
+            MapItem::Pair(key, Value::Scalar(scalar)) => Some(Item::Pair {
+                key: key.clone(),
+                value: file_bytes(scalar)?,
+            }),
             _ => None,
         })
         .collect()
 }
 
-/// A non-string scalar as its server file holds it (`8080`, `true`).
-fn scalar_bytes_for_file(scalar: &Scalar) -> SecretBytes {
-    match scalar {
+/// A scalar as its server file holds it: a string's bytes, a number or bool as text
+/// (`8080`, `true`); `None` for null, which has no file.
+fn file_bytes(scalar: &Scalar) -> Option<SecretBytes> {
+    Some(match scalar {
+        Scalar::Null => return None,
+        Scalar::Str(s) => SecretBytes::from(s.as_bytes()),
         Scalar::Int(i) => SecretBytes::new(i.to_string().into_bytes()),
         Scalar::Float(f) => SecretBytes::new(crate::sops::mac::go_format_float(*f).into_bytes()),
         Scalar::Bool(b) => SecretBytes::from(b.to_string().as_bytes()),
         Scalar::Time(t) => SecretBytes::from(t.as_bytes()),
-        Scalar::Str(s) => SecretBytes::from(s.as_bytes()),
-        Scalar::Null => SecretBytes::default(),
-    }
+    })
 }
 
 /// Puts a files view (dotenv text of the folder) back into a decrypted tree: its keys'

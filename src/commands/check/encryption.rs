@@ -4,7 +4,6 @@
 use crate::format::Format;
 use crate::sops::cipher::EncValue;
 use crate::sops::store::dotenv::{self, Item};
-use crate::sops::tree::MapItem;
 use crate::sops::walk;
 use crate::sops::{CryptRule, Metadata};
 
@@ -41,12 +40,9 @@ pub(super) fn classify(bytes: &[u8]) -> Encryption {
 pub(super) fn clear_keys(file: &[u8], rule: &CryptRule) -> Vec<String> {
     // A YAML, JSON or INI file: every value under the same rules sops applies.
     if let Some(codec) = Format::detect(file).and_then(Format::codec) {
-        let Ok(mut tree) = codec.parse(file) else {
+        let Ok(tree) = codec.parse_data(file) else {
             return Vec::new();
         };
-        for branch in &mut tree {
-            branch.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
-        }
         return walk::clear_values(tree, rule).unwrap_or_default();
     }
     let Ok(items) = dotenv::parse(file) else {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::encrypt_options;
 use crate::commands::Step;
+use crate::diff::KeyChange;
 use crate::error::{Error, FileError, Refusal};
 use crate::format;
 use crate::keys::{KeyError, Recipients};
-use crate::sops::keypath::leaves;
 use crate::sops::tree::Tree;
 use crate::sync::extract;
 
@@ -133,20 +133,16 @@ fn merged_file(
     Ok(Arc::new(bytes))
 }
 
-/// The key paths whose value differs between two trees (added and removed ones too).
+/// The key paths whose value differs between two trees (added and removed ones too), as
+/// `diff` names them.
 fn changed_paths(old: &Tree, new: &Tree) -> Vec<String> {
-    let (old, new) = (leaves(old), leaves(new));
-    let new_map: HashMap<&str, _> = new.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let old_map: HashMap<&str, _> = old.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut paths: Vec<String> = old
-        .iter()
-        .filter(|(k, v)| new_map.get(k.as_str()) != Some(&v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    paths.extend(
-        new.iter()
-            .filter(|(k, _)| !old_map.contains_key(k.as_str()))
-            .map(|(k, _)| k.clone()),
-    );
-    paths
+    crate::diff::tree(old, new)
+        .into_iter()
+        .filter_map(|change| match change {
+            KeyChange::Added { key, .. }
+            | KeyChange::Removed { key, .. }
+            | KeyChange::Changed { key, .. } => Some(key),
+            KeyChange::Comments { .. } | KeyChange::Order => None,
+        })
+        .collect()
 }

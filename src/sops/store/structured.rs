@@ -54,6 +54,16 @@ impl Codec {
         }
     }
 
+    /// The documents of an encrypted file without their `sops` metadata, read without a
+    /// key: key paths are in clear, values as they are stored.
+    pub(crate) fn parse_data(self, file: &[u8]) -> Result<Tree, SopsError> {
+        let mut tree = self.parse(file)?;
+        for branch in &mut tree {
+            branch.retain(|item| !matches!(item, MapItem::Pair(k, _) if k == SOPS_KEY));
+        }
+        Ok(tree)
+    }
+
     pub(crate) fn emit(self, tree: &Tree) -> Vec<u8> {
         let layout = LAYOUT.get().copied().unwrap_or_default();
         match self {

@@ -94,8 +94,8 @@ impl Emitter {
             State::DocumentStart => self.document_start(false),
             State::DocumentContent => self.document_content(events, i),
             State::DocumentEnd => self.document_end(),
-            State::FlowSequenceFirstItem => self.flow_end(b"[", b"]"),
-            State::FlowMappingFirstKey => self.flow_end(b"{", b"}"),
+            State::FlowSequenceFirstItem => self.flow_end(b"]"),
+            State::FlowMappingFirstKey => self.flow_end(b"}"),
             State::BlockSequenceFirstItem => self.block_sequence_item(events, i, true),
             State::BlockSequenceItem => self.block_sequence_item(events, i, false),
             State::BlockMappingFirstKey => self.block_mapping_key(events, i, true),
@@ -151,8 +151,7 @@ impl Emitter {
     }
 
     /// An empty flow collection (`[]`, `{}`): sops writes no others.
-    fn flow_end(&mut self, open: &[u8], close: &[u8]) {
-        let _ = open;
+    fn flow_end(&mut self, close: &[u8]) {
         self.flow_level = self.flow_level.saturating_sub(1);
         self.pop_indent();
         if self.column == 0 {
@@ -268,8 +267,6 @@ impl Emitter {
         let data = analyze(text);
         let style = self.select_style(text, requested, &data);
         self.increase_indent(true);
-        let allow_breaks = !self.simple_key_context;
-        let _ = allow_breaks;
         match style {
             Style::Plain | Style::Tagged => self.write_plain(text),
             Style::Single => self.write_single_quoted(text),
