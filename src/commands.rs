@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use globset::Glob;
 use rayon::prelude::*;
-use serde_json::json;
 
 use crate::cli::{Command, Selection};
 use crate::crypto::Identities;
@@ -35,6 +34,7 @@ use crate::keys;
 use crate::error::FileError;
 use crate::format::Format;
 use crate::manifest::Entry;
+use crate::output::json::Changes;
 use crate::output::{Printer, Style};
 use crate::settings::Settings;
 use crate::sops::store::dotenv;
@@ -219,7 +219,7 @@ impl Context {
 pub(crate) struct EntryError {
     pub(crate) repo: String,
     pub(crate) server: String,
-    pub(crate) error: String,
+    pub(crate) error: crate::output::json::ErrorInfo,
 }
 
 /// The entries that could be compared, those that could not, and their errors.
@@ -245,7 +245,7 @@ pub(crate) fn keep_going<T>(
                 described.push(EntryError {
                     repo: entry.repo.clone(),
                     server: entry.server.clone(),
-                    error: e.to_string(),
+                    error: e.info(),
                 });
                 errors.push(e);
             }
@@ -350,8 +350,42 @@ pub(crate) struct Outcome<'m> {
     pub(crate) idle: bool,
     /// `repo → server` or `repo ← server`, with any note.
     pub(crate) detail: String,
-    /// In a plan: the keys the write adds, removes and changes, and mode fixes.
-    pub(crate) changes: Vec<String>,
+    /// What the write changes (or, in a dry run, would change): keys added, removed and
+    /// changed, sizes, mode fixes. Empty for an entry left alone.
+    pub(crate) changes: Changes,
+}
+
+/// The JSON body of decrypt and encrypt (docs/json/decrypt.schema.json).
+#[derive(serde::Serialize)]
+struct WriteReport<'a> {
+    dry_run: bool,
+    /// Whether any entry's target was (or would be) written or had its mode fixed.
+    changed: bool,
+    entries: Vec<EntryReport<'a>>,
+    /// decrypt: the `on_change` commands run (or, in a dry run, to run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_change: Option<&'a [String]>,
+}
+
+/// One entry of a decrypt or encrypt report.
+#[derive(serde::Serialize)]
+struct EntryReport<'a> {
+    repo: &'a str,
+    server: &'a str,
+    format: &'static str,
+    tags: &'a [String],
+    state: &'static str,
+    action: &'static str,
+    changed: bool,
+    mode: String,
+    changes: &'a Changes,
+}
+
+impl Outcome<'_> {
+    /// Whether the run writes (or would write) this entry's target or fixes its mode.
+    fn changed(&self) -> bool {
+        matches!(self.action, "create" | "update" | "fix-mode")
+    }
 }
 
 /// Prints what a writing command did (or, with `dry_run`, would do): the plan on stdout for
@@ -360,36 +394,30 @@ pub(crate) struct Outcome<'m> {
 /// start) once everything is written; the JSON document lists them.
 pub(crate) fn report(
     printer: &Printer,
-    command: &str,
     dry_run: bool,
     outcomes: &[Outcome<'_>],
     on_change: Option<&[String]>,
 ) {
     if printer.json {
-        let entries: Vec<_> = outcomes
-            .iter()
-            .map(|o| {
-                json!({
-                    "repo": o.entry.repo,
-                    "server": o.entry.server,
-                    "format": o.codec.name(),
-                    "action": o.action,
-                    "state": o.state.name(),
-                    "mode": format!("{:04o}", o.entry.mode),
-                    "changes": o.changes,
+        printer.json(&WriteReport {
+            dry_run,
+            changed: outcomes.iter().any(Outcome::changed),
+            entries: outcomes
+                .iter()
+                .map(|o| EntryReport {
+                    repo: &o.entry.repo,
+                    server: &o.entry.server,
+                    format: o.codec.name(),
+                    tags: &o.entry.tags,
+                    state: o.state.name(),
+                    action: o.action,
+                    changed: o.changed(),
+                    mode: format!("{:04o}", o.entry.mode),
+                    changes: &o.changes,
                 })
-            })
-            .collect();
-        let mut document = json!({
-            "version": 1,
-            "command": command,
-            "dry_run": dry_run,
-            "entries": entries,
+                .collect(),
+            on_change,
         });
-        if let (Some(commands), Some(object)) = (on_change, document.as_object_mut()) {
-            object.insert("on_change".into(), json!(commands));
-        }
-        printer.json(&document);
         return;
     }
     for o in outcomes {
@@ -397,8 +425,8 @@ pub(crate) fn report(
         let line = format!("{would}{:<9} {}", o.action, o.detail);
         if dry_run {
             printer.data(o.style, &line);
-            for change in &o.changes {
-                printer.data(Style::for_line(change), &format!("    {change}"));
+            for change in o.changes.lines(crate::diff::PLAN) {
+                printer.data(Style::for_line(&change), &format!("    {change}"));
             }
         } else if o.idle {
             printer.verbose(&line);
@@ -408,32 +436,52 @@ pub(crate) fn report(
     }
 }
 
-/// What writing `new` over `old` changes, masked: keys for dotenv, sizes otherwise.
-pub(crate) fn plan_changes(codec: Codec, old: &[u8], new: &[u8]) -> Vec<String> {
+/// What writing `new` over `old` (`None`: no file yet) changes in `sides`' entry, masked:
+/// keys for keyed files and extracted values (`key`), sizes otherwise.
+pub(crate) fn plan_changes(sides: &Sides<'_>, old: Option<&[u8]>, new: &[u8]) -> Changes {
+    use crate::diff::KeyChange;
+    let display_len = |b: &[u8]| std::str::from_utf8(b).map_or(b.len(), |s| s.chars().count());
+    if let Some(key) = &sides.entry.key {
+        let key = key.to_string();
+        return match old {
+            None => Changes::from_keys(&[KeyChange::Added {
+                key,
+                len: display_len(new),
+            }]),
+            Some(old) if old != new => Changes::from_keys(&[KeyChange::Changed {
+                key,
+                old_len: display_len(old),
+                new_len: display_len(new),
+            }]),
+            Some(_) => Changes::default(),
+        };
+    }
+    content_changes(sides.view_codec(), old, new)
+}
+
+/// What writing `new` over `old` (`None`: no file yet) changes, read as `codec`: keys for
+/// dotenv, YAML, JSON and INI, sizes otherwise.
+pub(crate) fn content_changes(codec: Codec, old: Option<&[u8]>, new: &[u8]) -> Changes {
+    let old_bytes = old.unwrap_or_default();
     if codec == Codec::Encrypted(Format::Dotenv) {
-        if let (Ok(old), Ok(new)) = (dotenv::parse(old), dotenv::parse(new)) {
-            return crate::diff::dotenv(&old, &new)
-                .iter()
-                .map(|c| c.describe(crate::diff::PLAN))
-                .collect();
+        if let (Ok(old), Ok(new)) = (dotenv::parse(old_bytes), dotenv::parse(new)) {
+            return Changes::from_keys(&crate::diff::dotenv(&old, &new));
         }
     }
-    if let Some(codec) = codec.format().and_then(Format::codec) {
-        if let (Ok(old), Ok(new)) = (codec.parse(old), codec.parse(new)) {
-            return crate::diff::tree(&old, &new)
-                .iter()
-                .map(|c| c.describe(crate::diff::PLAN))
-                .collect();
+    if let Some(tree) = codec.format().and_then(Format::codec) {
+        let parsed_old = if old.is_some() {
+            tree.parse(old_bytes).ok()
+        } else {
+            Some(Vec::new())
+        };
+        if let (Some(old), Ok(new)) = (parsed_old, tree.parse(new)) {
+            return Changes::from_keys(&crate::diff::tree(&old, &new));
         }
     }
-    if old == new {
-        Vec::new()
+    if old == Some(new) {
+        Changes::default()
     } else {
-        vec![format!(
-            "~ content changes ({} → {} bytes)",
-            old.len(),
-            new.len()
-        )]
+        Changes::content(old_bytes.len(), new.len())
     }
 }
 
@@ -558,6 +606,8 @@ pub(crate) fn refusal(entry: &Entry, state: State, direction: Direction, next: N
     };
     Refusal {
         entry: format!("{} ({repo})", entry.server),
+        repo: repo.clone(),
+        server: entry.server.clone(),
         meaning: state.meaning().to_string(),
         state: state.name().to_string(),
         resolve,

@@ -1,4 +1,5 @@
-//! Drift between a repo plaintext and a server plaintext, with every value masked.
+//! Drift between a repo plaintext and a server plaintext, with every value masked (but for
+//! `plain = true` entries, whose text diff is in clear).
 //!
 //! dotenv files are compared as entries (keys, values, comments, order), so a blank line is
 //! not drift; YAML, JSON and INI files value by value under their key paths; other files get a unified diff in which every line is replaced by its length.
@@ -191,6 +192,9 @@ pub(crate) struct Wording {
     pub(crate) removed: &'static str,
     pub(crate) old_side: &'static str,
     pub(crate) new_side: &'static str,
+    /// A plan says what a permission becomes (`mode 0644 → 0600`); drift what it should be
+    /// (`mode 0644 (want 0600)`).
+    pub(crate) plan: bool,
 }
 
 /// `diff` and `status`: the server compared with the repo.
@@ -199,6 +203,7 @@ pub(crate) const DRIFT: Wording = Wording {
     removed: "only in the repo",
     old_side: "in the repo",
     new_side: "on the server",
+    plan: false,
 };
 
 /// A plan: what the write adds to, removes from and changes in its target.
@@ -207,6 +212,7 @@ pub(crate) const PLAN: Wording = Wording {
     removed: "removed",
     old_side: "now",
     new_side: "after",
+    plan: true,
 };
 
 impl KeyChange {
@@ -244,6 +250,21 @@ fn same_layout(a: &[Item], b: &[Item]) -> bool {
 /// A unified diff of two texts in which every line shows only its length; `None` when equal.
 /// Binary content (not UTF-8) gives a one-line summary.
 pub(crate) fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
+    unified(repo, server, |line| {
+        mask(line.trim_end_matches(['\n', '\r']).chars().count())
+    })
+}
+
+/// A unified diff of two texts in clear (a `plain = true` entry: config, not secrets), each
+/// line made safe for a terminal; `None` when equal.
+pub(crate) fn clear_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
+    unified(repo, server, |line| {
+        sanitize(line.trim_end_matches(['\n', '\r']))
+    })
+}
+
+/// A unified diff of two texts, each line shown by `show` after its sign.
+fn unified(repo: &[u8], server: &[u8], show: impl Fn(&str) -> String) -> Option<Vec<String>> {
     if repo == server {
         return None;
     }
@@ -274,12 +295,7 @@ pub(crate) fn masked_text(repo: &[u8], server: &[u8]) -> Option<Vec<String>> {
                     similar::ChangeTag::Delete => '-',
                     similar::ChangeTag::Insert => '+',
                 };
-                let len = change
-                    .value()
-                    .trim_end_matches(['\n', '\r'])
-                    .chars()
-                    .count();
-                out.push(format!("{sign}{}", mask(len)));
+                out.push(format!("{sign}{}", show(change.value())));
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod info;
+
 use crate::exit::ExitStatus;
 use crate::fs::FsError;
 use crate::keys::KeyError;
@@ -14,6 +16,10 @@ use crate::sops::SopsError;
 pub(crate) struct Refusal {
     /// `server (repo)`.
     pub(crate) entry: String,
+    /// The entry's repo path.
+    pub(crate) repo: String,
+    /// The entry's server path.
+    pub(crate) server: String,
     /// What its state means (`edited on the server since the last sync`).
     pub(crate) meaning: String,
     /// Its state's name (`server-changed`).

@@ -37,14 +37,20 @@ use settings::Settings;
 /// A failed run: the error, and the printer the run chose to report it with.
 #[derive(Debug)]
 pub struct Failure {
-    error: Error,
+    error: Box<Error>,
     printer: Printer,
+    /// The command's name, for the JSON document.
+    command: &'static str,
 }
 
 impl Failure {
     /// Prints the error once, on stderr, as the run's options say (`--json`, colour; with
     /// `--quiet` a refusal is one line).
     pub fn print(&self) {
+        if self.printer.json {
+            output::print_document(self.command, Some(&self.error));
+            let _ = output::finish_stdout();
+        }
         let report = if self.printer.quiet() {
             self.error.quiet_report()
         } else {
@@ -64,16 +70,56 @@ impl Failure {
 }
 
 /// Runs a parsed command line and returns the exit status; errors are returned, not
-/// printed, so the caller prints them once.
+/// printed, so the caller prints them once. With `--json`, stdout gets one document on
+/// success and on failure alike (see `output::json`).
 pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
+    let command = command_name(&cli.command);
+    let (result, printer) = run_command(cli, cwd);
+    let fail = |error| Failure {
+        error: Box::new(error),
+        printer: printer.clone(),
+        command,
+    };
+    let status = result.map_err(fail)?;
+    // A signal that came after the last safe point: the run is whole, yet it was interrupted.
+    if let Some(signal) = signals::received() {
+        return Err(fail(Error::LateSignal { signal }));
+    }
+    if printer.json {
+        output::print_document(command, None);
+    }
+    // Data that could not be written is an error (exit 2), even after a run that succeeded.
+    output::finish_stdout().map_err(|source| fail(Error::Stdout { source }))?;
+    Ok(status)
+}
+
+/// The command's name, as the JSON document gives it.
+fn command_name(command: &cli::Command) -> &'static str {
+    use cli::Command as C;
+    match command {
+        C::Decrypt { .. } => "decrypt",
+        C::Rollback { .. } => "rollback",
+        C::Encrypt { .. } => "encrypt",
+        C::Add { .. } => "add",
+        C::Status { .. } => "status",
+        C::Check { .. } => "check",
+        C::Rekey { .. } => "rekey",
+        C::Keygen { .. } => "keygen",
+        C::Init { .. } => "init",
+        C::Show { .. } => "show",
+        C::Exec { .. } => "exec",
+        C::Edit { .. } => "edit",
+        C::Diff { .. } => "diff",
+    }
+}
+
+/// Runs the command; returns its result and the printer it chose.
+fn run_command(cli: &cli::Cli, cwd: PathBuf) -> (Result<ExitStatus, Error>, Printer) {
     let fallback = settings::printer(&cli.global);
-    let fail = |printer: Printer| move |error| Failure { error, printer };
     // keygen needs no manifest: it is how a new host starts.
     if let cli::Command::Keygen { output } = &cli.command {
-        let status = commands::keygen::run(&fallback, output.as_deref(), &cwd)
-            .map_err(fail(fallback.clone()))?;
-        output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
-        return Ok(status);
+        let result = commands::keygen::run(&fallback, output.as_deref(), &cwd);
+        return (result, fallback);
     }
     // init writes the manifest, so it cannot need one.
     if let cli::Command::Init {
@@ -89,36 +135,27 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
             manifest: cli.global.manifest.as_deref(),
             identity: &cli.global.identity,
         };
-        let status = commands::init::run(&fallback, &args, &cwd).map_err(fail(fallback.clone()))?;
-        output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
-        return Ok(status);
+        let result = commands::init::run(&fallback, &args, &cwd);
+        return (result, fallback);
     }
     let settings = match (Settings::from_args(&cli.global, cwd.clone()), &cli.command) {
         // show (git's textconv) reads any `.enc`: it must work in a clone without a manifest.
         (Err(Error::NoManifest { .. }), cli::Command::Show { file, reveal }) => {
             let identities = settings::identity_config(&cli.global, &cwd, None);
             let path = cwd.join(file);
-            let status =
-                commands::show::run_without_manifest(&fallback, &identities, &path, *reveal)
-                    .map_err(fail(fallback.clone()))?;
-            output::finish_stdout().map_err(|source| fail(fallback)(Error::Stdout { source }))?;
-            return Ok(status);
+            let result =
+                commands::show::run_without_manifest(&fallback, &identities, &path, *reveal);
+            return (result, fallback);
         }
-        (other, _) => other.map_err(fail(fallback))?,
+        (Ok(settings), _) => settings,
+        (Err(error), _) => return (Err(error), fallback),
     };
     sops::store::structured::configure(keys::recipients::store_layout(
         &settings.manifest.repo_root,
     ));
     let printer = settings.printer.clone();
     let mut ctx = Context::new(settings, cwd);
-    let status = commands::dispatch(&mut ctx, &cli.command).map_err(fail(printer.clone()))?;
-    // A signal that came after the last safe point: the run is whole, yet it was interrupted.
-    if let Some(signal) = signals::received() {
-        return Err(fail(printer)(Error::LateSignal { signal }));
-    }
-    // Data that could not be written is an error (exit 2), even after a run that succeeded.
-    output::finish_stdout().map_err(|source| fail(printer)(Error::Stdout { source }))?;
-    Ok(status)
+    (commands::dispatch(&mut ctx, &cli.command), printer)
 }
 
 /// Hardens the process before any secret is read: no core dumps, no ptrace by same-uid

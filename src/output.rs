@@ -13,6 +13,8 @@ use std::sync::Mutex;
 
 use crate::cli::ColorChoice;
 
+pub(crate) mod json;
+
 /// How much talk goes to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Verbosity {
@@ -87,12 +89,10 @@ impl Printer {
         });
     }
 
-    /// A JSON document on stdout.
-    pub(crate) fn json(&self, value: &serde_json::Value) {
-        write_stdout(|out| {
-            serde_json::to_writer_pretty(&mut *out, value)?;
-            writeln!(out)
-        });
+    /// A command's JSON report (a typed body): kept until the run ends, then printed once
+    /// in the contract's envelope (see [`json`]), with the error if the run failed.
+    pub(crate) fn json(&self, body: &impl serde::Serialize) {
+        json::keep(body);
     }
 
     /// Progress and results on stderr, unless --quiet.
@@ -128,6 +128,16 @@ impl Printer {
             };
             write_stderr(&format!("envsync: {line}"));
         }
+    }
+}
+
+/// Prints the run's one JSON document on stdout (see [`json::document`]).
+pub(crate) fn print_document(command: &str, failure: Option<&crate::error::Error>) {
+    if let Some(document) = json::document(command, failure) {
+        write_stdout(|out| {
+            serde_json::to_writer_pretty(&mut *out, &document)?;
+            writeln!(out)
+        });
     }
 }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, FileError};
 use crate::format::{self, Format, Opened};
 use crate::fs::{self, Existing, Folders, Perms, Stamp};
 use crate::manifest::{Entry, Manifest};
+use crate::output::json::PermDrift;
 use crate::secret::SecretBytes;
 use crate::sops::store::dotenv;
 
@@ -424,5 +425,49 @@ impl<'m> Sides<'m> {
                 || want.uid.is_some_and(|u| u != s.uid)
                 || want.gid.is_some_and(|g| g != s.gid)
         })
+    }
+
+    /// How the server file's mode, owner and group differ from the entry's, owners and
+    /// groups by name (by number when the system has no name for them).
+    pub(crate) fn perm_drift(&self) -> Vec<PermDrift> {
+        let Some(server) = &self.server else {
+            return Vec::new();
+        };
+        let entry = self.entry;
+        let mut drift = Vec::new();
+        if server.mode != entry.mode {
+            drift.push(PermDrift {
+                field: "mode",
+                actual: format!("{:04o}", server.mode),
+                expected: format!("{:04o}", entry.mode),
+            });
+        }
+        let user = |uid: u32| {
+            uzers::get_user_by_uid(uid).map_or_else(
+                || uid.to_string(),
+                |u| u.name().to_string_lossy().into_owned(),
+            )
+        };
+        let group = |gid: u32| {
+            uzers::get_group_by_gid(gid).map_or_else(
+                || gid.to_string(),
+                |g| g.name().to_string_lossy().into_owned(),
+            )
+        };
+        if let Some(uid) = entry.uid.filter(|u| *u != server.uid) {
+            drift.push(PermDrift {
+                field: "owner",
+                actual: user(server.uid),
+                expected: user(uid),
+            });
+        }
+        if let Some(gid) = entry.gid.filter(|g| *g != server.gid) {
+            drift.push(PermDrift {
+                field: "group",
+                actual: group(server.gid),
+                expected: group(gid),
+            });
+        }
+        drift
     }
 }

@@ -8,13 +8,11 @@
 //! it. Apply: the new `.enc`, the manifest and `.gitignore` are one batch with the sync
 //! record, so a failure anywhere leaves every file as it was. `--dry-run` prints the plan.
 //!
-//! `--json`: `{"version": 1, "command": "add", "dry_run": bool, "manifest": path,
-//! "entry": {"repo", "server", "format", "tags"}, "gitignore": [lines]}`.
+//! `--json`: docs/json.md (`dry_run`, `manifest`, `entry`, `gitignore`, `changes`).
 
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::json;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table};
 
 use super::{encrypt, relative, settle, Context, Flags};
@@ -25,6 +23,7 @@ use crate::fs::Op;
 use crate::git;
 use crate::keys::Recipients;
 use crate::manifest::Manifest;
+use crate::output::json::Changes;
 use crate::output::Style;
 use crate::sync::decision::Direction;
 use crate::sync::repo_file_job;
@@ -221,9 +220,17 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
                 "{server} is {what}: run `envsync decrypt {repo}` to set it"
             ))
         });
+    // What the first encrypt puts in the `.enc`: every key, added.
+    let changes = steps
+        .first()
+        .and_then(|s| {
+            let plain = s.analysis.server.as_ref()?;
+            Some(super::plan_changes(s.sides, None, plain.expose()))
+        })
+        .unwrap_or_default();
     report(
         ctx,
-        &added,
+        (&added, changes),
         &new_text,
         old_text,
         &ignore,
@@ -233,9 +240,22 @@ pub(crate) fn run(ctx: &mut Context, request: &Request<'_>) -> Result<ExitStatus
     Ok(ExitStatus::Success)
 }
 
+/// The JSON body of `add` (docs/json/add.schema.json).
+#[derive(Serialize)]
+struct AddReport<'a> {
+    dry_run: bool,
+    /// The manifest the entry is appended to.
+    manifest: String,
+    entry: &'a NewEntry,
+    /// Lines added to .gitignore.
+    gitignore: &'a [String],
+    /// What the first encrypt puts in the `.enc` (every key, added).
+    changes: &'a Changes,
+}
+
 fn report(
     ctx: &Context,
-    added: &NewEntry,
+    (added, changes): (&NewEntry, Changes),
     new_text: &str,
     old_text: &str,
     ignore: &[String],
@@ -245,14 +265,13 @@ fn report(
     let printer = &ctx.settings.printer;
     let manifest = &ctx.settings.manifest.path;
     if printer.json {
-        printer.json(&json!({
-            "version": 1,
-            "command": "add",
-            "dry_run": dry_run,
-            "manifest": manifest.display().to_string(),
-            "entry": added,
-            "gitignore": ignore,
-        }));
+        printer.json(&AddReport {
+            dry_run,
+            manifest: manifest.display().to_string(),
+            entry: added,
+            gitignore: ignore,
+            changes: &changes,
+        });
         return;
     }
     let would = if dry_run { "would " } else { "" };

@@ -12,14 +12,13 @@
 //! is read). With `--staged`, only entries whose `.enc`, plaintext or example is staged, and
 //! staged orphans.
 //!
-//! `--json` prints `{"version": 1, "command": "check", "ok": bool, "problems": [...]}`, each
+//! `--json` (docs/json.md): `{"clean": bool, "problems": [...]}` in the envelope, each
 //! problem `{"file", "kind", "message", "fix"}`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{relative, Context};
 use crate::cli::Selection;
@@ -63,6 +62,14 @@ pub(crate) enum Kind {
     MissingKeys,
     /// Keys the entry has that the example does not document.
     UndocumentedKeys,
+}
+
+/// The JSON body of `check` (docs/json/check.schema.json).
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    /// No problem found (exit 0).
+    clean: bool,
+    problems: &'a [Problem],
 }
 
 /// One problem: the file, what is wrong, and how to fix it.
@@ -160,12 +167,10 @@ pub(crate) fn run(ctx: &Context, selection: &Selection, staged: bool) -> Result<
 
     let printer = &ctx.settings.printer;
     if printer.json {
-        printer.json(&json!({
-            "version": 1,
-            "command": "check",
-            "ok": problems.is_empty(),
-            "problems": problems,
-        }));
+        printer.json(&CheckReport {
+            clean: problems.is_empty(),
+            problems: &problems,
+        });
     } else {
         for p in &problems {
             printer.data(

@@ -29,6 +29,7 @@ use crate::exit::ExitStatus;
 use crate::format::Format;
 use crate::fs::{Expect, Job, Op};
 use crate::manifest::Entry;
+use crate::output::json::Changes;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sync::decision::{Decision, Direction};
@@ -366,24 +367,20 @@ fn report(
         .zip(folders)
         .map(|(step, plan)| {
             let entry = step.sides.entry;
-            let mut changes = Vec::new();
-            if dry_run {
-                if let (Some(new), Decision::Update) = (plaintext(step), step.decision) {
-                    // As judged: a files folder laid out like the `.enc`.
-                    let old = (step.analysis.server.as_ref().map(|s| s.expose())).or(step
-                        .sides
-                        .server
-                        .as_ref()
-                        .map(|s| s.bytes.expose()));
-                    changes = plan_changes(
-                        step.sides.view_codec(),
-                        old.unwrap_or_default(),
-                        new.expose(),
-                    );
-                }
-                if let Some(server) = step.sides.server.as_ref().filter(|s| s.mode != entry.mode) {
-                    changes.push(format!("~ mode {:04o} → {:04o}", server.mode, entry.mode));
-                }
+            let mut changes = Changes::default();
+            if let (Some(new), Decision::Create | Decision::Update) =
+                (plaintext(step), step.decision)
+            {
+                // As judged: a files folder laid out like the `.enc`.
+                let old = (step.analysis.server.as_ref().map(|s| s.expose())).or(step
+                    .sides
+                    .server
+                    .as_ref()
+                    .map(|s| s.bytes.expose()));
+                changes = plan_changes(step.sides, old, new.expose());
+            }
+            if step.decision != Decision::Unchanged {
+                changes.perms = step.sides.perm_drift();
             }
             Outcome {
                 entry,
@@ -424,7 +421,7 @@ fn report(
         style: Style::Added,
         idle: false,
         detail: format!("{} (mode {:04o})", arrow(s.entry), s.entry.mode),
-        changes: Vec::new(),
+        changes: Changes::content(0, s.plaintext.len()),
     }));
     outcomes.sort_by_key(|o| o.entry.line);
     let commands: Vec<String> = crate::hooks::on_change_plan(changed)
@@ -432,11 +429,5 @@ fn report(
         .filter(|_| !no_hooks)
         .map(|(argv, _)| crate::hooks::shown(argv))
         .collect();
-    super::report(
-        &ctx.settings.printer,
-        "decrypt",
-        dry_run,
-        &outcomes,
-        Some(&commands),
-    );
+    super::report(&ctx.settings.printer, dry_run, &outcomes, Some(&commands));
 }

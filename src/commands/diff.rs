@@ -1,11 +1,12 @@
 //! `envsync diff`: what differs between each `.enc` and its server file, values masked.
 //!
-//! dotenv entries list keys added, removed and changed with value lengths; other files get
-//! a unified diff with every line masked. Exit 1 when anything differs.
+//! Keyed entries (dotenv, YAML, JSON, INI, `key`) list keys added, removed and changed with
+//! value lengths; other files get a unified diff with every line masked, in clear for
+//! `plain = true` entries (config, not secrets). A server file whose mode, owner or group
+//! differs from its entry is drift too. Exit 1 when anything differs.
 
 use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::json;
 
 use super::{arrow, Context, EntryError};
 use crate::cli::Selection;
@@ -14,6 +15,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::format::Format;
 use crate::manifest::Entry;
+use crate::output::json::Changes;
 use crate::output::Style;
 use crate::sops::store::dotenv;
 use crate::sync::{Codec, Sides};
@@ -30,16 +32,26 @@ enum Comparison {
     BothMissing,
 }
 
+/// The JSON body of `diff` (docs/json/diff.schema.json).
+#[derive(Serialize)]
+struct DiffReport<'a> {
+    /// Whether any entry differs (the exit status is then 1).
+    drift: bool,
+    entries: Vec<&'a EntryDiff>,
+    /// With --keep-going: the entries that could not be compared.
+    errors: &'a [EntryError],
+}
+
 #[derive(Debug, Serialize)]
 struct EntryDiff {
     repo: String,
     server: String,
     state: Comparison,
-    /// dotenv: key-level changes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    changes: Vec<KeyChange>,
-    /// Other files: the masked unified diff.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What differs: keys added, removed and changed with lengths, comments, order, the
+    /// size of files without keys, and the server file's mode, owner and group.
+    changes: Changes,
+    /// Files without keys: the unified diff, every line masked (in clear for `plain`
+    /// entries).
     lines: Vec<String>,
 }
 
@@ -73,7 +85,20 @@ pub(crate) fn run(
     })
 }
 
+/// Content and permissions: a mode, owner or group that differs from the entry's is drift.
 fn compare(
+    sides: &Sides<'_>,
+    identities: Option<&crate::crypto::Identities>,
+) -> Result<EntryDiff, Error> {
+    let mut result = compare_content(sides, identities)?;
+    result.changes.perms = sides.perm_drift();
+    if !result.changes.perms.is_empty() && matches!(result.state, Comparison::InSync) {
+        result.state = Comparison::Drift;
+    }
+    Ok(result)
+}
+
+fn compare_content(
     sides: &Sides<'_>,
     identities: Option<&crate::crypto::Identities>,
 ) -> Result<EntryDiff, Error> {
@@ -82,7 +107,7 @@ fn compare(
         repo: entry.repo.clone(),
         server: entry.server.clone(),
         state: Comparison::InSync,
-        changes: Vec::new(),
+        changes: Changes::default(),
         lines: Vec::new(),
     };
     if sides.unchanged_since_sync(identities) {
@@ -119,7 +144,7 @@ fn compare(
             laid_out.as_ref().unwrap_or(&server.bytes).expose(),
             &entry.server_path,
         )?;
-        result.changes = diff::dotenv(&old, &new);
+        result.changes = Changes::from_keys(&diff::dotenv(&old, &new));
         if !result.changes.is_empty() {
             result.state = Comparison::Drift;
         }
@@ -127,11 +152,11 @@ fn compare(
         // One value: its bytes against the server file's.
         let (old, new) = (&repo.plaintext, &server.bytes);
         if old != new {
-            result.changes = vec![diff::KeyChange::Changed {
+            result.changes = Changes::from_keys(&[KeyChange::Changed {
                 key: key.to_string(),
                 old_len: old.display_len(),
                 new_len: new.display_len(),
-            }];
+            }]);
             result.state = Comparison::Drift;
         }
     } else if let Some(codec) = sides.codec.format().and_then(Format::codec) {
@@ -143,13 +168,23 @@ fn compare(
         };
         let old = parse(repo.plaintext.expose(), &entry.repo_path)?;
         let new = parse(server.bytes.expose(), &entry.server_path)?;
-        result.changes = diff::tree(&old, &new);
+        result.changes = Changes::from_keys(&diff::tree(&old, &new));
         if !result.changes.is_empty() {
             result.state = Comparison::Drift;
         }
-    } else if let Some(lines) = diff::masked_text(repo.plaintext.expose(), server.bytes.expose()) {
-        result.lines = lines;
-        result.state = Comparison::Drift;
+    } else {
+        let (old, new) = (repo.plaintext.expose(), server.bytes.expose());
+        // `plain = true` entries are config, not secrets: their diff is shown in clear.
+        let lines = if sides.codec == Codec::Plain {
+            diff::clear_text(old, new)
+        } else {
+            diff::masked_text(old, new)
+        };
+        if let Some(lines) = lines {
+            result.lines = lines;
+            result.changes = Changes::content(old.len(), new.len());
+            result.state = Comparison::Drift;
+        }
     }
     Ok(result)
 }
@@ -157,13 +192,13 @@ fn compare(
 fn report(ctx: &Context, diffs: &[(&Entry, EntryDiff)], failed: &[EntryError]) {
     let printer = &ctx.settings.printer;
     if printer.json {
-        printer.json(&json!({
-            "version": 1,
-            "command": "diff",
-            "drift": diffs.iter().any(|(_, d)| !matches!(d.state, Comparison::InSync)),
-            "entries": diffs.iter().map(|(_, d)| d).collect::<Vec<_>>(),
-            "errors": failed,
-        }));
+        printer.json(&DiffReport {
+            drift: diffs
+                .iter()
+                .any(|(_, d)| !matches!(d.state, Comparison::InSync)),
+            entries: diffs.iter().map(|(_, d)| d).collect(),
+            errors: failed,
+        });
         return;
     }
     for (entry, d) in diffs {
@@ -183,7 +218,10 @@ fn report(ctx: &Context, diffs: &[(&Entry, EntryDiff)], failed: &[EntryError]) {
             }
             Comparison::Drift => {
                 printer.data(Style::Header, &format!("{head}:"));
-                let lines = d.changes.iter().map(|c| c.describe(diff::DRIFT));
+                let lines = d.changes.lines(diff::DRIFT);
+                let lines = lines
+                    .into_iter()
+                    .filter(|l| !l.starts_with("~ content changes"));
                 for line in lines.chain(d.lines.iter().cloned()) {
                     printer.data(Style::for_line(&line), &format!("  {line}"));
                 }

@@ -18,7 +18,7 @@ mod scratch;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use serde_json::json;
+use crate::output::json::Changes;
 
 use super::{Context, Flags};
 use crate::cli::Selection;
@@ -70,7 +70,7 @@ pub(crate) fn run(ctx: &Context, file: &str, apply: bool) -> Result<ExitStatus, 
     let whole = opened.whole.as_ref().unwrap_or(&opened.plaintext);
     let edited = edit(ctx, entry, format, whole.expose())?;
     let Some(plaintext) = edited else {
-        report(ctx, entry, "unchanged");
+        report(ctx, entry, "unchanged", Changes::default());
         return finish(ctx, entry, apply);
     };
     // Re-encrypt as `encrypt` does: the same data key when the recipients are the same, so
@@ -97,7 +97,12 @@ pub(crate) fn run(ctx: &Context, file: &str, apply: bool) -> Result<ExitStatus, 
         batch.apply(&ops)?;
         batch.finish()?;
     }
-    report(ctx, entry, "update");
+    let changes = super::content_changes(
+        Codec::Encrypted(format),
+        Some(whole.expose()),
+        plaintext.expose(),
+    );
+    report(ctx, entry, "update", changes);
     finish(ctx, entry, apply)
 }
 
@@ -264,16 +269,26 @@ fn reopen(answer: &str) -> bool {
     )
 }
 
-fn report(ctx: &Context, entry: &Entry, action: &str) {
+/// The JSON body of `edit` (docs/json/edit.schema.json).
+#[derive(serde::Serialize)]
+struct EditReport<'a> {
+    repo: &'a str,
+    server: &'a str,
+    /// `update` or `unchanged`.
+    action: &'a str,
+    /// What the edit changed in the whole file, values masked.
+    changes: Changes,
+}
+
+fn report(ctx: &Context, entry: &Entry, action: &str, changes: Changes) {
     let printer = &ctx.settings.printer;
     if printer.json {
-        printer.json(&json!({
-            "version": 1,
-            "command": "edit",
-            "repo": entry.repo,
-            "server": entry.server,
-            "action": action,
-        }));
+        printer.json(&EditReport {
+            repo: &entry.repo,
+            server: &entry.server,
+            action,
+            changes,
+        });
     } else if action == "unchanged" {
         printer.info(Style::Plain, &format!("no change: {}", entry.repo));
     } else {
@@ -296,7 +311,15 @@ fn finish(ctx: &Context, entry: &Entry, apply: bool) -> Result<ExitStatus, Error
         files: vec![entry.repo.clone()],
         tags: Vec::new(),
     };
-    super::decrypt::run(ctx, &selection, Flags::default())
+    // One document: decrypt's report goes into edit's, as `applied`.
+    let edit = crate::output::json::take();
+    let status = super::decrypt::run(ctx, &selection, Flags::default());
+    if let Some(mut edit) = edit {
+        let applied = crate::output::json::take().map(serde_json::Value::Object);
+        edit.insert("applied".into(), applied.unwrap_or_default());
+        crate::output::json::keep(&edit);
+    }
+    status
 }
 
 #[cfg(test)]

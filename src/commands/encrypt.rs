@@ -19,6 +19,7 @@ use crate::exit::ExitStatus;
 use crate::format::{self, Format};
 use crate::keys::layout::own_options;
 use crate::keys::{KeyError, Recipients};
+use crate::output::json::Changes;
 use crate::output::Style;
 use crate::secret::SecretBytes;
 use crate::sops::{same_keys, SopsError};
@@ -293,15 +294,11 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             } else {
                 ""
             };
-            let mut changes = Vec::new();
-            if dry_run && step.decision.writes() {
+            let mut changes = Changes::default();
+            if step.decision.writes() {
                 let old = step.analysis.repo.as_ref().map(|o| o.plaintext.expose());
                 let new = step.analysis.server.as_ref().map(|s| s.expose());
-                changes = plan_changes(
-                    step.sides.view_codec(),
-                    old.unwrap_or_default(),
-                    new.unwrap_or_default(),
-                );
+                changes = plan_changes(step.sides, old, new.unwrap_or_default());
             }
             Outcome {
                 entry,
@@ -319,5 +316,5 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             }
         })
         .collect();
-    super::report(&ctx.settings.printer, "encrypt", dry_run, &outcomes, None);
+    super::report(&ctx.settings.printer, dry_run, &outcomes, None);
 }

@@ -17,8 +17,6 @@ mod render;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use self::import::{ImportError, Imported};
 use self::render::{manifest_text, sops_yaml_text, Draft};
 use crate::error::Error;
@@ -112,6 +110,21 @@ const PUBLIC: Perms = Perms {
     durable: true,
 };
 
+/// The JSON body of `init` (docs/json/init.schema.json).
+#[derive(serde::Serialize)]
+struct InitReport<'a> {
+    dry_run: bool,
+    /// The manifest written (or, in a dry run, to write).
+    manifest: String,
+    /// How many entries it has, and how many of them are `plain`.
+    entries: usize,
+    plain: usize,
+    /// The .sops.yaml written, or null when one existed.
+    sops_yaml: Option<String>,
+    /// Lines added to .gitignore.
+    gitignore: &'a [String],
+}
+
 pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<ExitStatus, Error> {
     let manifest_path = cwd.join(args.manifest.unwrap_or(Path::new(FILE_NAME)));
     let repo_root = manifest_path.parent().unwrap_or(cwd).to_path_buf();
@@ -203,16 +216,14 @@ pub(crate) fn run(printer: &Printer, args: &Args<'_>, cwd: &Path) -> Result<Exit
     let (ignore_base, ignores) = (plan.base, plan.lines);
     let plain = draft.entries.iter().filter(|e| e.plain).count();
     let report = |sops_yaml: Option<&PathBuf>| {
-        printer.json(&json!({
-            "version": 1,
-            "command": "init",
-            "manifest": manifest_path.display().to_string(),
-            "entries": draft.entries.len(),
-            "plain": plain,
-            "sops_yaml": sops_yaml.map(|p| p.display().to_string()),
-            "gitignore": ignores,
-            "dry_run": args.dry_run,
-        }));
+        printer.json(&InitReport {
+            dry_run: args.dry_run,
+            manifest: manifest_path.display().to_string(),
+            entries: draft.entries.len(),
+            plain,
+            sops_yaml: sops_yaml.map(|p| p.display().to_string()),
+            gitignore: &ignores,
+        });
     };
     if args.dry_run {
         if printer.json {

@@ -22,6 +22,13 @@ const KEY_PERMS: Perms = Perms {
     durable: true,
 };
 
+/// The JSON body of `keygen -o FILE` (docs/json/keygen.schema.json): the public key only.
+#[derive(serde::Serialize)]
+struct KeygenReport<'a> {
+    identity_file: String,
+    recipient: &'a str,
+}
+
 pub(crate) fn run(
     printer: &Printer,
     output: Option<&Path>,
@@ -42,12 +49,10 @@ pub(crate) fn run(
     };
     AtomicWriter::new().create(&base, &name, identity.expose(), KEY_PERMS)?;
     if printer.json {
-        printer.json(&serde_json::json!({
-            "version": 1,
-            "command": "keygen",
-            "identity_file": path.display().to_string(),
-            "recipient": recipient,
-        }));
+        printer.json(&KeygenReport {
+            identity_file: path.display().to_string(),
+            recipient: &recipient,
+        });
     } else {
         printer.data(Style::Plain, &recipient);
     }

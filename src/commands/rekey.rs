@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use rayon::prelude::*;
-use serde_json::json;
 
 use super::{collect, Context};
 use crate::cli::Selection;
@@ -175,6 +174,29 @@ fn apply(ctx: &Context, steps: &[Step<'_, '_>]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The JSON body of `rekey` (docs/json/rekey.schema.json).
+#[derive(serde::Serialize)]
+struct RekeyReport<'a> {
+    dry_run: bool,
+    /// `--rotate`: a new data key, every value re-encrypted.
+    rotate: bool,
+    /// Whether any `.enc` was (or would be) rewritten.
+    changed: bool,
+    entries: Vec<RekeyEntry<'a>>,
+}
+
+/// One entry of `rekey`: the recipients its `.enc` gains and loses.
+#[derive(serde::Serialize)]
+struct RekeyEntry<'a> {
+    repo: &'a str,
+    server: &'a str,
+    /// `rekey`, `rotate` or `unchanged`.
+    action: &'static str,
+    changed: bool,
+    added: &'a [String],
+    removed: &'a [String],
+}
+
 fn report(ctx: &Context, steps: &[Step<'_, '_>], flags: Flags) {
     let printer = &ctx.settings.printer;
     let action = |s: &Step<'_, '_>| match (&s.contents, flags.rotate) {
@@ -183,23 +205,22 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], flags: Flags) {
         (Some(_), false) => "rekey",
     };
     if printer.json {
-        let entries: Vec<_> = steps
-            .iter()
-            .map(|s| {
-                json!({
-                    "repo": s.sides.entry.repo,
-                    "action": action(s),
-                    "added": s.added,
-                    "removed": s.removed,
+        printer.json(&RekeyReport {
+            dry_run: flags.dry_run,
+            rotate: flags.rotate,
+            changed: steps.iter().any(|s| s.contents.is_some()),
+            entries: steps
+                .iter()
+                .map(|s| RekeyEntry {
+                    repo: &s.sides.entry.repo,
+                    server: &s.sides.entry.server,
+                    action: action(s),
+                    changed: s.contents.is_some(),
+                    added: &s.added,
+                    removed: &s.removed,
                 })
-            })
-            .collect();
-        printer.json(&json!({
-            "version": 1,
-            "command": if flags.rotate { "rekey --rotate" } else { "rekey" },
-            "dry_run": flags.dry_run,
-            "entries": entries,
-        }));
+                .collect(),
+        });
         return;
     }
     for s in steps {

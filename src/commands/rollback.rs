@@ -18,12 +18,10 @@ use crate::output::Style;
 use crate::sync::files::{current_link, release_order, rollback_mark};
 use crate::sync::{Sides, STATE_PERMS};
 
-/// `--json`: `{"version": 1, "command": "rollback", "dry_run": bool, "entries": [{"repo",
-/// "server", "from", "to"}]}`, `from` and `to` being release names.
+/// The JSON body of `rollback` (docs/json/rollback.schema.json): `{"dry_run", "entries":
+/// [{"repo", "server", "from", "to"}]}`, `from` and `to` being release names.
 #[derive(Serialize)]
 struct Report<'a> {
-    version: u32,
-    command: &'static str,
     dry_run: bool,
     entries: Vec<Switched<'a>>,
 }
@@ -91,8 +89,6 @@ pub(crate) fn run(
     };
     let changed: Vec<&Entry> = switches.iter().map(|s| s.entry).collect();
     let json = || Report {
-        version: 1,
-        command: "rollback",
         dry_run,
         entries: switches
             .iter()
@@ -106,7 +102,7 @@ pub(crate) fn run(
     };
     if dry_run {
         if printer.json {
-            printer.json(&serde_json::to_value(json()).unwrap_or_default());
+            printer.json(&json());
         }
         for s in switches.iter().filter(|_| !printer.json) {
             printer.data(Style::Changed, &say(s));
@@ -142,7 +138,7 @@ pub(crate) fn run(
         printer.info(Style::Changed, &say(s));
     }
     if printer.json {
-        printer.json(&serde_json::to_value(json()).unwrap_or_default());
+        printer.json(&json());
     }
     drop(lock);
     super::hooks::on_change(ctx, &changed, no_hooks)?;

@@ -1,11 +1,12 @@
 //! `envsync status`: one line per entry with its sync state and what to run next; exit 1
 //! unless everything is in sync, modes and owners included.
 //!
-//! `--json` prints `{"version": 1, "command": "status", "in_sync": bool, "entries": [...]}`;
-//! each entry is `{"repo", "server", "state", "next", "drift"}` where `state` is one of
+//! `--json` (docs/json.md) prints `{"in_sync": bool, "entries": [...], "errors": [...]}` in
+//! the envelope; each entry is `{"repo", "server", "state", "next", "drift"}` where `state` is one of
 //! `in-sync`, `server-changed`, `repo-changed`, `conflict`, `server-missing`, `repo-missing`,
 //! `new`, `missing`; `next` is the command that resolves it (or null); `drift` lists
-//! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file;
+//! `{"field": "mode"|"owner"|"group", "actual", "expected"}` for the server file (owners
+//! and groups by name);
 //! `as = "files"` entries add `unmanaged` (files in the folder no key maps to, left alone)
 //! and, with `releases`, `release` (where `current` points) and `rolled_back_to` (set after
 //! `envsync rollback` while the state is `rolled-back`). `recipients_differ` says how the
@@ -17,24 +18,27 @@
 
 use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::json;
 
 use super::Context;
 use crate::cli::Selection;
 use crate::error::{Error, FileError};
 use crate::exit::ExitStatus;
 use crate::keys::Recipients;
+use crate::output::json::PermDrift;
 use crate::output::Style;
 use crate::sops::SopsError;
 use crate::sync::decision::{next, Next};
 use crate::sync::state::State;
 use crate::sync::{Codec, Sides};
 
-#[derive(Debug, Serialize)]
-struct Drift {
-    field: &'static str,
-    actual: String,
-    expected: String,
+/// The JSON body of `status` (docs/json/status.schema.json).
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    /// Whether every entry is in sync, modes, owners and recipients included.
+    in_sync: bool,
+    entries: &'a [EntryStatus],
+    /// With --keep-going: the entries that could not be read.
+    errors: &'a [super::EntryError],
 }
 
 #[derive(Debug, Serialize)]
@@ -43,7 +47,7 @@ struct EntryStatus {
     server: String,
     state: &'static str,
     next: Option<String>,
-    drift: Vec<Drift>,
+    drift: Vec<PermDrift>,
     older_than_last_sync: bool,
     repo_lastmodified: Option<String>,
     synced_lastmodified: Option<String>,
@@ -125,20 +129,14 @@ pub(crate) fn run(
     let all_clean = statuses.iter().all(|s| s.clean);
     let printer = &ctx.settings.printer;
     if printer.json {
-        printer.json(&json!({
-            "version": 1,
-            "command": "status",
-            "in_sync": all_clean,
-            "entries": statuses,
-            "errors": failed,
-        }));
+        printer.json(&StatusReport {
+            in_sync: all_clean,
+            entries: &statuses,
+            errors: &failed,
+        });
     } else {
         for s in &statuses {
-            let drift: Vec<String> = s
-                .drift
-                .iter()
-                .map(|d| format!("{} {} (want {})", d.field, d.actual, d.expected))
-                .collect();
+            let drift: Vec<String> = s.drift.iter().map(PermDrift::describe).collect();
             let state = if s.older_than_last_sync {
                 format!("{} (older than the last sync)", s.state)
             } else if let Some(release) = &s.rolled_back_to {
@@ -183,29 +181,7 @@ pub(crate) fn run(
 fn describe(sides: &Sides<'_>, state: State) -> EntryStatus {
     let entry = sides.entry;
     let repo = &entry.repo;
-    let mut drift = Vec::new();
-    if let Some(server) = &sides.server {
-        if server.mode != entry.mode {
-            drift.push(Drift {
-                field: "mode",
-                actual: format!("{:04o}", server.mode),
-                expected: format!("{:04o}", entry.mode),
-            });
-        }
-        let ids = [
-            ("owner", server.uid, entry.uid),
-            ("group", server.gid, entry.gid),
-        ];
-        for (field, actual, expected) in ids {
-            if let Some(expected) = expected.filter(|e| *e != actual) {
-                drift.push(Drift {
-                    field,
-                    actual: actual.to_string(),
-                    expected: expected.to_string(),
-                });
-            }
-        }
-    }
+    let drift = sides.perm_drift();
     let next = next(state, !drift.is_empty(), entry.optional).map(|next| match next {
         Next::Decrypt => format!("envsync decrypt {repo}"),
         Next::Encrypt => format!("envsync encrypt {repo}"),

@@ -8,6 +8,7 @@ use crate::common;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -531,6 +532,12 @@ fn age_format_interoperates_with_age() {
     // envsync encrypt → age.
     let server = tricky_binary(&common::canary("age-out"));
     fx.write_server("keys/out.bin", &server);
+    // The entry's mode, so that `diff` below judges content only (a 0644 file is drift).
+    fs::set_permissions(
+        fx.server_path("keys/out.bin"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     fx.envsync(["encrypt", "keys/out.age"]).expect(0);
     let written = fs::read(fx.repo_path("keys/out.age")).unwrap();
     let text = String::from_utf8(written.clone()).expect("armored age is text");

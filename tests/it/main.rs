@@ -19,6 +19,7 @@ mod guards;
 mod hooks;
 mod init;
 mod interop;
+mod json_contract;
 mod keys;
 mod large_files;
 mod leaks;

@@ -932,12 +932,10 @@ fn rows() -> Vec<Row> {
             via: Via::Harness,
             args: &["status"],
             code: 1,
-            stdout: vec![format!(
-                "in-sync         app/.env.enc → app/.env; mode 0600 (want 0640), \
-                 owner 0 (want {}), group 0 (want {}); next: envsync decrypt app/.env.enc",
-                nobody().0,
-                nobody().1
-            )],
+            // Owners and groups by name, as the operator knows them.
+            stdout: vec!["in-sync         app/.env.enc → app/.env; mode 0600 (want 0640), \
+                 owner root (want nobody), group root (want nogroup); next: envsync decrypt app/.env.enc"
+                .into()],
             stderr: vec![],
             trees: [Same, Same, Same],
             check: no_check,
@@ -960,13 +958,12 @@ fn rows() -> Vec<Row> {
                 let app = &doc["entries"][0];
                 assert_eq!(app["state"], "in-sync");
                 assert_eq!(app["next"], "envsync decrypt app/.env.enc");
-                let (uid, gid) = nobody();
                 assert_eq!(
                     app["drift"],
                     serde_json::json!([
                         {"field": "mode", "actual": "0644", "expected": "0640"},
-                        {"field": "owner", "actual": "0", "expected": uid.to_string()},
-                        {"field": "group", "actual": "0", "expected": gid.to_string()},
+                        {"field": "owner", "actual": "root", "expected": "nobody"},
+                        {"field": "group", "actual": "root", "expected": "nogroup"},
                     ])
                 );
             },

@@ -312,7 +312,7 @@ fn every_cause_at_once_in_text_and_json() {
     let doc: serde_json::Value = serde_json::from_str(&json.stdout)
         .unwrap_or_else(|e| panic!("check --json is not JSON ({e}):\n{}", json.stdout));
     assert_eq!(doc["command"], "check");
-    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["clean"], false);
     let mut got: Vec<(String, &str)> = doc["problems"]
         .as_array()
         .unwrap()

@@ -212,6 +212,12 @@ fn sops_reads_what_envsync_writes_and_a_rotation_is_one_line() {
         let canonical = fx.sops_decrypt(&repo, kind);
         // The same content as the server file, in sops's layout: in sync, not drift.
         fx.write_server(&server, &canonical);
+        // The entry's mode: a 0644 file would be drift too.
+        std::fs::set_permissions(
+            fx.server_path(&server),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         fx.envsync(["diff"]).expect(0);
         git(&fx, &["add", "-A"]);
         git(&fx, &["commit", "-qm", "first"]);

@@ -98,6 +98,8 @@ fn merged_file(
         if let Some(other) = owners.get(&path) {
             conflicts.push(Refusal {
                 entry: describe(step),
+                repo: step.sides.entry.repo.clone(),
+                server: step.sides.entry.server.clone(),
                 meaning: format!("changed `{path}`, which {other} changed too"),
                 state: "conflict".into(),
                 resolve: "keep one of the two server edits, then run envsync encrypt again".into(),
