@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
+
+use crate::commands::completions::{entry_candidates, tag_candidates};
 
 /// Keep server secrets and their SOPS+age encrypted copies in git in step.
 #[derive(Debug, Parser)]
@@ -43,10 +46,10 @@ pub struct GlobalArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
     /// Entries by repo path, server path or glob (default: all).
-    #[arg(value_name = "FILE")]
+    #[arg(value_name = "FILE", add = ArgValueCandidates::new(entry_candidates))]
     pub files: Vec<String>,
     /// Only entries with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", value_name = "TAG", add = ArgValueCandidates::new(tag_candidates))]
     pub tags: Vec<String>,
 }
 
@@ -175,7 +178,7 @@ pub enum Command {
     /// textconv), or in clear with --reveal.
     Show {
         /// An entry's repo or server path, or any .enc file.
-        #[arg(value_name = "FILE")]
+        #[arg(value_name = "FILE", add = ArgValueCandidates::new(entry_candidates))]
         file: String,
         /// Print the decrypted file in clear.
         #[arg(long)]
@@ -185,10 +188,10 @@ pub enum Command {
     /// the repo .enc in memory; later FILEs win); CMD's exit status is envsync's.
     Exec {
         /// Entries by repo path, server path or glob, in the order they apply.
-        #[arg(value_name = "FILE", required_unless_present = "tags")]
+        #[arg(value_name = "FILE", required_unless_present = "tags", add = ArgValueCandidates::new(entry_candidates))]
         files: Vec<String>,
         /// Only entries with this tag (repeatable); with no FILE, every entry with it.
-        #[arg(long = "tag", value_name = "TAG")]
+        #[arg(long = "tag", value_name = "TAG", add = ArgValueCandidates::new(tag_candidates))]
         tags: Vec<String>,
         /// Start CMD with the entries' keys only, none of envsync's environment.
         #[arg(long)]
@@ -203,7 +206,7 @@ pub enum Command {
     /// every way out.
     Edit {
         /// The entry: its repo path, server path, or a glob matching exactly one entry.
-        #[arg(value_name = "FILE")]
+        #[arg(value_name = "FILE", add = ArgValueCandidates::new(entry_candidates))]
         file: String,
         /// Then decrypt the entry onto the server, as `envsync decrypt FILE`.
         #[arg(long)]
@@ -217,6 +220,25 @@ pub enum Command {
         #[arg(short = 'k', long)]
         keep_going: bool,
     },
+    /// Print a shell's completion script (it completes commands, options, the manifest's
+    /// entries and tags): `envsync completions bash > /etc/bash_completion.d/envsync`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff): `envsync man > envsync.1; man -l envsync.1`.
+    Man,
+}
+
+/// The shells `envsync completions` writes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }
 
 /// When to colour output (`--color`; `auto` honours `NO_COLOR` and a terminal).

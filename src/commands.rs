@@ -5,6 +5,7 @@
 
 pub(crate) mod add;
 pub(crate) mod check;
+pub(crate) mod completions;
 pub(crate) mod decrypt;
 pub(crate) mod diff;
 pub(crate) mod edit;
@@ -715,6 +716,8 @@ pub(crate) fn dispatch(ctx: &mut Context, command: &Command) -> Result<ExitStatu
             selection,
             keep_going,
         } => diff::run(ctx, selection, *keep_going),
+        Command::Completions { shell } => completions::completions(&ctx.settings.printer, *shell),
+        Command::Man => completions::man(&ctx.settings.printer),
         Command::Exec {
             files,
             tags,

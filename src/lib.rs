@@ -110,12 +110,25 @@ fn command_name(command: &cli::Command) -> &'static str {
         C::Exec { .. } => "exec",
         C::Edit { .. } => "edit",
         C::Diff { .. } => "diff",
+        C::Completions { .. } => "completions",
+        C::Man => "man",
     }
 }
 
 /// Runs the command; returns its result and the printer it chose.
 fn run_command(cli: &cli::Cli, cwd: PathBuf) -> (Result<ExitStatus, Error>, Printer) {
     let fallback = settings::printer(&cli.global);
+    // Completions and the man page come from the command line's definition alone.
+    match &cli.command {
+        cli::Command::Completions { shell } => {
+            return (
+                commands::completions::completions(&fallback, *shell),
+                fallback,
+            );
+        }
+        cli::Command::Man => return (commands::completions::man(&fallback), fallback),
+        _ => {}
+    }
     // keygen needs no manifest: it is how a new host starts.
     if let cli::Command::Keygen { output } = &cli.command {
         let result = commands::keygen::run(&fallback, output.as_deref(), &cwd);

@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash envsync …`: a shell asking for completions (see `envsync completions`);
+    // answered before anything else, and the process exits.
+    clap_complete::CompleteEnv::with_factory(<envsync::cli::Cli as clap::CommandFactory>::command)
+        .completer("envsync")
+        .complete();
     envsync::harden_process();
     // A panic message could quote data; print where it happened, never the payload.
     std::panic::set_hook(Box::new(|info| {

@@ -89,6 +89,11 @@ impl Printer {
         });
     }
 
+    /// Bytes on stdout as they are (a completion script, a man page).
+    pub(crate) fn raw(&self, bytes: &[u8]) {
+        write_stdout(|out| out.write_all(bytes));
+    }
+
     /// A command's JSON report (a typed body): kept until the run ends, then printed once
     /// in the contract's envelope (see [`json`]), with the error if the run failed.
     pub(crate) fn json(&self, body: &impl serde::Serialize) {

@@ -9,6 +9,7 @@ mod bad_input;
 mod batch;
 mod check;
 mod cli;
+mod completions;
 mod edit;
 mod examples;
 mod exec;
