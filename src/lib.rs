@@ -93,6 +93,36 @@ pub fn run(cli: &cli::Cli, cwd: PathBuf) -> Result<ExitStatus, Failure> {
     Ok(status)
 }
 
+/// A command line clap refused: with `--json` among `args`, its JSON document on stdout (clap
+/// then prints its own message on stderr and exits 2). Help and version requests are not
+/// errors and print nothing here.
+pub fn print_usage_error(error: &clap::Error, args: &[String]) {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) || !args.iter().any(|a| a == "--json")
+    {
+        return;
+    }
+    let command = <cli::Cli as clap::CommandFactory>::command();
+    let name = args
+        .iter()
+        .skip(1)
+        .find_map(|a| command.find_subcommand(a).map(|c| c.get_name().to_string()))
+        .unwrap_or_else(|| "envsync".into());
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    output::print_usage_document(&name, message);
+}
+
 /// The command's name, as the JSON document gives it.
 fn command_name(command: &cli::Command) -> &'static str {
     use cli::Command as C;

@@ -27,7 +27,17 @@ fn main() -> ExitCode {
         // An internal error is an error: exit 2, as the contract numbers it, not Rust's 101.
         std::process::exit(2);
     }));
-    let cli = envsync::cli::Cli::parse();
+    let cli = match envsync::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // args_os: a non-UTF-8 argument must not panic here.
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            envsync::print_usage_error(&error, &args);
+            error.exit()
+        }
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     match envsync::run(&cli, cwd) {
         Ok(status) => status.into(),

@@ -136,6 +136,17 @@ impl Printer {
     }
 }
 
+/// Prints the JSON document of a command line that could not be parsed.
+pub(crate) fn print_usage_document(command: &str, message: String) {
+    if let Some(document) = json::usage_document(command, message) {
+        write_stdout(|out| {
+            serde_json::to_writer_pretty(&mut *out, &document)?;
+            writeln!(out)
+        });
+    }
+    let _ = finish_stdout();
+}
+
 /// Prints the run's one JSON document on stdout (see [`json::document`]).
 pub(crate) fn print_document(command: &str, failure: Option<&crate::error::Error>) {
     if let Some(document) = json::document(command, failure) {

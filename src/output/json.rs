@@ -74,6 +74,31 @@ pub(crate) fn document(command: &str, failure: Option<&crate::error::Error>) -> 
     serde_json::to_value(envelope).ok()
 }
 
+/// The document of a command line that could not be parsed (`kind` = `usage`): `command` is
+/// the subcommand named on it, or `envsync`.
+pub(crate) fn usage_document(command: &str, message: String) -> Option<Value> {
+    let envelope = Envelope {
+        version: VERSION,
+        command,
+        ok: false,
+        body: Map::new(),
+        error: Some(ErrorInfo {
+            kind: "usage",
+            file: None,
+            line: None,
+            key: None,
+            message,
+            hint: Some(match command {
+                "envsync" => "see `envsync --help`".into(),
+                command => format!("see `envsync {command} --help`"),
+            }),
+            errors: Vec::new(),
+        }),
+        refused: None,
+    };
+    serde_json::to_value(envelope).ok()
+}
+
 /// An error as JSON: what kind, where (file, line, key when known), the message and the
 /// hint. Never a value: messages name keys and lines only.
 #[derive(Clone, Debug, Serialize)]

@@ -311,13 +311,22 @@ fn every_command_output_validates_against_its_schema() {
         2,
     );
     assert_eq!(doc["error"]["kind"], "manifest");
+    // A command line clap refuses is a document too.
+    let doc = docs.record(
+        "usage",
+        &fx.envsync(["decrypt", "--no-such-flag", "--json"]),
+        2,
+    );
+    assert_eq!(doc["error"]["kind"], "usage");
+    let doc = docs.record("usage", &fx.envsync(["--json", "frobnicate"]), 2);
+    assert_eq!(doc["command"], "envsync");
 
     on_change_failure(&mut docs);
 
     let commands: BTreeSet<&str> = docs.covered.iter().map(|(c, _)| c.as_str()).collect();
     for command in [
         "add", "check", "decrypt", "diff", "edit", "encrypt", "exec", "init", "keygen", "rekey",
-        "rollback", "show", "status",
+        "rollback", "show", "status", "envsync",
     ] {
         assert!(commands.contains(command), "no document of {command}");
     }
