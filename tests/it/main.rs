@@ -5,6 +5,7 @@
 mod common;
 
 mod add;
+mod ansible;
 mod bad_input;
 mod batch;
 mod check;
