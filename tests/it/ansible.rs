@@ -29,7 +29,12 @@ const ENTRIES: [(&str, &str, &str, &str); 5] = [
     ("web1", "web1/nginx.env.enc", "web1/nginx/.env", "nginx"),
     ("web2", "web2/app.env.enc", "web2/app/.env", "app"),
     ("web2", "web2/worker.env.enc", "web2/worker/.env", "worker"),
-    ("db1", "db1/postgres.env.enc", "db1/postgres/.env", "postgresql"),
+    (
+        "db1",
+        "db1/postgres.env.enc",
+        "db1/postgres/.env",
+        "postgresql",
+    ),
 ];
 
 fn playbook() -> PathBuf {
@@ -168,7 +173,10 @@ impl Fleet {
             &admin,
             &["clone", "-q", "--bare", ".", origin.to_str().unwrap()],
         );
-        fleet.git(&admin, &["remote", "add", "origin", origin.to_str().unwrap()]);
+        fleet.git(
+            &admin,
+            &["remote", "add", "origin", origin.to_str().unwrap()],
+        );
 
         let mut inventory = format!(
             "envsync_hosts:\n  vars:\n    ansible_connection: local\n    \
@@ -338,7 +346,12 @@ fn ansible_playbook_syncs_a_fleet_and_restarts_only_what_changed() {
     let second = fleet.play();
     assert_eq!(second.code, 0, "second run:\n{}", second.stdout);
     second.expect("second", &[("web1", 0, 0), ("web2", 0, 0), ("db1", 0, 0)]);
-    assert_eq!(fleet.restarts(), all, "second run restarted:\n{}", second.stdout);
+    assert_eq!(
+        fleet.restarts(),
+        all,
+        "second run restarted:\n{}",
+        second.stdout
+    );
 
     // A rotation of web2's app entry, by the admin, pushed to the origin.
     let (_, repo, server, _) = ENTRIES[2];
@@ -375,7 +388,11 @@ fn ansible_playbook_syncs_a_fleet_and_restarts_only_what_changed() {
     edited.extend_from_slice(format!("NEW_KEY={}\n", canary("edit")).as_bytes());
     fs::write(&edited_path, &edited).unwrap();
     let fourth = fleet.play();
-    assert_eq!(fourth.code, 2, "fourth run (a host failed):\n{}", fourth.stdout);
+    assert_eq!(
+        fourth.code, 2,
+        "fourth run (a host failed):\n{}",
+        fourth.stdout
+    );
     fourth.expect("fourth", &[("web1", 0, 0), ("web2", 0, 0), ("db1", 1, 0)]);
     let fatal: Vec<&str> = fourth
         .stdout
@@ -392,8 +409,17 @@ fn ansible_playbook_syncs_a_fleet_and_restarts_only_what_changed() {
         "db1's failure should be the refusal naming {server} ({repo}):\n{}",
         fatal[0]
     );
-    assert_eq!(fleet.restarts(), expected, "fourth run restarted:\n{}", fourth.stdout);
-    assert_eq!(fs::read(&edited_path).unwrap(), edited, "db1's edit was lost");
+    assert_eq!(
+        fleet.restarts(),
+        expected,
+        "fourth run restarted:\n{}",
+        fourth.stdout
+    );
+    assert_eq!(
+        fs::read(&edited_path).unwrap(),
+        edited,
+        "db1's edit was lost"
+    );
     eprintln!("four ansible-playbook runs: {:?}", started.elapsed());
 }
 
