@@ -343,8 +343,8 @@ pub(crate) fn relative(root: &Path, path: &Path) -> Option<String> {
 pub(crate) struct Outcome<'m> {
     pub(crate) entry: &'m Entry,
     pub(crate) codec: Codec,
-    /// `create`, `update`, `unchanged`…
-    pub(crate) action: &'static str,
+    /// What the run does (or, in a dry run, would do) to the entry.
+    pub(crate) decision: Decision,
     pub(crate) state: State,
     pub(crate) style: Style,
     /// Nothing to do: shown only with --verbose (or in a dry run's plan).
@@ -385,7 +385,7 @@ struct EntryReport<'a> {
 impl Outcome<'_> {
     /// Whether the run writes (or would write) this entry's target or fixes its mode.
     fn changed(&self) -> bool {
-        matches!(self.action, "create" | "update" | "fix-mode")
+        self.decision.writes() || self.decision == Decision::FixPerms
     }
 }
 
@@ -411,7 +411,7 @@ pub(crate) fn report(
                     format: o.codec.name(),
                     tags: &o.entry.tags,
                     state: o.state.name(),
-                    action: o.action,
+                    action: o.decision.word(),
                     changed: o.changed(),
                     mode: format!("{:04o}", o.entry.mode),
                     changes: &o.changes,
@@ -423,7 +423,7 @@ pub(crate) fn report(
     }
     for o in outcomes {
         let would = if dry_run && !o.idle { "would " } else { "" };
-        let line = format!("{would}{:<9} {}", o.action, o.detail);
+        let line = format!("{would}{:<9} {}", o.decision.word(), o.detail);
         if dry_run {
             printer.data(o.style, &line);
             for change in o.changes.lines(crate::diff::PLAN) {

@@ -385,7 +385,7 @@ fn report(
             Outcome {
                 entry,
                 codec: step.sides.codec,
-                action: step.decision.word(),
+                decision: step.decision,
                 state: step.analysis.state,
                 style: match step.decision {
                     Decision::Create => Style::Added,
@@ -416,7 +416,7 @@ fn report(
     outcomes.extend(streamed.iter().map(|s| Outcome {
         entry: s.entry,
         codec: Codec::Encrypted(Format::Binary),
-        action: Decision::Create.word(),
+        decision: Decision::Create,
         state: State::ServerMissing,
         style: Style::Added,
         idle: false,

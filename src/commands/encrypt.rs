@@ -303,7 +303,7 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
             Outcome {
                 entry,
                 codec: step.sides.codec,
-                action: step.decision.word(),
+                decision: step.decision,
                 state: step.analysis.state,
                 style: match step.decision {
                     Decision::Create => Style::Added,
