@@ -225,3 +225,126 @@ fn file(path: &Path, source: &FileError) -> (&'static str, Place) {
     };
     (kind, place)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::error::Refusal;
+    use crate::manifest::ManifestError;
+
+    #[test]
+    fn kinds_and_places_come_from_the_typed_error() {
+        let enc = PathBuf::from("app/.env.enc");
+        let file = |source: FileError| Error::File {
+            path: enc.clone(),
+            source,
+        };
+        let table: Vec<(Error, &str, Option<&str>, Option<usize>, Option<&str>)> = vec![
+            (
+                file(SopsError::MacMismatch.into()),
+                "mac_mismatch",
+                Some("app/.env.enc"),
+                None,
+                None,
+            ),
+            (
+                file(
+                    SopsError::Syntax {
+                        line: 7,
+                        reason: "no =".into(),
+                    }
+                    .into(),
+                ),
+                "syntax",
+                Some("app/.env.enc"),
+                Some(7),
+                None,
+            ),
+            (
+                file(
+                    SopsError::NotEncrypted {
+                        key: "API_TOKEN".into(),
+                    }
+                    .into(),
+                ),
+                "value_in_clear",
+                Some("app/.env.enc"),
+                None,
+                Some("API_TOKEN"),
+            ),
+            (
+                file(FileError::ServerMissing),
+                "server_missing",
+                Some("app/.env.enc"),
+                None,
+                None,
+            ),
+            (
+                Error::Manifest(ManifestError {
+                    path: "secrets.toml".into(),
+                    line: Some(12),
+                    message: "unknown key".into(),
+                }),
+                "manifest",
+                Some("secrets.toml"),
+                Some(12),
+                None,
+            ),
+            (
+                Error::Fs(FsError::NotWritten {
+                    source: Box::new(FsError::Symlink {
+                        path: "srv/app/.env".into(),
+                    }),
+                }),
+                "symlink",
+                Some("srv/app/.env"),
+                None,
+                None,
+            ),
+        ];
+        for (error, kind, file, line, key) in table {
+            let info = error.info();
+            assert_eq!(info.kind, kind, "{error}");
+            assert_eq!(info.file.as_deref(), file, "{error}");
+            assert_eq!(info.line, line, "{error}");
+            assert_eq!(info.key.as_deref(), key, "{error}");
+            assert_eq!(info.message, error.to_string());
+            assert!(error.refused().is_none());
+        }
+    }
+
+    #[test]
+    fn a_refusal_lists_each_entry_and_several_errors_nest() {
+        let refusal = Error::Refused(vec![Refusal {
+            entry: "app/.env (app/.env.enc)".into(),
+            repo: "app/.env.enc".into(),
+            server: "app/.env".into(),
+            meaning: "edited on the server since the last sync".into(),
+            state: "server-changed".into(),
+            resolve: "envsync encrypt app/.env.enc".into(),
+        }]);
+        let info = refusal.info();
+        assert_eq!(info.kind, "refused");
+        assert!(info.message.contains("1 entry"), "{}", info.message);
+        let refused = refusal.refused().unwrap();
+        assert_eq!(
+            (refused[0].repo.as_str(), refused[0].state.as_str()),
+            ("app/.env.enc", "server-changed")
+        );
+        let several = Error::Several(vec![
+            Error::BadGlob {
+                pattern: "[".into(),
+            },
+            Error::NoMatch {
+                pattern: "x".into(),
+                manifest: "secrets.toml".into(),
+            },
+        ]);
+        let info = several.info();
+        assert_eq!(info.kind, "several");
+        let kinds: Vec<&str> = info.errors.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["bad_glob", "no_match"]);
+    }
+}

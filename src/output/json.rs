@@ -33,6 +33,13 @@ pub(crate) fn keep(body: &impl Serialize) {
         Ok(other) => Map::from_iter([("body".to_string(), other)]),
         Err(e) => Map::from_iter([("body_error".to_string(), Value::String(e.to_string()))]),
     };
+    // The envelope's own fields: a body repeating one would print a key twice.
+    debug_assert!(
+        !["version", "command", "ok", "error", "refused"]
+            .iter()
+            .any(|k| fields.contains_key(*k)),
+        "a JSON body repeats an envelope field"
+    );
     *pending() = Some(fields);
 }
 
@@ -258,5 +265,91 @@ impl Changes {
             false => format!("~ {}", p.describe()),
         }));
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{DRIFT, PLAN};
+
+    #[test]
+    fn changes_split_keys_and_word_permissions_for_plans_and_drift() {
+        let mut changes = Changes::from_keys(&[
+            KeyChange::Removed {
+                key: "OLD".into(),
+                len: 3,
+            },
+            KeyChange::Changed {
+                key: "PASSWORD".into(),
+                old_len: 8,
+                new_len: 12,
+            },
+            KeyChange::Added {
+                key: "NEW".into(),
+                len: 5,
+            },
+            KeyChange::Order,
+        ]);
+        changes.perms.push(PermDrift {
+            field: "mode",
+            actual: "0644".into(),
+            expected: "0600".into(),
+        });
+        assert_eq!(
+            changes.added,
+            [KeyLen {
+                key: "NEW".into(),
+                len: 5
+            }]
+        );
+        assert_eq!(
+            changes.removed,
+            [KeyLen {
+                key: "OLD".into(),
+                len: 3
+            }]
+        );
+        assert_eq!(changes.changed.len(), 1);
+        assert!(changes.order && !changes.is_empty());
+        let plan = changes.lines(PLAN);
+        assert_eq!(
+            plan.first().map(String::as_str),
+            Some("- OLD: removed (len 3)")
+        );
+        assert_eq!(plan.last().map(String::as_str), Some("~ mode 0644 → 0600"));
+        let drift = changes.lines(DRIFT);
+        assert_eq!(
+            drift.last().map(String::as_str),
+            Some("~ mode 0644 (want 0600)")
+        );
+        assert!(Changes::default().is_empty());
+        assert_eq!(
+            Changes::content(3, 5).lines(PLAN),
+            ["~ content changes (3 → 5 bytes)"]
+        );
+    }
+
+    #[test]
+    fn the_envelope_comes_first_and_an_error_makes_ok_false() {
+        #[derive(Serialize)]
+        struct Body {
+            entries: Vec<u8>,
+        }
+        keep(&Body { entries: vec![1] });
+        let doc = document("diff", None).unwrap();
+        let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["version", "command", "ok", "entries"]);
+        assert_eq!(doc["ok"], true);
+        // Nothing kept and no failure: no document (show, exec).
+        assert!(document("show", None).is_none());
+        let failure = crate::error::Error::NoMatch {
+            pattern: "x".into(),
+            manifest: "secrets.toml".into(),
+        };
+        let doc = document("show", Some(&failure)).unwrap();
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["error"]["kind"], "no_match");
+        assert!(doc.get("refused").is_none());
     }
 }
