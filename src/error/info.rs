@@ -241,7 +241,15 @@ mod tests {
             path: enc.clone(),
             source,
         };
-        let table: Vec<(Error, &str, Option<&str>, Option<usize>, Option<&str>)> = vec![
+        // The error, then its kind, file, line and key.
+        type Row = (
+            Error,
+            &'static str,
+            Option<&'static str>,
+            Option<usize>,
+            Option<&'static str>,
+        );
+        let table: Vec<Row> = vec![
             (
                 file(SopsError::MacMismatch.into()),
                 "mac_mismatch",
