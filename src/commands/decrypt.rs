@@ -368,8 +368,10 @@ fn report(
         .map(|(step, plan)| {
             let entry = step.sides.entry;
             let mut changes = Changes::default();
-            if let (Some(new), Decision::Create | Decision::Update) =
-                (plaintext(step), step.decision)
+            // Shown in a plan and in JSON only: a plain run does not parse the files again.
+            let shown = dry_run || ctx.settings.printer.json;
+            if let (true, Some(new), Decision::Create | Decision::Update) =
+                (shown, plaintext(step), step.decision)
             {
                 // As judged: a files folder laid out like the `.enc`.
                 let old = (step.analysis.server.as_ref().map(|s| s.expose())).or(step
@@ -379,7 +381,7 @@ fn report(
                     .map(|s| s.bytes.expose()));
                 changes = plan_changes(step.sides, old, new.expose());
             }
-            if step.decision != Decision::Unchanged {
+            if shown && step.decision != Decision::Unchanged {
                 changes.perms = step.sides.perm_drift();
             }
             Outcome {

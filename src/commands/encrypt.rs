@@ -295,7 +295,8 @@ fn report(ctx: &Context, steps: &[Step<'_, '_>], dry_run: bool) {
                 ""
             };
             let mut changes = Changes::default();
-            if step.decision.writes() {
+            // Shown in a plan and in JSON only: a plain run does not parse the files again.
+            if step.decision.writes() && (dry_run || ctx.settings.printer.json) {
                 let old = step.analysis.repo.as_ref().map(|o| o.plaintext.expose());
                 let new = step.analysis.server.as_ref().map(|s| s.expose());
                 changes = plan_changes(step.sides, old, new.unwrap_or_default());
