@@ -441,18 +441,17 @@ pub(crate) fn report(
 /// keys for keyed files and extracted values (`key`), sizes otherwise.
 pub(crate) fn plan_changes(sides: &Sides<'_>, old: Option<&[u8]>, new: &[u8]) -> Changes {
     use crate::diff::KeyChange;
-    let display_len = |b: &[u8]| std::str::from_utf8(b).map_or(b.len(), |s| s.chars().count());
     if let Some(key) = &sides.entry.key {
         let key = key.to_string();
         return match old {
             None => Changes::from_keys(&[KeyChange::Added {
                 key,
-                len: display_len(new),
+                len: crate::secret::display_len(new),
             }]),
             Some(old) if old != new => Changes::from_keys(&[KeyChange::Changed {
                 key,
-                old_len: display_len(old),
-                new_len: display_len(new),
+                old_len: crate::secret::display_len(old),
+                new_len: crate::secret::display_len(new),
             }]),
             Some(_) => Changes::default(),
         };

@@ -162,8 +162,14 @@ impl SecretBytes {
     /// Character count when the bytes are UTF-8 (what an operator calls a value's length),
     /// byte count otherwise.
     pub(crate) fn display_len(&self) -> usize {
-        std::str::from_utf8(&self.0).map_or(self.0.len(), |s| s.chars().count())
+        display_len(&self.0)
     }
+}
+
+/// Character count of `bytes` when they are UTF-8, byte count otherwise (a value's length as
+/// diffs and plans report it).
+pub(crate) fn display_len(bytes: &[u8]) -> usize {
+    std::str::from_utf8(bytes).map_or(bytes.len(), |s| s.chars().count())
 }
 
 impl From<Vec<u8>> for SecretBytes {

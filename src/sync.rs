@@ -417,14 +417,10 @@ impl<'m> Sides<'m> {
         }
     }
 
-    /// Whether the server file's mode, owner or group differ from the entry's.
+    /// Whether the server file's mode, owner or group differ from the entry's (names are
+    /// looked up only for a drift, so this costs nothing on a file that is right).
     pub(crate) fn server_perms_drift(&self) -> bool {
-        let want = self.server_perms();
-        self.server.as_ref().is_some_and(|s| {
-            s.mode != want.mode
-                || want.uid.is_some_and(|u| u != s.uid)
-                || want.gid.is_some_and(|g| g != s.gid)
-        })
+        !self.perm_drift().is_empty()
     }
 
     /// How the server file's mode, owner and group differ from the entry's, owners and

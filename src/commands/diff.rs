@@ -218,11 +218,13 @@ fn report(ctx: &Context, diffs: &[(&Entry, EntryDiff)], failed: &[EntryError]) {
             }
             Comparison::Drift => {
                 printer.data(Style::Header, &format!("{head}:"));
-                let lines = d.changes.lines(diff::DRIFT);
-                let lines = lines
-                    .into_iter()
-                    .filter(|l| !l.starts_with("~ content changes"));
-                for line in lines.chain(d.lines.iter().cloned()) {
+                // A file without keys shows its unified diff, not its sizes.
+                let mut changes = d.changes.clone();
+                if !d.lines.is_empty() {
+                    changes.content = None;
+                }
+                let shown = changes.lines(diff::DRIFT);
+                for line in shown.into_iter().chain(d.lines.iter().cloned()) {
                     printer.data(Style::for_line(&line), &format!("  {line}"));
                 }
             }

@@ -242,15 +242,8 @@ impl Fleet {
 
     /// git in `dir`, with a committer identity; it must succeed.
     fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let mut cmd = Command::new("git");
-        cmd.args([
-            "-c",
-            "user.name=envsync-test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir);
+        let mut cmd = common::git_command();
+        cmd.args(args).current_dir(dir);
         run_ok(&mut cmd, &self.home())
     }
 

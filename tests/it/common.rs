@@ -452,17 +452,23 @@ pub(crate) fn daemon_gid() -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// Runs git in the fixture's repo with the clean environment and a committer identity; it
-/// must succeed. Returns its stdout.
-pub(crate) fn git(fx: &Fixture, args: &[&str]) -> String {
+/// `git` with a committer identity, so commits work on a machine without one.
+pub(crate) fn git_command() -> Command {
     let mut cmd = Command::new("git");
     cmd.args([
         "-c",
         "user.name=envsync-test",
         "-c",
         "user.email=test@example.invalid",
-    ])
-    .args(args);
+    ]);
+    cmd
+}
+
+/// Runs git in the fixture's repo with the clean environment and a committer identity; it
+/// must succeed. Returns its stdout.
+pub(crate) fn git(fx: &Fixture, args: &[&str]) -> String {
+    let mut cmd = git_command();
+    cmd.args(args);
     clean_env(&mut cmd, fx);
     let out = cmd.output().expect("git runs");
     assert!(
